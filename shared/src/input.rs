@@ -1,0 +1,246 @@
+//! The public input contract (camelCase JSON typed into the Step Functions console) and its
+//! resolution into a fully defaulted, validated [`Deployment`].
+//!
+//! Defaults, all derived from `deploymentName` (`<d>`):
+//! `amp.alias` = `<d>`, `writePolicyName` = `<d>-observability-write`,
+//! `grafana.workspaceName` = `<d>`, `grafana.roleName` = `<d>-grafana`,
+//! `grafana.readPolicyName` = `<d>-grafana-amp-read`, `grafana.version` = `10.4`,
+//! `grafana.authenticationProviders` = `["AWS_SSO"]`, `logs.groupName` = `/<d>/observability`,
+//! `logs.streamName` = `otel-collector`, `ssmPrefix` = `/o11y/<d>`; `region` = the function's region.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// Default Grafana version (the runbook's).
+pub const DEFAULT_GRAFANA_VERSION: &str = "10.4";
+/// Default CloudWatch log stream name.
+pub const DEFAULT_LOG_STREAM: &str = "otel-collector";
+/// The service-account name pattern the IRSA role is made to trust, inside the namespace.
+pub const SERVICE_ACCOUNT_PATTERN: &str = "observability-*";
+
+/// The raw input, exactly as users type it. Unknown fields are rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvisionInput {
+    /// Names this deployment; every default name derives from it.
+    pub deployment_name: String,
+    /// AWS region; defaults to the function's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Optional guard: the run fails unless the credentials are in this 12-digit account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The EKS cluster: its name, or its OIDC issuer URL (or both).
+    pub cluster: ClusterInput,
+    /// Kubernetes namespace whose `observability-*` service accounts get the IRSA role.
+    pub namespace: String,
+    /// Name of the existing IRSA role.
+    pub irsa_role_name: String,
+    /// Amazon Managed Prometheus settings.
+    #[serde(default)]
+    pub amp: AmpInput,
+    /// Name of the write policy attached to the IRSA role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_policy_name: Option<String>,
+    /// Amazon Managed Grafana settings.
+    #[serde(default)]
+    pub grafana: GrafanaInput,
+    /// CloudWatch Logs names rendered into the chart values.
+    #[serde(default)]
+    pub logs: LogsInput,
+    /// SSM Parameter Store prefix for the published outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_prefix: Option<String>,
+}
+
+/// `cluster`: at least one of `name` and `oidcIssuer`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterInput {
+    /// EKS cluster name (its OIDC issuer is read with `eks:DescribeCluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// OIDC issuer URL (`https://oidc.eks.<region>.amazonaws.com/id/<ID>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+}
+
+/// `amp`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AmpInput {
+    /// Workspace alias (1-100 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// `grafana`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrafanaInput {
+    /// Workspace name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_name: Option<String>,
+    /// Role the workspace assumes to read Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// Read policy attached to that role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_policy_name: Option<String>,
+    /// Grafana version, checked against `ListVersions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `AWS_SSO` and/or `SAML`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_providers: Option<Vec<String>>,
+}
+
+/// `logs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogsInput {
+    /// CloudWatch log group name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// CloudWatch log stream name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_name: Option<String>,
+}
+
+/// The validated deployment with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub name: String,
+    pub region: String,
+    pub partition: String,
+    pub expected_account_id: Option<String>,
+    pub cluster_name: Option<String>,
+    /// Normalised issuer URL (`https://...`, no trailing slash).
+    pub oidc_issuer: Option<String>,
+    pub namespace: String,
+    pub irsa_role_name: String,
+    pub amp_alias: String,
+    pub write_policy_name: String,
+    pub grafana_workspace_name: String,
+    pub grafana_role_name: String,
+    pub grafana_read_policy_name: String,
+    pub grafana_version: String,
+    pub grafana_authentication_providers: Vec<String>,
+    pub log_group_name: String,
+    pub log_stream_name: String,
+    /// No trailing slash.
+    pub ssm_prefix: String,
+}
+
+/// Parses raw JSON into [`ProvisionInput`]; a type error or unknown field becomes a
+/// `ValidationError` naming the JSON path of the field.
+pub fn parse_input(value: &serde_json::Value) -> Result<ProvisionInput> {
+    if !value.is_object() {
+        return Err(Error::validation("(input)", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize::<_, ProvisionInput>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde says "missing field `x`" at the parent path: name the field itself.
+        let field = match (inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()), path.as_str()) {
+            (Some(f), ".") => f.to_string(),
+            (Some(f), p) => format!("{p}.{f}"),
+            (None, p) if p == "." => "(input)".to_string(),
+            (None, p) => p.to_string(),
+        };
+        Error::validation(field, inner)
+    })
+}
+
+impl ProvisionInput {
+    /// Validates every field and fills in the defaults. `default_region` is the function's region.
+    pub fn resolve(&self, default_region: Option<&str>) -> Result<Deployment> {
+        let d = &self.deployment_name;
+        validate::deployment_name("deploymentName", d)?;
+
+        let region = match (&self.region, default_region) {
+            (Some(r), _) => r.clone(),
+            (None, Some(r)) => r.to_string(),
+            (None, None) => return Err(Error::validation("region", "required when the function has no default region")),
+        };
+        validate::region("region", &region)?;
+        if let Some(a) = &self.account_id {
+            validate::account_id("accountId", a)?;
+        }
+
+        if self.cluster.name.is_none() && self.cluster.oidc_issuer.is_none() {
+            return Err(Error::validation("cluster", "one of cluster.name or cluster.oidcIssuer is required"));
+        }
+        if let Some(n) = &self.cluster.name {
+            validate::eks_cluster_name("cluster.name", n)?;
+        }
+        let oidc_issuer = match &self.cluster.oidc_issuer {
+            Some(i) => Some(validate::oidc_issuer("cluster.oidcIssuer", i)?),
+            None => None,
+        };
+
+        validate::k8s_namespace("namespace", &self.namespace)?;
+        validate::iam_role_name("irsaRoleName", &self.irsa_role_name)?;
+
+        let amp_alias = self.amp.alias.clone().unwrap_or_else(|| d.clone());
+        validate::amp_alias("amp.alias", &amp_alias)?;
+
+        let write_policy_name = self.write_policy_name.clone().unwrap_or_else(|| format!("{d}-observability-write"));
+        validate::iam_policy_name("writePolicyName", &write_policy_name)?;
+
+        let g = &self.grafana;
+        let grafana_workspace_name = g.workspace_name.clone().unwrap_or_else(|| d.clone());
+        validate::grafana_workspace_name("grafana.workspaceName", &grafana_workspace_name)?;
+        let grafana_role_name = g.role_name.clone().unwrap_or_else(|| format!("{d}-grafana"));
+        validate::iam_role_name("grafana.roleName", &grafana_role_name)?;
+        let grafana_read_policy_name = g.read_policy_name.clone().unwrap_or_else(|| format!("{d}-grafana-amp-read"));
+        validate::iam_policy_name("grafana.readPolicyName", &grafana_read_policy_name)?;
+        let grafana_version = g.version.clone().unwrap_or_else(|| DEFAULT_GRAFANA_VERSION.to_string());
+        validate::grafana_version("grafana.version", &grafana_version)?;
+        let providers = g.authentication_providers.clone().unwrap_or_else(|| vec!["AWS_SSO".to_string()]);
+        let grafana_authentication_providers =
+            validate::authentication_providers("grafana.authenticationProviders", &providers)?;
+        if grafana_role_name == self.irsa_role_name {
+            return Err(Error::validation("grafana.roleName", "must differ from irsaRoleName"));
+        }
+        if grafana_read_policy_name == write_policy_name {
+            return Err(Error::validation("grafana.readPolicyName", "must differ from writePolicyName"));
+        }
+
+        let log_group_name = self.logs.group_name.clone().unwrap_or_else(|| format!("/{d}/observability"));
+        validate::log_group_name("logs.groupName", &log_group_name)?;
+        let log_stream_name = self.logs.stream_name.clone().unwrap_or_else(|| DEFAULT_LOG_STREAM.to_string());
+        validate::log_stream_name("logs.streamName", &log_stream_name)?;
+
+        let ssm_prefix = validate::ssm_prefix("ssmPrefix", self.ssm_prefix.as_deref().unwrap_or(&format!("/o11y/{d}")))?;
+
+        Ok(Deployment {
+            name: d.clone(),
+            partition: crate::names::partition(&region).to_string(),
+            region,
+            expected_account_id: self.account_id.clone(),
+            cluster_name: self.cluster.name.clone(),
+            oidc_issuer,
+            namespace: self.namespace.clone(),
+            irsa_role_name: self.irsa_role_name.clone(),
+            amp_alias,
+            write_policy_name,
+            grafana_workspace_name,
+            grafana_role_name,
+            grafana_read_policy_name,
+            grafana_version,
+            grafana_authentication_providers,
+            log_group_name,
+            log_stream_name,
+            ssm_prefix,
+        })
+    }
+}
+
+/// Parses and resolves in one go.
+pub fn resolve(value: &serde_json::Value, default_region: Option<&str>) -> Result<Deployment> {
+    parse_input(value)?.resolve(default_region)
+}

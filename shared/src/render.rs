@@ -1,0 +1,1 @@
+//! Helm values rendering. (Stub: being written.)

@@ -1,0 +1,1 @@
+//! The IRSA trust merge. (Stub: being written.)
