@@ -1,1 +1,76 @@
-//! (being written)
+//! AWS clients, built once per cold start from one `aws_config::SdkConfig`. Endpoints come from
+//! the standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables, so the same binary
+//! runs against AWS and against the local stack.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The service clients every step uses.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    conf: SdkConfig,
+    pub iam: aws_sdk_iam::Client,
+    pub amp: aws_sdk_amp::Client,
+    pub grafana: aws_sdk_grafana::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub eks: aws_sdk_eks::Client,
+}
+
+impl Clients {
+    /// Loads the standard configuration chain (environment, profile, container/instance role).
+    pub async fn from_env() -> Self {
+        let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::new(&conf)
+    }
+
+    /// Builds every client from one configuration.
+    pub fn new(conf: &SdkConfig) -> Self {
+        Self {
+            conf: conf.clone(),
+            iam: aws_sdk_iam::Client::new(conf),
+            amp: aws_sdk_amp::Client::new(conf),
+            grafana: aws_sdk_grafana::Client::new(conf),
+            ssm: aws_sdk_ssm::Client::new(conf),
+            sts: aws_sdk_sts::Client::new(conf),
+            eks: aws_sdk_eks::Client::new(conf),
+        }
+    }
+
+    /// Replaces the Grafana client (the local stack points it at the Grafana emulator).
+    pub fn with_grafana(mut self, grafana: aws_sdk_grafana::Client) -> Self {
+        self.grafana = grafana;
+        self
+    }
+
+    /// The configured region, used when the input names none.
+    pub fn region(&self) -> Option<&str> {
+        self.conf.region().map(|r| r.as_ref())
+    }
+
+    /// The shared configuration.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.conf
+    }
+
+    /// Clients for the deployment's region: the same clients when it is the configured region,
+    /// regional clients rebuilt from the same configuration otherwise (IAM and STS stay global).
+    pub fn for_region(&self, region: &str) -> Self {
+        if self.region() == Some(region) {
+            return self.clone();
+        }
+        let r = Region::new(region.to_string());
+        Self {
+            conf: self.conf.clone(),
+            iam: self.iam.clone(),
+            sts: self.sts.clone(),
+            amp: aws_sdk_amp::Client::from_conf(
+                aws_sdk_amp::config::Builder::from(&self.conf).region(r.clone()).build(),
+            ),
+            grafana: aws_sdk_grafana::Client::from_conf(self.grafana.config().to_builder().region(r.clone()).build()),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&self.conf).region(r.clone()).build(),
+            ),
+            eks: aws_sdk_eks::Client::from_conf(aws_sdk_eks::config::Builder::from(&self.conf).region(r).build()),
+        }
+    }
+}

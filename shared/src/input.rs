@@ -39,16 +39,16 @@ pub struct ProvisionInput {
     /// Name of the existing IRSA role.
     pub irsa_role_name: String,
     /// Amazon Managed Prometheus settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub amp: AmpInput,
     /// Name of the write policy attached to the IRSA role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_policy_name: Option<String>,
     /// Amazon Managed Grafana settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub grafana: GrafanaInput,
     /// CloudWatch Logs names rendered into the chart values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub logs: LogsInput,
     /// SSM Parameter Store prefix for the published outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,24 +135,140 @@ pub struct Deployment {
     pub ssm_prefix: String,
 }
 
-/// Parses raw JSON into [`ProvisionInput`]; a type error or unknown field becomes a
-/// `ValidationError` naming the JSON path of the field.
+/// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
+/// a `ValidationError` whose `field` is the JSON path (`grafana.foo`, `cluster.name`,
+/// `grafana.authenticationProviders[1]`) and whose rule never echoes a value raw or at length.
+/// `null` counts as absent for every optional field and section.
 pub fn parse_input(value: &serde_json::Value) -> Result<ProvisionInput> {
     if !value.is_object() {
-        return Err(Error::validation("(input)", "must be a JSON object"));
+        return Err(Error::validation("(input)", format!("must be a JSON object (got {})", json_kind(value))));
+    }
+    // serde would read a struct from a positional array (`"cluster": ["dr-eks"]`): refuse that shape.
+    for section in ["cluster", "amp", "grafana", "logs"] {
+        if value.get(section).is_some_and(serde_json::Value::is_array) {
+            return Err(Error::validation(section, "must be an object (got an array)"));
+        }
     }
     serde_path_to_error::deserialize::<_, ProvisionInput>(value).map_err(|e| {
-        let path = e.path().to_string();
+        let (mut field, last_key) = field_path(e.path());
         let inner = e.into_inner().to_string();
-        // serde says "missing field `x`" at the parent path: name the field itself.
-        let field = match (inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()), path.as_str()) {
-            (Some(f), ".") => f.to_string(),
-            (Some(f), p) => format!("{p}.{f}"),
-            (None, p) if p == "." => "(input)".to_string(),
-            (None, p) => p.to_string(),
+        let rule = if let Some(missing) = inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+            // serde says "missing field `x`" at the parent path: name the field itself.
+            field = if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") };
+            "is required".to_string()
+        } else if let (true, Some(key)) = (inner.starts_with("unknown field `"), &last_key) {
+            // The path ends with the unknown key itself; serde lists the accepted ones.
+            let expected = inner
+                .strip_prefix(&format!("unknown field `{key}`, expected "))
+                .map(|x| format!("; expected {x}"))
+                .unwrap_or_default();
+            format!("is not a known field{expected} (got {})", validate::shown(key))
+        } else {
+            describe_serde_error(&inner)
         };
-        Error::validation(field, inner)
+        if field.is_empty() {
+            field = "(input)".to_string();
+        }
+        Error::validation(field, rule)
     })
+}
+
+/// A map key that can appear in a field path as is.
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The JSON path as `a.b[2].c`, and the raw last key. The path stops before the first key that is
+/// not a plain name (only an unknown key typed by the user can be one: it could be huge or hold
+/// control characters); messages show that key escaped instead.
+fn field_path(path: &serde_path_to_error::Path) -> (String, Option<String>) {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    let mut last_key = None;
+    let mut cut = false;
+    for segment in path.iter() {
+        last_key = None;
+        if cut {
+            continue;
+        }
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                last_key = Some(key.clone());
+                if !is_plain_key(key) {
+                    cut = true;
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    (out, last_key)
+}
+
+/// Rewrites serde's `invalid type: <what>, expected <type>` into a rule without Rust type names
+/// and with the offending value clipped; any other message is clipped and escaped.
+fn describe_serde_error(msg: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            if let Some(i) = rest.rfind(", expected ") {
+                let (got, expected) = (&rest[..i], &rest[i + ", expected ".len()..]);
+                let expected = match expected {
+                    e if e.starts_with("struct ") => "an object",
+                    "a sequence" => "an array",
+                    e => e,
+                };
+                let got = match got {
+                    "map" => "an object".to_string(),
+                    "sequence" => "an array".to_string(),
+                    g => clip(g, validate::SHOWN_MAX_CHARS + 16),
+                };
+                return format!("must be {expected} (got {got})");
+            }
+        }
+    }
+    clip(&msg.escape_debug().to_string(), 200)
+}
+
+/// At most `max` characters of `s`, with `…` when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// "an array", "a string"...: what a JSON value is, for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Deserializes an optional section: absent or `null` both give the default.
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ProvisionInput {
@@ -164,7 +280,9 @@ impl ProvisionInput {
         let region = match (&self.region, default_region) {
             (Some(r), _) => r.clone(),
             (None, Some(r)) => r.to_string(),
-            (None, None) => return Err(Error::validation("region", "required when the function has no default region")),
+            (None, None) => {
+                return Err(Error::validation("region", "required when the function has no default region"))
+            }
         };
         validate::region("region", &region)?;
         if let Some(a) = &self.account_id {
@@ -203,11 +321,24 @@ impl ProvisionInput {
         let providers = g.authentication_providers.clone().unwrap_or_else(|| vec!["AWS_SSO".to_string()]);
         let grafana_authentication_providers =
             validate::authentication_providers("grafana.authenticationProviders", &providers)?;
-        if grafana_role_name == self.irsa_role_name {
-            return Err(Error::validation("grafana.roleName", "must differ from irsaRoleName"));
+        // IAM names are unique case-insensitively: `Foo` and `foo` are the same role.
+        if grafana_role_name.eq_ignore_ascii_case(&self.irsa_role_name) {
+            return Err(Error::validation(
+                "grafana.roleName",
+                format!(
+                    "must differ from irsaRoleName (IAM role names are case-insensitive) (got {})",
+                    validate::shown(&grafana_role_name)
+                ),
+            ));
         }
-        if grafana_read_policy_name == write_policy_name {
-            return Err(Error::validation("grafana.readPolicyName", "must differ from writePolicyName"));
+        if grafana_read_policy_name.eq_ignore_ascii_case(&write_policy_name) {
+            return Err(Error::validation(
+                "grafana.readPolicyName",
+                format!(
+                    "must differ from writePolicyName (IAM policy names are case-insensitive) (got {})",
+                    validate::shown(&grafana_read_policy_name)
+                ),
+            ));
         }
 
         let log_group_name = self.logs.group_name.clone().unwrap_or_else(|| format!("/{d}/observability"));
@@ -215,7 +346,8 @@ impl ProvisionInput {
         let log_stream_name = self.logs.stream_name.clone().unwrap_or_else(|| DEFAULT_LOG_STREAM.to_string());
         validate::log_stream_name("logs.streamName", &log_stream_name)?;
 
-        let ssm_prefix = validate::ssm_prefix("ssmPrefix", self.ssm_prefix.as_deref().unwrap_or(&format!("/o11y/{d}")))?;
+        let ssm_prefix =
+            validate::ssm_prefix("ssmPrefix", self.ssm_prefix.as_deref().unwrap_or(&format!("/o11y/{d}")))?;
 
         Ok(Deployment {
             name: d.clone(),

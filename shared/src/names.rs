@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(partition("cn-north-1"), "aws-cn");
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         assert_eq!(partition("eu-west-1"), "aws");
-        assert_eq!(issuer_host_path("https://oidc.eks.us-east-1.amazonaws.com/id/AB/"), "oidc.eks.us-east-1.amazonaws.com/id/AB");
+        assert_eq!(
+            issuer_host_path("https://oidc.eks.us-east-1.amazonaws.com/id/AB/"),
+            "oidc.eks.us-east-1.amazonaws.com/id/AB"
+        );
         assert_eq!(
             oidc_provider_arn("aws", "1", "oidc.eks.us-east-1.amazonaws.com/id/AB"),
             "arn:aws:iam::1:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/AB"

@@ -1,1 +1,151 @@
-//! (being written)
+//! The document that flows through the state machine: the raw input plus each step's output.
+//! Each Lambda receives the whole state and returns only its own output, which the state machine
+//! stores under the step's key (`ResultPath`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The accumulated state of one execution.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionState {
+    /// The raw input, re-validated by every step.
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irsa_trust: Option<IrsaTrustOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amp_workspace: Option<AmpWorkspaceOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_policy: Option<PolicyOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_role: Option<GrafanaRoleOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_workspace: Option<GrafanaWorkspaceOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputContract>,
+}
+
+impl ProvisionState {
+    /// A fresh state for `input`.
+    pub fn new(input: Value) -> Self {
+        Self { input, ..Self::default() }
+    }
+}
+
+/// Returns the output of an earlier step, or an `InternalError` naming it.
+pub fn require<'a, T>(value: &'a Option<T>, step: &str) -> Result<&'a T> {
+    value.as_ref().ok_or_else(|| Error::Internal(format!("the {step} step's output is missing from the state")))
+}
+
+/// preflight: who and where we are, and the cluster's identity provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightOutput {
+    pub account_id: String,
+    pub region: String,
+    pub partition: String,
+    pub oidc_issuer: String,
+    pub oidc_provider_arn: String,
+    pub irsa_role_arn: String,
+}
+
+/// irsa-trust: what the trust policy holds for us.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IrsaTrustOutput {
+    pub role_arn: String,
+    /// True when this run changed the trust policy.
+    pub changed: bool,
+    /// The statement we own in the trust policy (ours by its Sid), exactly as added; `None` when
+    /// the existing trust already admitted our service accounts and nothing was added.
+    pub added_statement: Option<Value>,
+    pub warnings: Vec<String>,
+}
+
+/// amp-workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmpWorkspaceOutput {
+    pub workspace_id: String,
+    pub arn: String,
+    pub alias: String,
+    pub status: String,
+    pub prometheus_endpoint: String,
+    pub remote_write_url: String,
+    /// Found, not created by us: never deleted by us.
+    pub adopted: bool,
+    /// Created by this run.
+    pub created: bool,
+}
+
+/// A managed policy we converge and attach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyOutput {
+    pub policy_arn: String,
+    pub policy_name: String,
+    pub default_version_id: String,
+    pub adopted: bool,
+    pub created: bool,
+    /// A new default version was created by this run.
+    pub version_created: bool,
+    /// The version deleted to stay within the 5-version limit, if any.
+    pub version_pruned: Option<String>,
+    /// Attached by this run.
+    pub attached: bool,
+}
+
+/// grafana-role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaRoleOutput {
+    pub role_arn: String,
+    pub role_name: String,
+    pub adopted: bool,
+    pub created: bool,
+    pub trust_updated: bool,
+    pub read_policy: PolicyOutput,
+}
+
+/// grafana-workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaWorkspaceOutput {
+    pub workspace_id: String,
+    pub arn: String,
+    pub name: String,
+    pub status: String,
+    pub endpoint: String,
+    pub url: String,
+    pub grafana_version: String,
+    pub adopted: bool,
+    pub created: bool,
+    pub updated: bool,
+}
+
+/// The workflow's output contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputContract {
+    pub deployment_name: String,
+    pub account_id: String,
+    pub region: String,
+    pub irsa_role_arn: String,
+    pub amp_workspace_id: String,
+    pub amp_workspace_arn: String,
+    pub prometheus_endpoint: String,
+    pub remote_write_url: String,
+    pub write_policy_arn: String,
+    pub grafana_role_arn: String,
+    pub read_policy_arn: String,
+    pub grafana_workspace_id: String,
+    pub grafana_url: String,
+    pub helm_values_parameter: String,
+    /// Resources found rather than created (`ampWorkspace`, `writePolicy`, `grafanaRole`,
+    /// `readPolicy`, `grafanaWorkspace`): a later delete never removes them.
+    pub adopted: Vec<String>,
+}

@@ -1,0 +1,167 @@
+//! grafana-role: the role Managed Grafana assumes (trusted by `grafana.amazonaws.com` with the
+//! `aws:SourceAccount` / `aws:SourceArn` confused-deputy conditions) and its read policy on the
+//! workspace, attached.
+
+use serde_json::Value;
+
+use crate::error::{from_sdk, has_code, Error, Result};
+use crate::policy;
+use crate::state::{require, GrafanaRoleOutput, ProvisionState};
+use crate::steps::{iam_util, Ctx};
+
+/// Description of the role (the runbook's).
+pub const ROLE_DESCRIPTION: &str =
+    "IAM role for Amazon Managed Grafana to read metrics from Amazon Managed Prometheus.";
+/// Description of the read policy (the runbook's).
+pub const READ_POLICY_DESCRIPTION: &str = "IAM policy for reading Prometheus workspace";
+
+/// Converges the Grafana role, its trust policy and its read policy.
+pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput> {
+    let pre = require(&state.preflight, "preflight")?;
+    let amp = require(&state.amp_workspace, "amp-workspace")?;
+    let d = &ctx.deployment;
+    let iam = &ctx.clients.iam;
+    let desired = policy::grafana_trust_policy(&d.partition, &d.region, &pre.account_id);
+    policy::check_trust_policy_size(&d.grafana_role_name, &desired)?;
+
+    let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
+        Ok(out) => out.role().cloned(),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+        Err(e) => return Err(from_sdk("iam:GetRole", e)),
+    };
+    let (role_arn, adopted, created, trust_updated) = match live {
+        None => {
+            let out = iam
+                .create_role()
+                .role_name(&d.grafana_role_name)
+                .assume_role_policy_document(policy::to_compact(&desired))
+                .description(ROLE_DESCRIPTION)
+                .set_tags(Some(iam_util::iam_tags(ctx)?))
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:CreateRole", e))?;
+            let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
+            tracing::info!(role = %d.grafana_role_name, "Grafana role created");
+            (arn, false, true, false)
+        }
+        Some(role) => {
+            let owned = iam_util::role_owned(ctx, &d.grafana_role_name).await?;
+            let current = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;
+            let target = converge_trust(&current, &desired, owned);
+            let updated = match target {
+                Some(doc) => {
+                    policy::check_trust_policy_size(&d.grafana_role_name, &doc)?;
+                    iam.update_assume_role_policy()
+                        .role_name(&d.grafana_role_name)
+                        .policy_document(policy::to_compact(&doc))
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))?;
+                    tracing::info!(role = %d.grafana_role_name, owned, "Grafana role trust converged");
+                    true
+                }
+                None => false,
+            };
+            (role.arn().to_string(), !owned, false, updated)
+        }
+    };
+
+    let doc = policy::read_policy(&amp.arn);
+    let mut read_policy = iam_util::ensure_managed_policy(
+        ctx,
+        &pre.account_id,
+        &d.grafana_read_policy_name,
+        READ_POLICY_DESCRIPTION,
+        &doc,
+    )
+    .await?;
+    read_policy.attached = iam_util::ensure_attached(ctx, &d.grafana_role_name, &read_policy.policy_arn).await?;
+    Ok(GrafanaRoleOutput {
+        role_arn,
+        role_name: d.grafana_role_name.clone(),
+        adopted,
+        created,
+        trust_updated,
+        read_policy,
+    })
+}
+
+/// The trust document to write, or `None` when the live one is fine. A role we own is set to the
+/// desired document; an adopted role keeps its statements and gains ours only when missing.
+pub fn converge_trust(current: &Value, desired: &Value, owned: bool) -> Option<Value> {
+    if policy::equivalent(current, desired) {
+        return None;
+    }
+    if owned {
+        return Some(desired.clone());
+    }
+    let ours: Vec<Value> = statements(desired);
+    let mut theirs: Vec<Value> = statements(current);
+    let missing: Vec<Value> =
+        ours.into_iter().filter(|s| !theirs.iter().any(|t| policy::equivalent(&single(t), &single(s)))).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    theirs.extend(missing);
+    let mut doc = current.clone();
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("Statement".into(), Value::Array(theirs));
+        obj.entry("Version").or_insert_with(|| Value::String("2012-10-17".into()));
+    }
+    Some(doc)
+}
+
+fn statements(doc: &Value) -> Vec<Value> {
+    match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(s @ Value::Object(_)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn single(statement: &Value) -> Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// Maps a Grafana error caused by a role IAM has not propagated yet.
+pub fn is_propagation_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("role") && (m.contains("assume") || m.contains("not authorized") || m.contains("invalid"))
+}
+
+/// `Error::IamPropagation` for a role created moments ago.
+pub fn propagation_error(role: &str, message: &str) -> Error {
+    Error::IamPropagation(format!("the Grafana role {role} is not usable yet (IAM propagation): {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn desired() -> Value {
+        policy::grafana_trust_policy("aws", "us-east-1", "123456789012")
+    }
+
+    #[test]
+    fn owned_role_is_reset_to_desired() {
+        let drifted = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]});
+        assert_eq!(converge_trust(&drifted, &desired(), true), Some(desired()));
+    }
+
+    #[test]
+    fn adopted_role_keeps_its_statements_and_gains_ours() {
+        let theirs = json!({"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}});
+        let out = converge_trust(&theirs, &desired(), false).expect("must change");
+        let st = out["Statement"].as_array().expect("array");
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0]["Principal"]["Service"], "ec2.amazonaws.com");
+        assert!(converge_trust(&out, &desired(), false).is_none(), "second run changes nothing");
+    }
+
+    #[test]
+    fn equal_document_is_left_alone() {
+        assert!(converge_trust(&desired(), &desired(), true).is_none());
+        assert!(converge_trust(&desired(), &desired(), false).is_none());
+    }
+}

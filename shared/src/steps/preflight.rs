@@ -1,0 +1,95 @@
+//! preflight: the account (STS), the cluster's OIDC issuer (input or `eks:DescribeCluster`), and
+//! checks that the IAM OIDC provider and the IRSA role exist. Read-only.
+
+use crate::error::{from_sdk, has_code, Error, Result};
+use crate::names;
+use crate::state::{PreflightOutput, ProvisionState};
+use crate::steps::Ctx;
+
+/// Runs the preflight checks.
+pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> {
+    let d = &ctx.deployment;
+    let c = &ctx.clients;
+
+    let identity = c.sts.get_caller_identity().send().await.map_err(|e| from_sdk("sts:GetCallerIdentity", e))?;
+    let account_id = identity.account().unwrap_or_default().to_string();
+    if let Some(expected) = &d.expected_account_id {
+        if expected != &account_id {
+            return Err(Error::Precondition(format!(
+                "accountId: the input expects account {expected} but the credentials are in account {account_id}"
+            )));
+        }
+    }
+
+    let oidc_issuer = match (&d.oidc_issuer, &d.cluster_name) {
+        (Some(issuer), None) => issuer.clone(),
+        (issuer, Some(cluster)) => {
+            let live = cluster_issuer(ctx, cluster).await?;
+            if let Some(given) = issuer {
+                if names::issuer_host_path(given) != names::issuer_host_path(&live) {
+                    return Err(Error::validation(
+                        "cluster.oidcIssuer",
+                        format!("does not match the issuer of EKS cluster {cluster:?} ({live})"),
+                    ));
+                }
+            }
+            live
+        }
+        (None, None) => {
+            return Err(Error::validation("cluster", "one of cluster.name or cluster.oidcIssuer is required"))
+        }
+    };
+
+    let host_path = names::issuer_host_path(&oidc_issuer);
+    let oidc_provider_arn = names::oidc_provider_arn(&d.partition, &account_id, host_path);
+    match c.iam.get_open_id_connect_provider().open_id_connect_provider_arn(&oidc_provider_arn).send().await {
+        Ok(_) => {}
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => {
+            return Err(Error::Precondition(format!(
+                "the IAM OIDC provider for {oidc_issuer} does not exist ({oidc_provider_arn}): it must be configured first \
+                 (for example `eksctl utils associate-iam-oidc-provider --cluster <name> --approve`)"
+            )))
+        }
+        Err(e) => return Err(from_sdk("iam:GetOpenIDConnectProvider", e)),
+    }
+
+    let irsa_role_arn = match c.iam.get_role().role_name(&d.irsa_role_name).send().await {
+        Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => {
+            return Err(Error::Precondition(format!(
+                "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide)",
+                d.irsa_role_name
+            )))
+        }
+        Err(e) => return Err(from_sdk("iam:GetRole", e)),
+    };
+
+    Ok(PreflightOutput {
+        account_id,
+        region: d.region.clone(),
+        partition: d.partition.clone(),
+        oidc_issuer,
+        oidc_provider_arn,
+        irsa_role_arn,
+    })
+}
+
+async fn cluster_issuer(ctx: &Ctx, cluster: &str) -> Result<String> {
+    let out = match ctx.clients.eks.describe_cluster().name(cluster).send().await {
+        Ok(out) => out,
+        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {
+            return Err(Error::Precondition(format!(
+                "cluster.name: EKS cluster {cluster:?} not found in {}",
+                ctx.deployment.region
+            )))
+        }
+        Err(e) => return Err(from_sdk("eks:DescribeCluster", e)),
+    };
+    out.cluster()
+        .and_then(|c| c.identity())
+        .and_then(|i| i.oidc())
+        .and_then(|o| o.issuer())
+        .map(|s| s.trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Precondition(format!("EKS cluster {cluster:?} has no OIDC issuer")))
+}
