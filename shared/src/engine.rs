@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::error::{Error, Result};
-use crate::state::{require, ProvisionState};
+use crate::poll::{PollPolicy, Resource};
+use crate::state::{require, Poll, ProvisionState};
 use crate::steps::{self, Ctx};
 
 /// Every step, in execution order, plus the two status checks of the wait loops.
@@ -82,7 +83,11 @@ pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> 
     match step {
         Step::Preflight => to_json(&steps::preflight::run(&ctx, state).await?),
         Step::IrsaTrust => to_json(&steps::irsa_trust::run(&ctx, state).await?),
-        Step::AmpWorkspace => to_json(&steps::amp_workspace::run(&ctx, state).await?),
+        Step::AmpWorkspace => {
+            let mut out = steps::amp_workspace::run(&ctx, state).await?;
+            out.poll = next_poll(Resource::Amp, None, &out.workspace_id, &out.status)?;
+            to_json(&out)
+        }
         Step::AmpStatus => {
             let prev = require(&state.amp_workspace, "amp-workspace")?;
             let mut now = steps::amp_workspace::describe(&ctx, &prev.workspace_id).await?;
@@ -91,11 +96,16 @@ pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> 
             if steps::amp_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("AMP workspace {} is {}", now.workspace_id, now.status)));
             }
+            now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
         }
         Step::WritePolicy => to_json(&steps::write_policy::run(&ctx, state).await?),
         Step::GrafanaRole => to_json(&steps::grafana_role::run(&ctx, state).await?),
-        Step::GrafanaWorkspace => to_json(&steps::grafana_workspace::run(&ctx, state).await?),
+        Step::GrafanaWorkspace => {
+            let mut out = steps::grafana_workspace::run(&ctx, state).await?;
+            out.poll = next_poll(Resource::Grafana, None, &out.workspace_id, &out.status)?;
+            to_json(&out)
+        }
         Step::GrafanaStatus => {
             let pre = require(&state.preflight, "preflight")?;
             let prev = require(&state.grafana_workspace, "grafana-workspace")?;
@@ -105,10 +115,19 @@ pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> 
             if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
             }
+            now.poll = next_poll(Resource::Grafana, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
         }
         Step::Publish => to_json(&steps::publish::run(&ctx, state).await?),
     }
+}
+
+/// `None` once ACTIVE; otherwise when to look again.
+fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> Result<Option<Poll>> {
+    if status == "ACTIVE" {
+        return Ok(None);
+    }
+    PollPolicy::from_env(resource).next(prev, id, status).map(Some)
 }
 
 /// Stores a step's output in the state, as the state machine's `ResultPath` does.

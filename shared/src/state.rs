@@ -80,6 +80,21 @@ pub struct AmpWorkspaceOutput {
     pub adopted: bool,
     /// Created by this run.
     pub created: bool,
+    /// While not ACTIVE: when to look again (the state machine's Wait reads `poll.waitSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+}
+
+/// The wait loop's progress: growing intervals, bounded total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Poll {
+    /// Status checks done so far.
+    pub attempt: u32,
+    /// Seconds to wait before the next check.
+    pub wait_seconds: u64,
+    /// Seconds waited so far, including `wait_seconds`.
+    pub waited_seconds: u64,
 }
 
 /// A managed policy we converge and attach.
@@ -125,6 +140,9 @@ pub struct GrafanaWorkspaceOutput {
     pub adopted: bool,
     pub created: bool,
     pub updated: bool,
+    /// While not ACTIVE: when to look again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
 }
 
 /// The workflow's output contract.

@@ -49,6 +49,17 @@ impl Server {
     /// Starts `args` (run by the venv's Python) under the watchdog and waits until `ready_path`
     /// answers HTTP on `port`.
     pub fn start(name: &'static str, port: u16, args: &[String], ready_path: &str) -> Server {
+        Self::start_with_env(name, port, args, &[], ready_path)
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(
+        name: &'static str,
+        port: u16,
+        args: &[String],
+        envs: &[(String, String)],
+        ready_path: &str,
+    ) -> Server {
         let py = python();
         assert!(
             py.exists(),
@@ -62,6 +73,7 @@ impl Server {
             .arg(std::process::id().to_string())
             .arg("--")
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("O11Y_SERVER_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() })
@@ -224,3 +236,5 @@ pub async fn unreachable_clients() -> Clients {
 }
 
 pub mod seed;
+pub mod sfn;
+pub mod stack;

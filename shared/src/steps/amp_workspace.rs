@@ -86,6 +86,7 @@ pub async fn describe(ctx: &Ctx, workspace_id: &str) -> Result<AmpWorkspaceOutpu
         prometheus_endpoint,
         adopted: false,
         created: false,
+        poll: None,
     })
 }
 

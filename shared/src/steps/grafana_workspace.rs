@@ -125,6 +125,7 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
         adopted: !owned,
         created: false,
         updated: false,
+        poll: None,
     })
 }
 

@@ -1,0 +1,79 @@
+//! What every Lambda binary runs: JSON tracing, the handler over one [`Step`], and the mapping of
+//! engine errors to Lambda's `Diagnostic`, whose `errorType` is the stable error name that the
+//! state machine's `Retry`/`Catch` match.
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use crate::aws::Clients;
+use crate::engine::{self, Step};
+use crate::error::Error;
+use crate::state::ProvisionState;
+
+/// JSON logs on stdout (CloudWatch), level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`, default info.
+pub fn init_tracing() {
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .unwrap_or_else(|_| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_current_span(false)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// The Lambda error for an engine error: `errorType` = [`Error::name`], message prefixed with
+/// the step so that a failed execution says where it failed.
+pub fn diagnostic(step: Step, err: &Error) -> Diagnostic {
+    Diagnostic { error_type: err.name().to_string(), error_message: format!("{}: {err}", step.name()) }
+}
+
+/// Reads the state the state machine passes in.
+pub fn parse_state(payload: Value) -> Result<ProvisionState, Error> {
+    if !payload.get("input").is_some_and(Value::is_object) {
+        return Err(Error::validation("input", "the execution input must be a JSON object (the input contract)"));
+    }
+    serde_json::from_value(payload)
+        .map_err(|e| Error::Internal(format!("the state passed between steps is malformed: {e}")))
+}
+
+/// The handler of the Lambda for `step`: runs the step over the state and returns its output.
+pub async fn handler(step: Step, clients: &Clients, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let result = match parse_state(event.payload) {
+        Ok(state) => engine::run_step(step, clients, &state).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| {
+        tracing::error!(step = step.name(), error = e.name(), message = %e, "step failed");
+        diagnostic(step, &e)
+    })
+}
+
+/// Builds the clients once per cold start and serves `step` on the Lambda runtime API.
+pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let clients = Clients::from_env().await;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| handler(step, &clients, event))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_carries_the_stable_name_and_the_step() {
+        let d = diagnostic(Step::IrsaTrust, &Error::validation("namespace", "must be a label"));
+        assert_eq!(d.error_type, "ValidationError");
+        assert_eq!(d.error_message, "irsa-trust: namespace: must be a label");
+    }
+
+    #[test]
+    fn a_state_without_input_is_a_validation_error() {
+        let e = parse_state(serde_json::json!({"deploymentName": "x"})).unwrap_err();
+        assert_eq!(e.name(), "ValidationError");
+        assert!(parse_state(serde_json::json!({"input": {"deploymentName": "x"}})).is_ok());
+    }
+}

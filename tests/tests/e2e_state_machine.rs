@@ -1,0 +1,172 @@
+//! End to end: the real `statemachine/provision.asl.json` executed by moto's Step Functions
+//! interpreter, invoking the real function binaries through the router, against moto and the
+//! Grafana emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
+
+use o11y_shared::policy;
+use o11y_tests::seed;
+use o11y_tests::stack::{FullStack, StackOptions};
+use serde_json::{json, Value};
+
+fn minimal() -> Value {
+    json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa"})
+}
+
+async fn ssm_map(clients: &o11y_shared::aws::Clients, prefix: &str) -> Vec<(String, String, i64)> {
+    let mut v = Vec::new();
+    let mut pages = clients.ssm.get_parameters_by_path().path(prefix).recursive(true).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for p in page.unwrap().parameters() {
+            v.push((p.name().unwrap().to_string(), p.value().unwrap().to_string(), p.version()));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_create_then_a_second_execution_with_zero_writes() {
+    // GIVEN the local stack with a seeded cluster, OIDC provider and IRSA role
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+
+    // WHEN the state machine runs the minimal input
+    let first = stack.execute(&sm, "create-1", &minimal()).await;
+
+    // THEN it succeeds and its output is the output contract, matching the live resources
+    assert_eq!(first.status, "SUCCEEDED", "{first:?}");
+    let out = first.output.clone().unwrap();
+    for key in [
+        "deploymentName",
+        "accountId",
+        "region",
+        "irsaRoleArn",
+        "ampWorkspaceId",
+        "ampWorkspaceArn",
+        "prometheusEndpoint",
+        "remoteWriteUrl",
+        "writePolicyArn",
+        "grafanaRoleArn",
+        "readPolicyArn",
+        "grafanaWorkspaceId",
+        "grafanaUrl",
+        "helmValuesParameter",
+    ] {
+        assert!(out[key].as_str().is_some_and(|s| !s.is_empty()), "{key} missing in {out:#}");
+    }
+    assert_eq!(out["irsaRoleArn"], seeded.irsa_role_arn);
+    let ws =
+        clients.amp.describe_workspace().workspace_id(out["ampWorkspaceId"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(ws.workspace().unwrap().arn(), out["ampWorkspaceArn"]);
+    let g = clients
+        .grafana
+        .describe_workspace()
+        .workspace_id(out["grafanaWorkspaceId"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let g = g.workspace().unwrap();
+    assert_eq!(g.status().as_str(), "ACTIVE");
+    assert_eq!(g.workspace_role_arn(), out["grafanaRoleArn"].as_str());
+    assert_eq!(out["grafanaUrl"], format!("https://{}", g.endpoint()));
+    let params = ssm_map(&clients, "/o11y/dr-prod").await;
+    assert_eq!(params.len(), 11);
+    for (leaf, key) in [
+        ("irsa-role-arn", "irsaRoleArn"),
+        ("amp-workspace-id", "ampWorkspaceId"),
+        ("amp-workspace-arn", "ampWorkspaceArn"),
+        ("prometheus-endpoint", "prometheusEndpoint"),
+        ("remote-write-url", "remoteWriteUrl"),
+        ("write-policy-arn", "writePolicyArn"),
+        ("grafana-role-arn", "grafanaRoleArn"),
+        ("read-policy-arn", "readPolicyArn"),
+        ("grafana-workspace-id", "grafanaWorkspaceId"),
+        ("grafana-url", "grafanaUrl"),
+    ] {
+        let p = params.iter().find(|p| p.0 == format!("/o11y/dr-prod/{leaf}")).unwrap();
+        assert_eq!(p.1, out[key].as_str().unwrap(), "{leaf}");
+    }
+    let trust = clients.iam.get_role().role_name("dr-core-irsa").send().await.unwrap();
+    let trust = policy::decode_document(trust.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    assert_eq!(trust["Statement"].as_array().unwrap().len(), 2);
+
+    // WHEN it runs again on the converged state
+    stack.reset_requests();
+    let second = stack.execute(&sm, "create-2", &minimal()).await;
+
+    // THEN same outputs, no AWS write at all, no new resource or policy version
+    assert_eq!(second.status, "SUCCEEDED", "{second:?}");
+    assert_eq!(second.output, first.output);
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new(), "a converged re-run writes nothing");
+    assert_eq!(ssm_map(&clients, "/o11y/dr-prod").await, params);
+    let versions =
+        clients.iam.list_policy_versions().policy_arn(out["writePolicyArn"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(versions.versions().len(), 1);
+    assert_eq!(clients.amp.list_workspaces().send().await.unwrap().workspaces().len(), 1);
+    assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_fails_with_validation_error_naming_the_field_and_zero_writes() {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    stack.reset_requests();
+
+    let mut input = minimal();
+    input["namespace"] = json!("dr-core:*");
+    let out = stack.execute(&sm, "bad-namespace", &input).await;
+
+    assert_eq!(out.status, "FAILED");
+    assert_eq!(out.error.as_deref(), Some("ValidationError"));
+    let cause = out.cause.unwrap_or_default();
+    assert!(cause.contains("namespace") && cause.contains("preflight"), "{cause}");
+    assert_eq!(out.failed_state.as_deref(), Some("Preflight"));
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+    let invokes = stack.requests().into_iter().filter(|r| r["service"] == "lambda").count();
+    assert_eq!(invokes, 1, "ValidationError is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_fault_is_retried_and_the_execution_succeeds() {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    // GIVEN every AMP call throttled until the budget of injected faults is spent
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        r#"{"rate": 1.0, "seed": 7, "kinds": ["throttle"], "services": ["aps"], "max": 4}"#,
+    );
+    assert!(status < 300, "{status} {body}");
+
+    let out = stack.execute(&sm, "with-faults", &minimal()).await;
+
+    assert_eq!(out.status, "SUCCEEDED", "{out:?}");
+    let faults = stack.requests().into_iter().filter(|r| r.get("fault").is_some_and(|f| !f.is_null())).count();
+    assert_eq!(faults, 4, "every budgeted fault was injected");
+    // the SDK retries 3 attempts itself; the 4th fault reaches the state machine's Retry
+    let invokes = stack.requests().into_iter().filter(|r| r["function"] == "amp-workspace").count();
+    assert!(invokes >= 2, "the state machine retried the TransientError ({invokes} invocations)");
+    assert_eq!(clients.amp.list_workspaces().send().await.unwrap().workspaces().len(), 1, "no duplicate workspace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_slow_to_become_active_is_polled_by_the_wait_loop() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 3.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    stack.reset_requests();
+
+    let out = stack.execute(&sm, "slow-grafana", &minimal()).await;
+
+    assert_eq!(out.status, "SUCCEEDED", "{out:?}");
+    let polls = stack.requests().into_iter().filter(|r| r["function"] == "grafana-status").count();
+    assert!(polls >= 2, "the wait loop polled {polls} times");
+}
