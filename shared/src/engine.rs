@@ -1,5 +1,7 @@
 //! Step dispatch (one entry per Lambda) and the in-process runner that chains the steps the way
-//! the state machine does, waiting for ACTIVE with growing intervals and a bounded total.
+//! the state machine does. A step does what the input's `action` asks: `apply` converges its
+//! resource, `delete` removes what this deployment created, and `plan` (one step that runs every
+//! other step without writing) reports what apply would change.
 
 use std::time::Duration;
 
@@ -7,11 +9,12 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::error::{Error, Result};
+use crate::input::Action;
 use crate::poll::{PollPolicy, Resource};
-use crate::state::{require, Poll, ProvisionState};
+use crate::state::{require, DeletedState, PlanReport, Poll, ProvisionState, StepPlan};
 use crate::steps::{self, Ctx};
 
-/// Every step, in execution order, plus the two status checks of the wait loops.
+/// Every step (one Lambda each), plus the two status checks of the wait loops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Preflight,
@@ -23,11 +26,12 @@ pub enum Step {
     GrafanaWorkspace,
     GrafanaStatus,
     Publish,
+    Plan,
 }
 
 impl Step {
     /// All steps.
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::Preflight,
         Step::IrsaTrust,
         Step::AmpWorkspace,
@@ -37,6 +41,7 @@ impl Step {
         Step::GrafanaWorkspace,
         Step::GrafanaStatus,
         Step::Publish,
+        Step::Plan,
     ];
 
     /// kebab-case name: the function's package and binary name.
@@ -51,19 +56,28 @@ impl Step {
             Step::GrafanaWorkspace => "grafana-workspace",
             Step::GrafanaStatus => "grafana-status",
             Step::Publish => "publish",
+            Step::Plan => "plan",
         }
     }
 
-    /// The state key the step's output is stored under (the ASL `ResultPath`, without `$.`).
-    pub fn result_key(self) -> &'static str {
-        match self {
-            Step::Preflight => "preflight",
-            Step::IrsaTrust => "irsaTrust",
-            Step::AmpWorkspace | Step::AmpStatus => "ampWorkspace",
-            Step::WritePolicy => "writePolicy",
-            Step::GrafanaRole => "grafanaRole",
-            Step::GrafanaWorkspace | Step::GrafanaStatus => "grafanaWorkspace",
-            Step::Publish => "output",
+    /// Where the state machine stores the step's output for `action` (the ASL `ResultPath`
+    /// without `$.`): `apply` outputs at the top level, `delete` reports under `deleted`.
+    pub fn result_key(self, action: Action) -> &'static str {
+        match (action, self) {
+            (_, Step::Preflight) => "preflight",
+            (_, Step::Plan) => "plan",
+            (Action::Delete, Step::IrsaTrust) => "deleted.irsaTrust",
+            (Action::Delete, Step::AmpWorkspace | Step::AmpStatus) => "deleted.ampWorkspace",
+            (Action::Delete, Step::WritePolicy) => "deleted.writePolicy",
+            (Action::Delete, Step::GrafanaRole) => "deleted.grafanaRole",
+            (Action::Delete, Step::GrafanaWorkspace | Step::GrafanaStatus) => "deleted.grafanaWorkspace",
+            (Action::Delete, Step::Publish) => "deleted.outputs",
+            (_, Step::IrsaTrust) => "irsaTrust",
+            (_, Step::AmpWorkspace | Step::AmpStatus) => "ampWorkspace",
+            (_, Step::WritePolicy) => "writePolicy",
+            (_, Step::GrafanaRole) => "grafanaRole",
+            (_, Step::GrafanaWorkspace | Step::GrafanaStatus) => "grafanaWorkspace",
+            (_, Step::Publish) => "output",
         }
     }
 
@@ -77,51 +91,6 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialising a step output: {e}")))
 }
 
-/// Runs one step over `state` and returns its output as JSON (what the Lambda returns).
-pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    let ctx = Ctx::new(clients, state)?;
-    match step {
-        Step::Preflight => to_json(&steps::preflight::run(&ctx, state).await?),
-        Step::IrsaTrust => to_json(&steps::irsa_trust::run(&ctx, state).await?),
-        Step::AmpWorkspace => {
-            let mut out = steps::amp_workspace::run(&ctx, state).await?;
-            out.poll = next_poll(Resource::Amp, None, &out.workspace_id, &out.status)?;
-            to_json(&out)
-        }
-        Step::AmpStatus => {
-            let prev = require(&state.amp_workspace, "amp-workspace")?;
-            let mut now = steps::amp_workspace::describe(&ctx, &prev.workspace_id).await?;
-            now.adopted = prev.adopted;
-            now.created = prev.created;
-            if steps::amp_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
-                return Err(Error::ResourceFailed(format!("AMP workspace {} is {}", now.workspace_id, now.status)));
-            }
-            now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
-            to_json(&now)
-        }
-        Step::WritePolicy => to_json(&steps::write_policy::run(&ctx, state).await?),
-        Step::GrafanaRole => to_json(&steps::grafana_role::run(&ctx, state).await?),
-        Step::GrafanaWorkspace => {
-            let mut out = steps::grafana_workspace::run(&ctx, state).await?;
-            out.poll = next_poll(Resource::Grafana, None, &out.workspace_id, &out.status)?;
-            to_json(&out)
-        }
-        Step::GrafanaStatus => {
-            let pre = require(&state.preflight, "preflight")?;
-            let prev = require(&state.grafana_workspace, "grafana-workspace")?;
-            let mut now = steps::grafana_workspace::describe(&ctx, &pre.account_id, &prev.workspace_id).await?;
-            now.created = prev.created;
-            now.updated = prev.updated;
-            if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
-                return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
-            }
-            now.poll = next_poll(Resource::Grafana, prev.poll, &now.workspace_id, &now.status)?;
-            to_json(&now)
-        }
-        Step::Publish => to_json(&steps::publish::run(&ctx, state).await?),
-    }
-}
-
 /// `None` once ACTIVE; otherwise when to look again.
 fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> Result<Option<Poll>> {
     if status == "ACTIVE" {
@@ -130,17 +99,164 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
     PollPolicy::from_env(resource).next(prev, id, status).map(Some)
 }
 
+/// Runs one step over `state` and returns its output as JSON (what the Lambda returns).
+pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
+    let ctx = Ctx::new(clients, state)?;
+    match ctx.deployment.action {
+        Action::Delete => run_delete_step(step, &ctx, state).await,
+        Action::Plan | Action::Apply if step == Step::Plan => to_json(&plan(&ctx, state).await?),
+        Action::Plan | Action::Apply => run_apply_step(step, &ctx, state).await,
+    }
+}
+
+async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+    match step {
+        Step::Preflight => to_json(&steps::preflight::run(ctx, state).await?),
+        Step::IrsaTrust => to_json(&steps::irsa_trust::run(ctx, state).await?),
+        Step::AmpWorkspace => {
+            let mut out = steps::amp_workspace::run(ctx, state).await?;
+            out.poll = next_poll(Resource::Amp, None, &out.workspace_id, &out.status)?;
+            to_json(&out)
+        }
+        Step::AmpStatus => {
+            let prev = require(&state.amp_workspace, "amp-workspace")?;
+            let mut now = steps::amp_workspace::describe(ctx, &prev.workspace_id).await?;
+            now.adopted = prev.adopted;
+            now.created = prev.created;
+            if steps::amp_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
+                return Err(Error::ResourceFailed(format!("AMP workspace {} is {}", now.workspace_id, now.status)));
+            }
+            now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
+            to_json(&now)
+        }
+        Step::WritePolicy => to_json(&steps::write_policy::run(ctx, state).await?),
+        Step::GrafanaRole => to_json(&steps::grafana_role::run(ctx, state).await?),
+        Step::GrafanaWorkspace => {
+            let mut out = steps::grafana_workspace::run(ctx, state).await?;
+            out.poll = next_poll(Resource::Grafana, None, &out.workspace_id, &out.status)?;
+            to_json(&out)
+        }
+        Step::GrafanaStatus => {
+            let pre = require(&state.preflight, "preflight")?;
+            let prev = require(&state.grafana_workspace, "grafana-workspace")?;
+            let mut now = steps::grafana_workspace::describe(ctx, &pre.account_id, &prev.workspace_id).await?;
+            now.created = prev.created;
+            now.updated = prev.updated;
+            now.adopted = prev.adopted;
+            if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
+                return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
+            }
+            now.poll = next_poll(Resource::Grafana, prev.poll, &now.workspace_id, &now.status)?;
+            to_json(&now)
+        }
+        Step::Publish => to_json(&steps::publish::run(ctx, state).await?),
+        Step::Plan => Err(Error::Internal("plan runs through run_step".into())),
+    }
+}
+
+async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+    match step {
+        Step::Preflight => to_json(&steps::preflight::run(ctx, state).await?),
+        Step::GrafanaWorkspace => {
+            let mut out = steps::grafana_workspace::delete(ctx, state).await?;
+            out.poll = deletion_poll(&out, None)?;
+            to_json(&out)
+        }
+        Step::GrafanaStatus => {
+            let prev = state.deleted.as_ref().and_then(|d| d.grafana_workspace.clone()).unwrap_or_default();
+            let Some(id) = prev.id.clone() else { return to_json(&prev) };
+            let poll = prev.poll;
+            let mut out = steps::grafana_workspace::delete_status(ctx, &id, prev).await?;
+            out.poll = deletion_poll(&out, poll)?;
+            to_json(&out)
+        }
+        Step::GrafanaRole => to_json(&steps::grafana_role::delete(ctx, state).await?),
+        Step::WritePolicy => to_json(&steps::write_policy::delete(ctx, state).await?),
+        Step::AmpWorkspace => to_json(&steps::amp_workspace::delete(ctx, state).await?),
+        Step::IrsaTrust => to_json(&steps::irsa_trust::delete(ctx, state).await?),
+        Step::Publish => to_json(&steps::publish::delete(ctx).await?),
+        Step::AmpStatus | Step::Plan => {
+            Err(Error::Internal(format!("the {} step has nothing to do on delete", step.name())))
+        }
+    }
+}
+
+fn deletion_poll(out: &crate::state::DeleteOutput, prev: Option<Poll>) -> Result<Option<Poll>> {
+    match (out.status.as_deref(), out.id.as_deref()) {
+        (Some("DELETING"), Some(id)) => PollPolicy::from_env(Resource::Grafana).next(prev, id, "DELETING").map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Runs every apply step without writing (the context is in plan mode) and reports, per step,
+/// what apply would do.
+pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
+    if !ctx.dry_run() {
+        return Err(Error::validation("action", "the plan step runs only with \"action\": \"plan\""));
+    }
+    let mut st = state.clone();
+    let order = [
+        Step::Preflight,
+        Step::IrsaTrust,
+        Step::AmpWorkspace,
+        Step::WritePolicy,
+        Step::GrafanaRole,
+        Step::GrafanaWorkspace,
+        Step::Publish,
+    ];
+    for step in order {
+        if step == Step::Preflight && st.preflight.is_some() {
+            continue;
+        }
+        let out = run_apply_step(step, ctx, &st).await?;
+        apply_output(&mut st, step, out)?;
+    }
+    let changes = ctx.plan.as_ref().map(|p| p.changes()).unwrap_or_default();
+    let steps: Vec<StepPlan> = order
+        .iter()
+        .map(|s| {
+            let mine: Vec<_> = changes.iter().filter(|c| c.step == s.name()).cloned().collect();
+            let action = if mine.iter().any(|c| c.action == "create") {
+                "create"
+            } else if mine.iter().any(|c| c.action != "none") {
+                "update"
+            } else {
+                "none"
+            };
+            StepPlan { step: s.name().to_string(), action: action.to_string(), changes: mine }
+        })
+        .collect();
+    Ok(PlanReport {
+        deployment_name: ctx.deployment.name.clone(),
+        changes: changes.iter().filter(|c| c.action != "none").count(),
+        steps,
+    })
+}
+
 /// Stores a step's output in the state, as the state machine's `ResultPath` does.
 pub fn apply_output(state: &mut ProvisionState, step: Step, output: Value) -> Result<()> {
+    let action: Action =
+        state.input.get("action").and_then(|a| serde_json::from_value(a.clone()).ok()).unwrap_or_default();
     let mut doc = to_json(state)?;
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert(step.result_key().to_string(), output);
+    let mut target = &mut doc;
+    let key = step.result_key(action);
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(obj) = target.as_object_mut() else {
+            return Err(Error::Internal(format!("state is not an object at {key}")));
+        };
+        if parts.peek().is_none() {
+            obj.insert(part.to_string(), output);
+            break;
+        }
+        target = obj.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
     }
     *state = serde_json::from_value(doc).map_err(|e| Error::Internal(format!("step {} output: {e}", step.name())))?;
     Ok(())
 }
 
-/// How long to wait for workspaces to become ACTIVE.
+/// How long the in-process runner waits for workspaces (the state machine uses
+/// [`PollPolicy`] instead).
 #[derive(Debug, Clone, Copy)]
 pub struct WaitPolicy {
     pub first_interval: Duration,
@@ -158,20 +274,23 @@ impl Default for WaitPolicy {
     }
 }
 
-async fn wait_active(step: Step, clients: &Clients, state: &mut ProvisionState, wait: &WaitPolicy) -> Result<()> {
-    let status = |s: &ProvisionState| match step {
-        Step::AmpStatus => s.amp_workspace.as_ref().map(|w| w.status.clone()),
-        _ => s.grafana_workspace.as_ref().map(|w| w.status.clone()),
-    };
+async fn wait_until(
+    step: Step,
+    clients: &Clients,
+    state: &mut ProvisionState,
+    wait: &WaitPolicy,
+    done: impl Fn(&ProvisionState) -> Option<String>,
+    target: &str,
+) -> Result<()> {
     let mut interval = wait.first_interval;
     let mut waited = Duration::ZERO;
-    while status(state).as_deref() != Some("ACTIVE") {
+    while done(state).as_deref() != Some(target) {
         if waited >= wait.max_total {
             return Err(Error::ResourceFailed(format!(
-                "{} did not become ACTIVE within {}s (status {:?})",
+                "{} did not become {target} within {}s (status {:?})",
                 step.name(),
                 wait.max_total.as_secs(),
-                status(state)
+                done(state)
             )));
         }
         tokio::time::sleep(interval).await;
@@ -183,22 +302,52 @@ async fn wait_active(step: Step, clients: &Clients, state: &mut ProvisionState, 
     Ok(())
 }
 
-/// Runs the whole workflow in-process (same steps, same order as the state machine).
-pub async fn provision(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<ProvisionState> {
+async fn run_chain(clients: &Clients, state: &mut ProvisionState, chain: &[Step]) -> Result<()> {
+    for &step in chain {
+        let out = run_step(step, clients, state).await?;
+        apply_output(state, step, out)?;
+    }
+    Ok(())
+}
+
+/// Runs the whole workflow in-process (same steps, same order as the state machine), for the
+/// input's action.
+pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<ProvisionState> {
     let mut state = ProvisionState::new(input);
-    for step in [Step::Preflight, Step::IrsaTrust, Step::AmpWorkspace] {
-        let out = run_step(step, clients, &state).await?;
-        apply_output(&mut state, step, out)?;
+    run_chain(clients, &mut state, &[Step::Preflight]).await?;
+    let action = require(&state.preflight, "preflight")?.action.clone();
+    match action.as_str() {
+        "plan" => run_chain(clients, &mut state, &[Step::Plan]).await?,
+        "delete" => {
+            state.deleted = Some(DeletedState::default());
+            run_chain(clients, &mut state, &[Step::GrafanaWorkspace]).await?;
+            let gone = |s: &ProvisionState| {
+                s.deleted.as_ref().and_then(|d| d.grafana_workspace.as_ref()).and_then(|g| g.status.clone())
+            };
+            wait_until(Step::GrafanaStatus, clients, &mut state, wait, gone, steps::grafana_workspace::DELETED).await?;
+            run_chain(
+                clients,
+                &mut state,
+                &[Step::GrafanaRole, Step::WritePolicy, Step::AmpWorkspace, Step::IrsaTrust, Step::Publish],
+            )
+            .await?;
+        }
+        _ => {
+            run_chain(clients, &mut state, &[Step::IrsaTrust, Step::AmpWorkspace]).await?;
+            let amp = |s: &ProvisionState| s.amp_workspace.as_ref().map(|w| w.status.clone());
+            wait_until(Step::AmpStatus, clients, &mut state, wait, amp, "ACTIVE").await?;
+            run_chain(clients, &mut state, &[Step::WritePolicy, Step::GrafanaRole, Step::GrafanaWorkspace]).await?;
+            let grafana = |s: &ProvisionState| s.grafana_workspace.as_ref().map(|w| w.status.clone());
+            wait_until(Step::GrafanaStatus, clients, &mut state, wait, grafana, "ACTIVE").await?;
+            run_chain(clients, &mut state, &[Step::Publish]).await?;
+        }
     }
-    wait_active(Step::AmpStatus, clients, &mut state, wait).await?;
-    for step in [Step::WritePolicy, Step::GrafanaRole, Step::GrafanaWorkspace] {
-        let out = run_step(step, clients, &state).await?;
-        apply_output(&mut state, step, out)?;
-    }
-    wait_active(Step::GrafanaStatus, clients, &mut state, wait).await?;
-    let out = run_step(Step::Publish, clients, &state).await?;
-    apply_output(&mut state, Step::Publish, out)?;
     Ok(state)
+}
+
+/// Same as [`run`]: kept as the name callers use when they provision.
+pub async fn provision(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<ProvisionState> {
+    run(clients, input, wait).await
 }
 
 #[cfg(test)]
@@ -211,5 +360,12 @@ mod tests {
             assert_eq!(Step::from_name(s.name()), Some(s));
         }
         assert_eq!(Step::from_name("nope"), None);
+    }
+
+    #[test]
+    fn outputs_land_where_the_state_machine_puts_them() {
+        let mut st = ProvisionState::new(serde_json::json!({"deploymentName": "d", "action": "delete"}));
+        apply_output(&mut st, Step::IrsaTrust, serde_json::json!({"deleted": ["x"], "retained": []})).unwrap();
+        assert_eq!(st.deleted.unwrap().irsa_trust.unwrap().deleted, vec!["x".to_string()]);
     }
 }

@@ -53,6 +53,36 @@ pub struct ProvisionInput {
     /// SSM Parameter Store prefix for the published outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm_prefix: Option<String>,
+    /// `plan` (read-only: what apply would change), `apply` (default) or `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// On delete, keep the AMP workspace and its metrics (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_metrics: Option<bool>,
+}
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Read-only: report what `apply` would change, with zero AWS writes.
+    Plan,
+    /// Create or converge everything (the default).
+    #[default]
+    Apply,
+    /// Remove what this deployment created, in reverse order; adopted resources are kept.
+    Delete,
+}
+
+impl Action {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Plan => "plan",
+            Action::Apply => "apply",
+            Action::Delete => "delete",
+        }
+    }
 }
 
 /// `cluster`: at least one of `name` and `oidcIssuer`.
@@ -133,6 +163,9 @@ pub struct Deployment {
     pub log_stream_name: String,
     /// No trailing slash.
     pub ssm_prefix: String,
+    pub action: Action,
+    /// Keep the AMP workspace on delete.
+    pub retain_metrics: bool,
 }
 
 /// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
@@ -368,6 +401,8 @@ impl ProvisionInput {
             log_group_name,
             log_stream_name,
             ssm_prefix,
+            action: self.action.unwrap_or_default(),
+            retain_metrics: self.retain_metrics.unwrap_or(true),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod names;
 pub mod policy;
 pub mod poll;
+pub mod record;
 pub mod render;
 pub mod state;
 pub mod steps;

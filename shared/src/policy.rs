@@ -227,6 +227,24 @@ pub fn normalize(doc: &Value) -> Value {
     Value::Object(sorted_map(out))
 }
 
+/// The statements of `after` that `before` lacks (added) and those of `before` that `after`
+/// lacks (removed), compared in normalized form; returned as they appear in each document.
+pub fn statement_diff(before: &Value, after: &Value) -> (Vec<Value>, Vec<Value>) {
+    let list = |doc: &Value| -> Vec<Value> {
+        match doc.get("Statement") {
+            Some(Value::Array(a)) => a.clone(),
+            Some(s @ Value::Object(_)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let norm = |s: &Value| normalize(&serde_json::json!({ "Statement": [s] }));
+    let (b, a) = (list(before), list(after));
+    let (bn, an): (Vec<Value>, Vec<Value>) = (b.iter().map(norm).collect(), a.iter().map(norm).collect());
+    let added = a.iter().zip(&an).filter(|(_, n)| !bn.contains(n)).map(|(s, _)| s.clone()).collect();
+    let removed = b.iter().zip(&bn).filter(|(_, n)| !an.contains(n)).map(|(s, _)| s.clone()).collect();
+    (added, removed)
+}
+
 /// The compact (no whitespace between tokens) JSON serialization of a document.
 pub fn to_compact(doc: &Value) -> String {
     doc.to_string()
@@ -378,6 +396,27 @@ fn sorted_map(map: Map<String, Value>) -> Map<String, Value> {
     let mut entries: Vec<(String, Value)> = map.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.into_iter().collect()
+}
+
+#[cfg(test)]
+mod statement_diff_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_reports_added_and_removed_statements_ignoring_format() {
+        let a = json!({"Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}});
+        let b = json!({"Statement": [
+            {"Effect": "Allow", "Action": ["s3:getobject"], "Resource": ["*"]},
+            {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}
+        ]});
+        let (added, removed) = statement_diff(&a, &b);
+        assert_eq!(added, vec![json!({"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"})]);
+        assert!(removed.is_empty());
+        let (added, removed) = statement_diff(&b, &a);
+        assert!(added.is_empty());
+        assert_eq!(removed.len(), 1);
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,67 @@ pub struct ProvisionState {
     pub grafana_workspace: Option<GrafanaWorkspaceOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputContract>,
+    /// `action: plan`: the plan report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanReport>,
+    /// `action: delete`: each step's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedState>,
+}
+
+/// The plan: for every step, what apply would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    pub deployment_name: String,
+    /// Number of changes apply would make (0 on a converged deployment).
+    pub changes: usize,
+    pub steps: Vec<StepPlan>,
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepPlan {
+    pub step: String,
+    /// `create`, `update` or `none`.
+    pub action: String,
+    pub changes: Vec<crate::steps::PlannedChange>,
+}
+
+/// What a delete step did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteOutput {
+    /// What was removed (ARNs, ids, names, trust statements by Sid).
+    pub deleted: Vec<String>,
+    /// What was kept, and why (`<id>: adopted`, `<id>: retainMetrics`).
+    pub retained: Vec<String>,
+    /// Grafana workspace only: `DELETING` until it is gone, then `DELETED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+}
+
+/// The delete execution's reports, by step (the execution output of a delete).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_workspace: Option<DeleteOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_role: Option<DeleteOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_policy: Option<DeleteOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amp_workspace: Option<DeleteOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irsa_trust: Option<DeleteOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<DeleteOutput>,
 }
 
 impl ProvisionState {
@@ -45,6 +106,8 @@ pub fn require<'a, T>(value: &'a Option<T>, step: &str) -> Result<&'a T> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreflightOutput {
+    /// The validated `action` (`plan`, `apply`, `delete`): the state machine routes on it.
+    pub action: String,
     pub account_id: String,
     pub region: String,
     pub partition: String,

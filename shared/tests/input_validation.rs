@@ -153,6 +153,8 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         log_group_name: "/dr-prod/observability".into(),
         log_stream_name: "otel-collector".into(),
         ssm_prefix: "/o11y/dr-prod".into(),
+        action: o11y_shared::input::Action::Apply,
+        retain_metrics: true,
     };
     assert_eq!(d, expected);
 }
@@ -920,4 +922,22 @@ fn validation_errors_display_field_then_rule_and_are_not_retryable() {
     assert_eq!(e.name(), "ValidationError");
     assert!(e.to_string().starts_with("namespace: must be a DNS-1123 label"), "{e}");
     assert!(!e.is_retryable());
+}
+
+#[test]
+fn action_and_retain_metrics_default_and_validate() {
+    // GIVEN the minimal input WHEN resolved THEN apply, retaining metrics
+    let d = resolve(&minimal()).unwrap();
+    assert_eq!(d.action, o11y_shared::input::Action::Apply);
+    assert!(d.retain_metrics);
+    // GIVEN plan / delete with retainMetrics false THEN accepted as given
+    let d = resolve(&with(with(minimal(), "action", json!("delete")), "retainMetrics", json!(false))).unwrap();
+    assert_eq!(d.action, o11y_shared::input::Action::Delete);
+    assert!(!d.retain_metrics);
+    assert_eq!(resolve(&with(minimal(), "action", json!("plan"))).unwrap().action, o11y_shared::input::Action::Plan);
+    // GIVEN an unknown action or a non-boolean retainMetrics THEN a ValidationError naming the field
+    for (field, value) in [("action", json!("destroy")), ("action", json!(1)), ("retainMetrics", json!("no"))] {
+        let err = resolve(&with(minimal(), field, value.clone())).unwrap_err();
+        assert!(matches!(&err, Error::Validation { field: f, .. } if f == field), "{field}={value}: {err}");
+    }
 }

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import boto3
@@ -298,6 +299,443 @@ def sample_label(shape_name):
     return "sample"
 
 
+# --------------------------------------------------------------------------------------------
+# Grafana HTTP API (data plane): token auth, data source CRUD, health
+# --------------------------------------------------------------------------------------------
+
+AMP_PLUGIN = "grafana-amazonprometheus-datasource"
+HEALTH_OK = "Successfully queried the Prometheus API."
+
+
+class FakeBackends:
+    """One loopback HTTP server playing AMP's control plane (GET /workspaces/<id>, like moto)
+    and Prometheus (POST/GET /api/v1/query), so health checks can be driven both ways."""
+
+    def __init__(self):
+        self.amp_workspaces = {}  # id -> statusCode
+        self.prometheus_ok = True
+        self.seen = []
+        backends = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                backends.seen.append({"method": self.command, "path": self.path,
+                                      "authorization": self.headers.get("Authorization", ""),
+                                      "body": body})
+                path = self.path.split("?")[0]
+                m = re.fullmatch(r"/workspaces/([^/]+)", path)
+                if m and self.command == "GET":
+                    st = backends.amp_workspaces.get(m.group(1))
+                    if st is None:
+                        return self._reply(404, {"message": f"Workspace {m.group(1)} not found"})
+                    return self._reply(200, {"workspace": {"workspaceId": m.group(1),
+                                                           "status": {"statusCode": st}}})
+                if path == "/api/v1/query":
+                    if not backends.prometheus_ok:
+                        return self._reply(503, {"status": "error", "error": "unavailable"})
+                    return self._reply(200, {"status": "success", "data": {
+                        "resultType": "scalar", "result": [4, "2"]}})
+                return self._reply(404, {"message": "no route"})
+
+            do_GET = do_POST = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_dataplane(r: Results, emu: Emulator, backends: FakeBackends, plain: Emulator):
+    raw = Raw(emu.port)
+    gf = boto3.client("grafana", endpoint_url=f"http://127.0.0.1:{emu.port}", region_name=REGION,
+                      aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
+                      config=Config(retries={"max_attempts": 1}))
+
+    def workspace(version, **kw):
+        params = dict(accountAccessType="CURRENT_ACCOUNT", permissionType="CUSTOMER_MANAGED",
+                      authenticationProviders=["AWS_SSO"], workspaceRoleArn=ROLE_ARN,
+                      grafanaVersion=version)
+        params.update(kw)
+        ws = gf.create_workspace(**params)["workspace"]
+        gf.describe_workspace(workspaceId=ws["id"])  # delay 0: ACTIVE now
+        return ws
+
+    def token(ws, role, name, ttl=3600):
+        sa = gf.create_workspace_service_account(workspaceId=ws["id"], name=name, grafanaRole=role)
+        t = gf.create_workspace_service_account_token(workspaceId=ws["id"], serviceAccountId=sa["id"],
+                                                      name=f"{name}-tok", secondsToLive=ttl)
+        return sa["id"], t["serviceAccountToken"]["id"], t["serviceAccountToken"]["key"]
+
+    def api(ws, method, path, key=None, body=None, headers=None, prefix=False, port=None):
+        hdrs = {} if prefix else {"Host": ws["endpoint"]}
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        hdrs.update(headers or {})
+        full = f"/grafana/{ws['id']}{path}" if prefix else path
+        if port is not None:
+            return Raw(port).request(method, full, body=body, headers=hdrs, auth=False)[::2]
+        st, _, doc = raw.request(method, full, body=body, headers=hdrs, auth=False)
+        return st, doc
+
+    amp_id = "ws-11111111-2222-3333-4444-555555555555"
+    backends.amp_workspaces[amp_id] = "ACTIVE"
+    backends.amp_workspaces["ws-creating"] = "CREATING"
+    amp_url = f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/{amp_id}/"
+    secret = "s3cr3t-value-never-echoed"
+
+    def amp_ds(name="amp", **over):
+        d = {"name": name, "type": "prometheus", "access": "proxy", "url": amp_url,
+             "jsonData": {"httpMethod": "POST", "sigV4Auth": True, "sigV4AuthType": "ec2_iam_role",
+                          "sigV4Region": REGION},
+             "secureJsonData": {"httpHeaderValue1": secret}}
+        jd = over.pop("jsonData", None)
+        if jd is not None:
+            d["jsonData"] = dict(d["jsonData"], **jd)
+            d["jsonData"] = {k: v for k, v in d["jsonData"].items() if v is not None}
+        d.update(over)
+        return d
+
+    ws10 = workspace("10.4", workspaceName="dp10")
+    ws12 = workspace("12.4", workspaceName="dp12")
+    admin_sa, admin_tok, admin = token(ws10, "ADMIN", "admin")
+    _, _, editor = token(ws10, "EDITOR", "editor")
+    _, _, viewer = token(ws10, "VIEWER", "viewer")
+    _, _, admin12 = token(ws12, "ADMIN", "admin12")
+
+    # ---- authentication ----------------------------------------------------------------------
+    st, doc = api(ws10, "GET", "/api/health")
+    r.check("grafana api: GET /api/health needs no token and reports the workspace version",
+            st == 200 and doc.get("database") == "ok" and doc.get("version") == "10.4", f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources")
+    r.check("grafana api: no Authorization -> 401 {message: Unauthorized}",
+            st == 401 and doc == {"message": "Unauthorized"}, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    r.check("grafana api: basic auth (no Grafana users in AMG) -> 401", st == 401, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources", key="glsa_notAKey_00000000")
+    r.check("grafana api: unknown token -> 401 Invalid API key (Grafana's api-key.invalid)",
+            st == 401 and doc.get("message") == "Invalid API key"
+            and doc.get("messageId") == "api-key.invalid", f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources", key=admin12)
+    r.check("grafana api: token of another workspace -> 401", st == 401, f"{st} {doc}")
+    _, _, short = token(ws10, "ADMIN", "short", ttl=1)
+    st0, _ = api(ws10, "GET", "/api/datasources", key=short)
+    time.sleep(1.2)
+    st, doc = api(ws10, "GET", "/api/datasources", key=short)
+    r.check("grafana api: token works, then after secondsToLive -> 401 Expired API key",
+            st0 == 200 and st == 401 and doc.get("message") == "Expired API key"
+            and doc.get("messageId") == "api-key.expired", f"{st0} -> {st} {doc}")
+    gone_sa, gone_tok, gone = token(ws10, "ADMIN", "gone")
+    st0, _ = api(ws10, "GET", "/api/datasources", key=gone)
+    gf.delete_workspace_service_account_token(workspaceId=ws10["id"], serviceAccountId=gone_sa,
+                                              tokenId=gone_tok)
+    st, doc = api(ws10, "GET", "/api/datasources", key=gone)
+    r.check("grafana api: deleted token -> 401", st0 == 200 and st == 401, f"{st0} -> {st} {doc}")
+    sa_gone, _, sa_gone_key = token(ws10, "ADMIN", "sa-gone")
+    gf.delete_workspace_service_account(workspaceId=ws10["id"], serviceAccountId=sa_gone)
+    st, doc = api(ws10, "GET", "/api/datasources", key=sa_gone_key)
+    r.check("grafana api: token of a deleted service account -> 401", st == 401, f"{st} {doc}")
+    st, doc = raw.request("GET", "/api/datasources", auth=False, headers={
+        "Host": f"g-0000000000.grafana-workspace.{REGION}.amazonaws.com",
+        "Authorization": f"Bearer {admin}"})[::2]
+    r.check("grafana api: unknown workspace host -> 404", st == 404, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/no-such-api", key=admin)
+    r.check("grafana api: unknown API path -> 404 {message: Not found}",
+            st == 404 and doc == {"message": "Not found"}, f"{st} {doc}")
+
+    # ---- authorization (Grafana's default grants) ----------------------------------------------
+    st, doc = api(ws10, "GET", "/api/datasources", key=viewer)
+    r.check("grafana api: VIEWER listing data sources -> 403 (datasources:read is Admin-only)",
+            st == 403 and doc.get("title") == "Access denied"
+            and "datasources:read" in doc.get("message", "") and doc.get("accessErrorId"), f"{st} {doc}")
+    st, doc = api(ws10, "POST", "/api/datasources", key=editor, body=amp_ds("by-editor"))
+    r.check("grafana api: EDITOR creating a data source -> 403 datasources:create",
+            st == 403 and "datasources:create" in doc.get("message", ""), f"{st} {doc}")
+
+    # ---- create ------------------------------------------------------------------------------
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin, body=amp_ds())
+    ds = (doc or {}).get("datasource", {}) if isinstance(doc, dict) else {}
+    uid = ds.get("uid", "")
+    r.check("grafana api: POST /api/datasources -> 200 {datasource, id, message: Datasource added, name}",
+            st == 200 and doc.get("message") == "Datasource added" and doc.get("name") == "amp"
+            and isinstance(doc.get("id"), int) and doc["id"] == ds.get("id"), f"{st} {doc}")
+    want_keys = {"id", "uid", "orgId", "name", "type", "typeLogoUrl", "access", "url", "user",
+                 "database", "basicAuth", "basicAuthUser", "withCredentials", "isDefault",
+                 "jsonData", "secureJsonFields", "version", "readOnly"}
+    r.check("grafana api: created data source has Grafana's DTO fields, version 1, orgId 1, generated uid",
+            want_keys <= set(ds) and ds["version"] == 1 and ds["orgId"] == 1 and ds["readOnly"] is False
+            and re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", uid or "") and ds["jsonData"]["sigV4AuthType"] == "ec2_iam_role",
+            str(ds))
+    r.check("grafana api: secureJsonData never echoed, only secureJsonFields {key: true}",
+            ds.get("secureJsonFields") == {"httpHeaderValue1": True} and "secureJsonData" not in ds
+            and secret not in json.dumps(doc), str(ds.get("secureJsonFields")))
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin, body=amp_ds())
+    r.check("grafana api: duplicate name -> 409 {message: data source with the same name already exists}",
+            st == 409 and doc == {"message": "data source with the same name already exists"}, f"{st} {doc}")
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin, body=amp_ds("fixed-uid", uid="amp-fixed"))
+    st2, doc2 = api(ws10, "POST", "/api/datasources", key=admin, body=amp_ds("other", uid="amp-fixed"))
+    r.check("grafana api: a given uid is kept; the same uid again -> 409 (same uid already exists)",
+            st == 200 and doc["datasource"]["uid"] == "amp-fixed" and st2 == 409
+            and doc2 == {"message": "data source with the same uid already exists"}, f"{st} {st2} {doc2}")
+    for label, body in [("without type", {"name": "x", "access": "proxy"}),
+                        ("without name", {"type": "prometheus", "access": "proxy"}),
+                        ("without access", {"name": "x", "type": "prometheus"}),
+                        ("jsonData not an object", {"name": "x", "type": "prometheus", "access": "proxy",
+                                                    "jsonData": "sigV4Auth=true"}),
+                        ("not JSON", b"{nope")]:
+        st, doc = api(ws10, "POST", "/api/datasources", key=admin, body=body)
+        r.check(f"grafana api: create {label} -> 400 bad request data",
+                st == 400 and doc == {"message": "bad request data"}, f"{st} {doc}")
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin, body=amp_ds("bad-uid", uid="no/slash"))
+    r.check("grafana api: create with an invalid uid -> 400", st == 400, f"{st} {doc}")
+
+    # ---- read ----------------------------------------------------------------------------------
+    st, lst = api(ws10, "GET", "/api/datasources", key=admin)
+    names = [d.get("name") for d in lst] if isinstance(lst, list) else []
+    r.check("grafana api: GET /api/datasources -> array sorted by name, typeName, no secrets",
+            st == 200 and names == ["amp", "fixed-uid"] and lst[0].get("typeName") == "Prometheus"
+            and "secureJsonFields" not in lst[0] and secret not in json.dumps(lst), f"{st} {lst}")
+    st, doc = api(ws10, "GET", f"/api/datasources/uid/{uid}", key=admin)
+    r.check("grafana api: GET /api/datasources/uid/{uid} -> the data source",
+            st == 200 and doc.get("uid") == uid and doc.get("url") == amp_url
+            and doc.get("secureJsonFields") == {"httpHeaderValue1": True}, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources/name/amp", key=admin)
+    r.check("grafana api: GET /api/datasources/name/{name}", st == 200 and doc.get("uid") == uid, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources/uid/nope", key=admin)
+    r.check("grafana api: unknown uid -> 404 {message: Data source not found}",
+            st == 404 and doc == {"message": "Data source not found"}, f"{st} {doc}")
+    st, doc = api(ws10, "GET", "/api/datasources", key=admin, prefix=True)
+    r.check("grafana api: path prefix /grafana/<id>/api/... reaches the same API",
+            st == 200 and [d["name"] for d in doc] == ["amp", "fixed-uid"], f"{st} {doc}")
+
+    # ---- health --------------------------------------------------------------------------------
+    def health(ws, key, the_uid):
+        return api(ws, "GET", f"/api/datasources/uid/{the_uid}/health", key=key)
+
+    def put(ws, key, the_uid, body):
+        return api(ws, "PUT", f"/api/datasources/uid/{the_uid}", key=key, body=body)
+
+    before = len(backends.seen)
+    st, doc = health(ws10, admin, uid)
+    seen = backends.seen[before:]
+    r.check("health: correct SigV4 datasource (10.4, core prometheus) -> 200 {status: OK, message}",
+            st == 200 and doc == {"status": "OK", "message": HEALTH_OK}, f"{st} {doc}")
+    r.check("health: AMP workspace looked up at --amp-url with an aps-scoped Authorization, "
+            "then Grafana's query 1+1 sent to --prometheus-url",
+            any(x["path"] == f"/workspaces/{amp_id}" and "/aps/aws4_request" in x["authorization"]
+                for x in seen)
+            and any(x["path"] == "/api/v1/query" and x["method"] == "POST" and b"query=1%2B1" in x["body"]
+                    for x in seen), str(seen))
+    st, doc = health(ws10, viewer, uid)
+    r.check("health: VIEWER may run it (datasources:query)", st == 200 and doc.get("status") == "OK",
+            f"{st} {doc}")
+
+    def expect_error(label, body, needle, ws=ws10, key=admin, the_uid=None):
+        the_uid = the_uid or uid
+        st_put, doc_put = put(ws, key, the_uid, body)
+        st, doc = health(ws, key, the_uid)
+        msg = doc.get("message", "") if isinstance(doc, dict) else ""
+        r.check(f"health: {label} -> saved (200), health 400 ERROR naming the problem",
+                st_put == 200 and st == 400 and doc.get("status") == "ERROR" and needle in msg
+                and msg.endswith("There was an error returned querying the Prometheus API."),
+                f"put {st_put} {doc_put if st_put != 200 else ''}; health {st} {doc}")
+
+    expect_error("sigV4AuthType 'workspace-iam-role'", amp_ds(jsonData={"sigV4AuthType": "workspace-iam-role"}),
+                 "workspace-iam-role")
+    expect_error("sigV4AuthType missing", amp_ds(jsonData={"sigV4AuthType": None}), "sigV4AuthType")
+    expect_error("sigV4AuthType 'keys' (not the workspace role)", amp_ds(jsonData={"sigV4AuthType": "keys"}),
+                 "not allowed")
+    expect_error("sigV4Auth false", amp_ds(jsonData={"sigV4Auth": False}), "sigV4Auth")
+    expect_error("sigV4Auth missing", amp_ds(jsonData={"sigV4Auth": None}), "sigV4Auth")
+    expect_error("sigV4Region of another region", amp_ds(jsonData={"sigV4Region": "eu-west-1"}), "region")
+    expect_error("sigV4Region missing", amp_ds(jsonData={"sigV4Region": None}), "sigV4Region")
+    expect_error("access 'direct'", amp_ds(access="direct"), "access")
+    expect_error("url not an AMP endpoint", amp_ds(url="http://prometheus:9090/"), "not an Amazon Managed")
+    expect_error("url of another region",
+                 amp_ds(url=f"https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/{amp_id}/",
+                        jsonData={"sigV4Region": "eu-west-1"}), "eu-west-1")
+    expect_error("AMP workspace that does not exist",
+                 amp_ds(url=f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/ws-missing/"),
+                 "does not exist")
+    expect_error("AMP workspace not ACTIVE",
+                 amp_ds(url=f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/ws-creating/"),
+                 "CREATING")
+    backends.prometheus_ok = False
+    expect_error("Prometheus backend failing", amp_ds(), "503")
+    backends.prometheus_ok = True
+    st_put, _ = put(ws10, admin, uid, amp_ds(url=amp_url.rstrip("/")))
+    st, doc = health(ws10, admin, uid)
+    r.check("health: url without the trailing slash -> OK", st_put == 200 and st == 200
+            and doc.get("status") == "OK", f"{st} {doc}")
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin,
+                  body=amp_ds("plugin-on-10", type=AMP_PLUGIN))
+    plugin_uid = doc["datasource"]["uid"] if st == 200 else "x"
+    st, doc = health(ws10, admin, plugin_uid)
+    r.check(f"health: {AMP_PLUGIN} on a 10.4 workspace (plugin not installed) -> 500 Unable to get plugin context",
+            st == 500 and doc.get("message") == "Unable to get plugin context", f"{st} {doc}")
+    st, doc = api(ws10, "POST", "/api/datasources", key=admin,
+                  body={"name": "logs", "type": "loki", "access": "proxy", "url": "http://loki:3100"})
+    st, doc = health(ws10, admin, doc["datasource"]["uid"] if st == 200 else "x")
+    r.check("health: a type the emulator does not model (loki) -> 501", st == 501, f"{st} {doc}")
+    st, doc = health(ws10, admin, "doesnotexist")
+    r.check("health: unknown uid -> 500 Unable to load datasource metadata (as Grafana)",
+            st == 500 and doc.get("message") == "Unable to load datasource metadata", f"{st} {doc}")
+    st, doc = health(ws10, admin, "bad.uid")
+    r.check("health: invalid uid -> 400 UID is invalid", st == 400 and doc.get("message") == "UID is invalid",
+            f"{st} {doc}")
+
+    # Grafana 12.4: the core type no longer signs; the plugin does.
+    st, doc = api(ws12, "POST", "/api/datasources", key=admin12, body=amp_ds("core-on-12"))
+    core12 = doc["datasource"]["uid"] if st == 200 else "x"
+    st, doc = health(ws12, admin12, core12)
+    r.check("health: core prometheus + sigV4Auth on 12.4 -> ERROR naming the plugin type",
+            st == 400 and doc.get("status") == "ERROR" and AMP_PLUGIN in doc.get("message", ""), f"{st} {doc}")
+    st, doc = api(ws12, "POST", "/api/datasources", key=admin12, body=amp_ds("plugin-on-12", type=AMP_PLUGIN))
+    plug12 = doc["datasource"]["uid"] if st == 200 else "x"
+    st, doc = health(ws12, admin12, plug12)
+    r.check(f"health: {AMP_PLUGIN} with the workspace role on 12.4 -> OK",
+            st == 200 and doc == {"status": "OK", "message": HEALTH_OK}, f"{st} {doc}")
+    st, lst = api(ws12, "GET", "/api/datasources", key=admin12)
+    types = {d["name"]: d.get("typeName") for d in lst} if st == 200 else {}
+    r.check("grafana api: the plugin's typeName on 12.4", types.get("plugin-on-12")
+            == "Amazon Managed Service for Prometheus", str(types))
+    expect_error("plugin type with sigV4AuthType 'workspace-iam-role' on 12.4",
+                 amp_ds("plugin-on-12", type=AMP_PLUGIN, jsonData={"sigV4AuthType": "workspace-iam-role"}),
+                 "workspace-iam-role", ws=ws12, key=admin12, the_uid=plug12)
+
+    # A workspace without a role: nothing for ec2_iam_role to sign with.
+    sm = gf.create_workspace(accountAccessType="CURRENT_ACCOUNT", permissionType="SERVICE_MANAGED",
+                             authenticationProviders=["AWS_SSO"], grafanaVersion="10.4",
+                             workspaceName="no-role")["workspace"]
+    gf.describe_workspace(workspaceId=sm["id"])
+    _, _, sm_admin = token(sm, "ADMIN", "admin")
+    st, doc = api(sm, "POST", "/api/datasources", key=sm_admin, body=amp_ds())
+    st, doc = health(sm, sm_admin, doc["datasource"]["uid"] if st == 200 else "x")
+    r.check("health: workspace without workspaceRoleArn -> ERROR naming the workspace role",
+            st == 400 and doc.get("status") == "ERROR" and "workspaceRoleArn" in doc.get("message", ""),
+            f"{st} {doc}")
+
+    # ---- update --------------------------------------------------------------------------------
+    st, cur = api(ws10, "GET", f"/api/datasources/uid/{uid}", key=admin)
+    v0 = cur.get("version", 0)
+    body = amp_ds(jsonData={"timeInterval": "30s"})
+    body.pop("secureJsonData")
+    body["version"] = v0
+    st, doc = put(ws10, admin, uid, body)
+    upd = doc.get("datasource", {}) if isinstance(doc, dict) else {}
+    r.check("grafana api: PUT /api/datasources/uid/{uid} -> 200 {datasource, id, message: Datasource updated, name}",
+            st == 200 and doc.get("message") == "Datasource updated" and doc.get("id") == upd.get("id")
+            and doc.get("name") == "amp" and upd.get("version") == v0 + 1
+            and upd.get("jsonData", {}).get("timeInterval") == "30s", f"{st} {doc}")
+    r.check("grafana api: update without secureJsonData keeps the stored secrets",
+            upd.get("secureJsonFields") == {"httpHeaderValue1": True}, str(upd.get("secureJsonFields")))
+    body["version"] = v0
+    st, doc = put(ws10, admin, uid, body)
+    r.check("grafana api: PUT with a stale version -> 409 (updated by someone else)",
+            st == 409 and "already been updated" in doc.get("message", ""), f"{st} {doc}")
+    st, doc = put(ws10, admin, uid, amp_ds("fixed-uid"))
+    r.check("grafana api: PUT renaming onto another data source's name -> 409",
+            st == 409 and "same name already exists" in doc.get("message", ""), f"{st} {doc}")
+    st, doc = put(ws10, admin, "nope", amp_ds("x"))
+    r.check("grafana api: PUT unknown uid -> 404", st == 404, f"{st} {doc}")
+    st, doc = put(ws10, editor, uid, amp_ds())
+    r.check("grafana api: EDITOR updating -> 403 datasources:write",
+            st == 403 and "datasources:write" in doc.get("message", ""), f"{st} {doc}")
+
+    # ---- control endpoints ---------------------------------------------------------------------
+    st, _, dump = raw.get(f"/_emulator/datasources?workspaceId={ws10['id']}", auth=False)
+    dumped = {d["uid"]: d for d in dump.get("datasources", [])} if st == 200 else {}
+    r.check("control: GET /_emulator/datasources?workspaceId= dumps the workspace's data sources, no secrets",
+            st == 200 and uid in dumped and dumped[uid]["workspaceId"] == ws10["id"]
+            and all(d["workspaceId"] == ws10["id"] for d in dumped.values())
+            and secret not in json.dumps(dump), str(list(dumped)))
+    st, _, state = raw.get("/_emulator/state", auth=False)
+    r.check("control: /_emulator/state lists data sources without secret values",
+            st == 200 and secret not in json.dumps(state)
+            and any(d["uid"] == uid for w in state["workspaces"] for d in w.get("datasources", [])))
+    st, _, log = raw.get(f"/_emulator/requests?plane=grafana&workspaceId={ws10['id']}", auth=False)
+    entries = log.get("requests", []) if st == 200 else []
+    log_text = json.dumps(entries)
+    r.check("control: data-plane requests logged with operation, uid, auth result and role",
+            any(e.get("operation") == "checkDatasourceHealthWithUID" and e.get("uid") == uid
+                and e.get("auth") == "ok" and e.get("grafanaRole") == "ADMIN" and e.get("health") == "OK"
+                for e in entries)
+            and any(e.get("auth") == "expired" and e.get("status") == 401 for e in entries)
+            and any(e.get("auth") == "invalid" for e in entries)
+            and any(e.get("auth") == "missing" for e in entries)
+            and any(e.get("auth") == "forbidden" and e.get("status") == 403 for e in entries),
+            log_text[:800])
+    r.check("control: the request log holds no token and no secret",
+            "glsa_" not in log_text and secret not in log_text and admin not in log_text)
+    st, _, toks = raw.get(f"/_emulator/tokens?workspaceId={ws10['id']}", auth=False)
+    live = toks.get("tokens", []) if st == 200 else []
+    st2, _, all_toks = raw.get(f"/_emulator/tokens?workspaceId={ws10['id']}&all=true", auth=False)
+    names = sorted(t["name"] for t in live)
+    r.check("control: GET /_emulator/tokens lists live tokens (ids, expiry), never keys; "
+            "expired only with all=true; deleted never",
+            names == ["admin-tok", "editor-tok", "viewer-tok"] and all("key" not in t for t in live)
+            and "glsa_" not in json.dumps(toks)
+            and any(t["name"] == "short-tok" and t["expired"] for t in all_toks.get("tokens", []))
+            and not any(t["name"] == "gone-tok" for t in all_toks.get("tokens", []))
+            and all({"tokenId", "serviceAccountId", "expiresAt", "workspaceId"} <= set(t) for t in live),
+            f"{names} / {[t['name'] for t in all_toks.get('tokens', [])]}")
+
+    # ---- delete --------------------------------------------------------------------------------
+    st, doc = api(ws10, "DELETE", f"/api/datasources/uid/{uid}", key=viewer)
+    r.check("grafana api: VIEWER deleting -> 403 datasources:delete", st == 403, f"{st} {doc}")
+    st, doc = api(ws10, "DELETE", f"/api/datasources/uid/{uid}", key=admin)
+    st2, _ = api(ws10, "GET", f"/api/datasources/uid/{uid}", key=admin)
+    st3, doc3 = api(ws10, "DELETE", f"/api/datasources/uid/{uid}", key=admin)
+    r.check("grafana api: DELETE /api/datasources/uid/{uid} -> 200 {message: Data source deleted, id}; "
+            "then GET and DELETE 404",
+            st == 200 and doc.get("message") == "Data source deleted" and isinstance(doc.get("id"), int)
+            and st2 == 404 and st3 == 404 and doc3 == {"message": "Data source not found"},
+            f"{st} {doc} / {st2} / {st3} {doc3}")
+    st, doc = api(ws10, "DELETE", "/api/datasources/name/fixed-uid", key=admin)
+    st2, _ = api(ws10, "GET", "/api/datasources/uid/amp-fixed", key=admin)
+    r.check("grafana api: DELETE /api/datasources/name/{name}", st == 200 and st2 == 404, f"{st} {doc}")
+    gf.delete_workspace(workspaceId=ws12["id"])
+    st, _, dump = raw.get(f"/_emulator/datasources?workspaceId={ws12['id']}", auth=False)
+    st2, _, toks = raw.get(f"/_emulator/tokens?workspaceId={ws12['id']}", auth=False)
+    st3, doc3 = api(ws12, "GET", "/api/datasources", key=admin12)
+    r.check("deleted workspace: its data sources and tokens are gone, its API answers 404",
+            dump.get("datasources") == [] and toks.get("tokens") == [] and st3 == 404, f"{dump} {toks} {st3}")
+
+    # ---- without --amp-url / --prometheus-url: no backend lookups -----------------------------
+    gp = boto3.client("grafana", endpoint_url=f"http://127.0.0.1:{plain.port}", region_name=REGION,
+                      aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+    pws = gp.create_workspace(accountAccessType="CURRENT_ACCOUNT", permissionType="CUSTOMER_MANAGED",
+                              authenticationProviders=["AWS_SSO"], workspaceRoleArn=ROLE_ARN,
+                              grafanaVersion="10.4")["workspace"]
+    gp.describe_workspace(workspaceId=pws["id"])
+    psa = gp.create_workspace_service_account(workspaceId=pws["id"], name="a", grafanaRole="ADMIN")
+    pkey = gp.create_workspace_service_account_token(workspaceId=pws["id"], serviceAccountId=psa["id"],
+                                                     name="t", secondsToLive=60)["serviceAccountToken"]["key"]
+    body = amp_ds(url=f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/ws-unknown-anywhere/")
+    st, doc = api(pws, "POST", "/api/datasources", key=pkey, body=body, port=plain.port)
+    before = len(backends.seen)
+    st, doc = api(pws, "GET", f"/api/datasources/uid/{doc['datasource']['uid']}/health", key=pkey,
+                  port=plain.port)
+    r.check("health without --amp-url: configuration checks only (any AMP workspace id passes)",
+            st == 200 and doc.get("status") == "OK" and len(backends.seen) == before, f"{st} {doc}")
+
+
 def main(argv):
     verbose = "--verbose" in argv or "-v" in argv
     r = Results(verbose)
@@ -306,6 +744,19 @@ def main(argv):
         emu = Emulator()
         r.check("emulator prints 'READY <port>' for --port 0", emu.port > 0, emu.ready_line.strip())
         run_all(r, emu)
+        backends = FakeBackends()
+        try:
+            dp = Emulator("--amp-url", f"http://127.0.0.1:{backends.port}",
+                          "--prometheus-url", f"http://127.0.0.1:{backends.port}")
+            try:
+                run_dataplane(r, dp, backends, emu)
+            finally:
+                dp.stop()
+                dp_err = dp.stderr()
+                r.check("data-plane emulator stderr has no tracebacks", "Traceback" not in dp_err,
+                        dp_err[-2000:])
+        finally:
+            backends.stop()
         code = emu.stop()
         r.check("emulator exits cleanly on SIGTERM (exit code 0)", code == 0, f"exit code {code}")
         emu2 = Emulator("--active-delay", "0")
@@ -537,10 +988,11 @@ def run_all(r: Results, emu: Emulator):
 
     # ---- ListVersions ----------------------------------------------------------------------
     versions = gf.list_versions()["grafanaVersions"]
-    r.check("ListVersions returns realistic versions", versions == ["8.4", "9.4", "10.4"], str(versions))
+    r.check("ListVersions returns realistic versions (8.4, 9.4, 10.4 and 12.4, which needs the AMP plugin)",
+            versions == ["8.4", "9.4", "10.4", "12.4"], str(versions))
     pages = [p["grafanaVersions"] for p in
-             gf.get_paginator("list_versions").paginate(PaginationConfig={"PageSize": 2})]
-    r.check("ListVersions paginates (maxResults=2)", pages == [["8.4", "9.4"], ["10.4"]], str(pages))
+             gf.get_paginator("list_versions").paginate(PaginationConfig={"PageSize": 3})]
+    r.check("ListVersions paginates (maxResults=3)", pages == [["8.4", "9.4", "10.4"], ["12.4"]], str(pages))
 
     # ---- create / describe with delays -----------------------------------------------------
     reset()
@@ -580,7 +1032,8 @@ def run_all(r: Results, emu: Emulator):
             f"{resp['workspace']['status']} -> {d['status']}")
     r.check("CreateWorkspace with grafanaVersion 9.4 keeps it", d["grafanaVersion"] == "9.4")
     vs = gf.list_versions(workspaceId=ws2_id)["grafanaVersions"]
-    r.check("ListVersions workspace-id filter: versions >= the workspace's", vs == ["9.4", "10.4"], str(vs))
+    r.check("ListVersions workspace-id filter: versions >= the workspace's", vs == ["9.4", "10.4", "12.4"],
+            str(vs))
     e = error_of(lambda: gf.list_versions(workspaceId="g-ffffffffff"))
     r.check("ListVersions for an unknown workspace -> ResourceNotFoundException",
             isinstance(e, gf.exceptions.ResourceNotFoundException), str(e))
@@ -763,11 +1216,11 @@ def run_all(r: Results, emu: Emulator):
     # data-plane hook: token store is usable for bearer auth at the workspace URL
     st, _, doc = raw.get(f"/grafana/{ws1_id}/api/datasources", auth=False,
                          headers={"Authorization": f"Bearer {key}"})
-    r.check("data-plane hook (/grafana/<id>/...): valid token authenticates (API itself 501)",
-            st == 501 and doc.get("authenticatedAs", {}).get("serviceAccountId") == sa_id, f"{st} {doc}")
+    r.check("data-plane hook (/grafana/<id>/...): valid ADMIN token lists data sources",
+            st == 200 and doc == [], f"{st} {doc}")
     st, _, doc = raw.get("/api/datasources", auth=False, headers={
         "Authorization": f"Bearer {key}", "Host": f"{ws1_id}.grafana-workspace.{REGION}.amazonaws.com"})
-    r.check("data-plane hook (Host header): valid token authenticates", st == 501, f"{st} {doc}")
+    r.check("data-plane hook (Host header): valid token authenticates", st == 200 and doc == [], f"{st} {doc}")
     st, _, doc = raw.get(f"/grafana/{ws1_id}/api/datasources", auth=False,
                          headers={"Authorization": "Bearer glsa_wrong_00000000"})
     r.check("data-plane hook: wrong token -> 401", st == 401, f"{st} {doc}")

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Local emulator of the Amazon Managed Grafana control plane (service id ``grafana``).
+"""Local emulator of Amazon Managed Grafana: the control plane (service id ``grafana``) and the
+workspaces' Grafana HTTP API (data sources and their health, service-account token auth).
 
-Routes, request parsing, validation and response shaping are all driven by botocore's own
-service model (``botocore/data/grafana/<version>/service-2.json.gz``), so paths, methods,
-status codes and field names are the ones every AWS SDK uses.
+Control-plane routes, request parsing, validation and response shaping are all driven by
+botocore's own service model (``botocore/data/grafana/<version>/service-2.json.gz``), so paths,
+methods, status codes and field names are the ones every AWS SDK uses. The data plane follows
+Grafana's ``pkg/api/datasources.go`` (see ``DataPlane``).
 
 Usage::
 
     python emulator.py --port 0 [--host 127.0.0.1] [--active-delay 0] \
-        [--region us-east-1] [--account-id 123456789012]
+        [--region us-east-1] [--account-id 123456789012] [--amp-url URL] [--prometheus-url URL]
 
 Prints ``READY <port>`` on stdout once listening; stops cleanly on SIGTERM / SIGINT.
 Python 3.11 standard library plus botocore (for the model only).
@@ -32,10 +34,12 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import botocore
 
@@ -46,7 +50,39 @@ import botocore
 SERVICE_NAME = "grafana"
 
 #: Versions offered by ListVersions (the ones Amazon Managed Grafana offers for new workspaces).
-DEFAULT_GRAFANA_VERSIONS = ["8.4", "9.4", "10.4"]
+DEFAULT_GRAFANA_VERSIONS = ["8.4", "9.4", "10.4", "12.4"]
+
+# ---- Grafana HTTP API (data plane) ---------------------------------------------------------
+
+#: Grafana's core Prometheus data source type.
+CORE_PROMETHEUS_TYPE = "prometheus"
+#: The Amazon Managed Service for Prometheus data source plugin.
+AMP_PLUGIN_TYPE = "grafana-amazonprometheus-datasource"
+#: The emulator's cutoff: workspaces of this Grafana major version and later have the AMP plugin
+#: installed and no longer sign core ``prometheus`` requests with SigV4; earlier ones have no
+#: plugin and SigV4 on the core type. Real Grafana deprecated core SigV4 during 11.x/12.x and
+#: migrates such data sources to the plugin automatically from 13; the emulator is stricter (see
+#: README.md).
+PLUGIN_SIGV4_MIN_MAJOR = 11
+#: ``jsonData.sigV4AuthType`` values grafana-aws-sdk knows; the console's "Workspace IAM Role"
+#: is stored as ``ec2_iam_role``.
+SIGV4_AUTH_TYPES = ("default", "keys", "credentials", "ec2_iam_role", "grafana_assume_role")
+SIGV4_WORKSPACE_ROLE = "ec2_iam_role"
+#: An AMP workspace endpoint, with or without the trailing slash.
+AMP_URL_RE = re.compile(
+    r"^https://aps-workspaces\.([a-z0-9-]+)\.amazonaws\.com/workspaces/(ws-[0-9A-Za-z][-.0-9A-Za-z_]*)/?$"
+)
+#: Grafana's ``util.IsValidShortUID``.
+DATASOURCE_UID_RE = re.compile(r"^[a-zA-Z0-9\-_]{1,40}$")
+#: promlib's health-check messages.
+PROM_HEALTH_OK = "Successfully queried the Prometheus API."
+PROM_HEALTH_ERROR = "There was an error returned querying the Prometheus API."
+
+
+def amp_plugin_required(grafana_version: str) -> bool:
+    """True when a workspace of this version needs the AMP plugin type for SigV4."""
+    major = re.match(r"\d+", grafana_version or "")
+    return bool(major) and int(major.group(0)) >= PLUGIN_SIGV4_MIN_MAJOR
 
 #: Operations this emulator implements. Every other operation of the model is routed too, but
 #: answers 501 ``NotImplementedException``.
@@ -563,7 +599,7 @@ class GrafanaService:
     """All control-plane state plus the operation handlers (``op_<OperationName>``).
 
     Every public entry point takes ``self.lock``. The service-account token store is exposed
-    via :meth:`authenticate_token` for the (future) Grafana HTTP API data plane.
+    via :meth:`authenticate_token` for the Grafana HTTP API data plane (``DataPlane``).
     """
 
     def __init__(self, model: ServiceModel, region: str, account_id: str, config: dict):
@@ -839,6 +875,8 @@ class GrafanaService:
             "serviceAccounts": {},
             "_nextServiceAccountId": 2,  # id 1 is Grafana's built-in admin user
             "_nextTokenId": 1,
+            "datasources": {},  # Grafana HTTP API data sources by uid
+            "_nextDatasourceId": 1,
             "_clientToken": token,
         }
         self._transition(ws, "CREATING", "create", "ACTIVE")
@@ -1204,6 +1242,12 @@ class GrafanaService:
                     }
                     for sa in ws["serviceAccounts"].values()
                 ]
+                d["datasources"] = [
+                    {"uid": ds["uid"], "id": ds["id"], "name": ds["name"], "type": ds["type"],
+                     "url": ds["url"], "version": ds["version"],
+                     "secureJsonFields": sorted(k for k, v in ds["_secure"].items() if v)}
+                    for ds in ws["datasources"].values()
+                ]
                 workspaces.append(d)
             return {
                 "region": self.region,
@@ -1213,6 +1257,29 @@ class GrafanaService:
                 "workspaces": workspaces,
                 "requestCount": len(self.request_log),
             }
+
+    def tokens_view(self, include_expired: bool = False, ws_filter: str | None = None) -> list:
+        """Service-account tokens (never the key): live ones, or all with ``expired`` set."""
+        with self.lock:
+            self._tick_all()
+            t_now = time.time()
+            out = []
+            for ws in self.workspaces.values():
+                if ws_filter and ws["id"] != ws_filter:
+                    continue
+                for sa in ws["serviceAccounts"].values():
+                    for tok in sa["tokens"].values():
+                        expired = t_now >= tok["expiresAt"]
+                        if expired and not include_expired:
+                            continue
+                        out.append({
+                            "workspaceId": ws["id"], "serviceAccountId": sa["id"],
+                            "serviceAccountName": sa["name"], "grafanaRole": sa["grafanaRole"],
+                            "tokenId": tok["id"], "name": tok["name"],
+                            "createdAt": tok["createdAt"], "expiresAt": tok["expiresAt"],
+                            "lastUsedAt": tok["lastUsedAt"], "expired": expired,
+                        })
+            return out
 
     def call(self, op_name: str, params: dict) -> dict:
         handler = getattr(self, f"op_{op_name}", None)
@@ -1233,17 +1300,51 @@ class GrafanaService:
 
 
 class DataPlane:
-    """Placeholder for the Grafana HTTP API served at the workspace URL.
+    """The Grafana HTTP API served at the workspace URL (the data plane).
 
     Requests reach it when the ``Host`` header is ``<id>.grafana-workspace.<region>.amazonaws.com``
-    or the path starts with ``/grafana/<id>/``. Authentication (service-account bearer tokens and
-    their expiry) is already enforced; everything past it answers 501 for now.
+    or the path starts with ``/grafana/<id>/``. Implemented, after Grafana 10's HTTP API
+    (``pkg/api/datasources.go``): ``/api/health`` (no auth) and the data source API
+    (list, get/put/delete by uid, get/delete by name, create, health by uid). Authentication is a
+    service-account token of this workspace (``Authorization: Bearer glsa_...``); authorization
+    follows Grafana's default RBAC grants (see ``ROLE_ACTIONS``).
     """
 
     PATH_RE = re.compile(r"^/grafana/(g-[0-9a-f]{10})(/.*)?$")
 
-    def __init__(self, service: GrafanaService):
+    #: (method, path regex, operation name as in Grafana's swagger, RBAC action needed)
+    ROUTES = [
+        ("GET", re.compile(r"^/api/datasources/?$"), "getDataSources", "datasources:read"),
+        ("POST", re.compile(r"^/api/datasources/?$"), "addDataSource", "datasources:create"),
+        ("GET", re.compile(r"^/api/datasources/uid/(?P<uid>[^/]+)/health/?$"),
+         "checkDatasourceHealthWithUID", "datasources:query"),
+        ("GET", re.compile(r"^/api/datasources/uid/(?P<uid>[^/]+)/?$"), "getDataSourceByUID",
+         "datasources:read"),
+        ("PUT", re.compile(r"^/api/datasources/uid/(?P<uid>[^/]+)/?$"), "updateDataSourceByUID",
+         "datasources:write"),
+        ("DELETE", re.compile(r"^/api/datasources/uid/(?P<uid>[^/]+)/?$"), "deleteDataSourceByUID",
+         "datasources:delete"),
+        ("GET", re.compile(r"^/api/datasources/name/(?P<name>[^/]+)/?$"), "getDataSourceByName",
+         "datasources:read"),
+        ("DELETE", re.compile(r"^/api/datasources/name/(?P<name>[^/]+)/?$"),
+         "deleteDataSourceByName", "datasources:delete"),
+    ]
+
+    #: Grafana's default grants to the basic roles a service account can have: the fixed roles
+    #: ``fixed:datasources:reader`` (read) and ``fixed:datasources:writer`` (create, write, delete)
+    #: are granted to Admin only; querying (which the health check is) is open to every role.
+    ROLE_ACTIONS = {
+        "ADMIN": {"datasources:read", "datasources:create", "datasources:write",
+                  "datasources:delete", "datasources:query"},
+        "EDITOR": {"datasources:query"},
+        "VIEWER": {"datasources:query"},
+    }
+
+    def __init__(self, service: "GrafanaService", amp_url: str | None = None,
+                 prometheus_url: str | None = None):
         self.service = service
+        self.amp_url = amp_url.rstrip("/") if amp_url else None
+        self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
         self.host_re = re.compile(
             r"^(g-[0-9a-f]{10})\.grafana-workspace\." + re.escape(service.region)
             + r"\.amazonaws\.com$"
@@ -1259,41 +1360,447 @@ class DataPlane:
             return m.group(1), m.group(2) or "/"
         return None
 
+    # ---- entry point ---------------------------------------------------------------------------
     def handle(self, method: str, ws_id: str, sub_path: str, headers, query, body):
-        """Return (status, json_obj)."""
-        if sub_path == "/api/health":
+        """Return ``(status, json_obj, log_fields)``; log_fields never hold a secret."""
+        log: dict = {"auth": None}
+        if sub_path.rstrip("/") == "/api/health" and method in ("GET", "HEAD"):
+            log["operation"] = "getHealth"
             with self.service.lock:
                 ws = self.service._tick(ws_id)
-            if ws is None:
-                return 404, {"message": "Not found"}
-            return 200, {"database": "ok", "version": ws["grafanaVersion"]}
+                version = ws["grafanaVersion"] if ws else None
+            if version is None:
+                return 404, {"message": "Not found"}, log
+            return 200, {"commit": "emulated", "database": "ok", "version": version}, log
+        op = None
+        params: dict = {}
+        for r_method, rx, name, action in self.ROUTES:
+            m = rx.match(sub_path)
+            if m and r_method == method:
+                op = (name, action)
+                params = {k: unquote(v) for k, v in m.groupdict().items()}
+                break
+        if op is None:
+            return 404, {"message": "Not found"}, log
+        log["operation"] = op[0]
+        if "uid" in params:
+            log["uid"] = params["uid"]
         auth = headers.get("Authorization", "")
-        if not auth.lower().startswith("bearer "):
-            return 401, {"message": "Unauthorized"}
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            log["auth"] = "missing"
+            return 401, {"message": "Unauthorized"}, log
         ok, info = self.service.authenticate_token(ws_id, auth[7:].strip())
         if not ok:
+            log["auth"] = info
             if info == "workspace-not-found":
-                return 404, {"message": "Not found"}
-            if info == "expired":
-                return 401, {"message": "Expired API key"}
+                return 404, {"message": "Not found"}, log
             if info == "workspace-not-active":
-                return 503, {"message": "Workspace is not active"}
-            return 401, {"message": "Invalid API key"}
-        return 501, {
-            "message": f"The Grafana HTTP API ({method} {sub_path}) is not emulated yet.",
-            "authenticatedAs": info,
+                return 503, {"message": "Workspace is not active"}, log
+            if info == "expired":
+                return 401, {"message": "Expired API key", "messageId": "api-key.expired",
+                             "statusCode": 401, "traceID": ""}, log
+            return 401, {"message": "Invalid API key", "messageId": "api-key.invalid",
+                         "statusCode": 401, "traceID": ""}, log
+        log.update(auth="ok", grafanaRole=info["grafanaRole"],
+                   serviceAccountId=info["serviceAccountId"], tokenId=info["tokenId"])
+        if op[1] not in self.ROLE_ACTIONS.get(info["grafanaRole"], set()):
+            log["auth"] = "forbidden"
+            return 403, {
+                "accessErrorId": "ACE" + "".join(secrets.choice("0123456789") for _ in range(10)),
+                "message": "You'll need additional permissions to perform this action. "
+                           f"Permissions needed: {op[1]}",
+                "title": "Access denied",
+            }, log
+        handler = getattr(self, "op_" + op[0])
+        status, obj = handler(ws_id, params, query, body)
+        if op[0] == "checkDatasourceHealthWithUID" and isinstance(obj, dict) and "status" in obj:
+            log["health"] = obj["status"]
+        return status, obj, log
+
+    # ---- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _json_body(body: bytes):
+        try:
+            doc = json.loads(body.decode("utf-8")) if body.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    @staticmethod
+    def _type_info(ds_type: str, version: str) -> tuple[str, str, bool]:
+        """(typeName, typeLogoUrl, installed) of a data source type in a workspace version."""
+        if ds_type == CORE_PROMETHEUS_TYPE:
+            return ("Prometheus", "public/app/plugins/datasource/prometheus/img/prometheus_logo.svg",
+                    True)
+        if ds_type == AMP_PLUGIN_TYPE and amp_plugin_required(version):
+            return ("Amazon Managed Service for Prometheus",
+                    f"public/plugins/{AMP_PLUGIN_TYPE}/img/logo.svg", True)
+        return ds_type, "public/img/icn-datasource.svg", False
+
+    def _dto(self, ds: dict, version: str) -> dict:
+        """Grafana's ``dtos.DataSource`` (GET by uid/name, and inside create/update answers)."""
+        _, logo, _ = self._type_info(ds["type"], version)
+        return {
+            "id": ds["id"], "uid": ds["uid"], "orgId": ds["orgId"], "name": ds["name"],
+            "type": ds["type"], "typeLogoUrl": logo, "access": ds["access"], "url": ds["url"],
+            "user": ds["user"], "database": ds["database"], "basicAuth": ds["basicAuth"],
+            "basicAuthUser": ds["basicAuthUser"], "withCredentials": ds["withCredentials"],
+            "isDefault": ds["isDefault"], "jsonData": copy.deepcopy(ds["jsonData"]),
+            "secureJsonFields": {k: True for k, v in ds["_secure"].items() if v},
+            "version": ds["version"], "readOnly": ds["readOnly"],
         }
+
+    def _list_item(self, ds: dict, version: str) -> dict:
+        """Grafana's ``dtos.DataSourceListItemDTO`` (GET /api/datasources)."""
+        type_name, logo, _ = self._type_info(ds["type"], version)
+        return {
+            "id": ds["id"], "uid": ds["uid"], "orgId": ds["orgId"], "name": ds["name"],
+            "type": ds["type"], "typeName": type_name, "typeLogoUrl": logo,
+            "access": ds["access"], "url": ds["url"], "user": ds["user"],
+            "database": ds["database"], "basicAuth": ds["basicAuth"],
+            "isDefault": ds["isDefault"], "jsonData": copy.deepcopy(ds["jsonData"]),
+            "readOnly": ds["readOnly"],
+        }
+
+    @staticmethod
+    def _parse_command(doc) -> tuple[dict | None, str | None]:
+        """Bind an Add/UpdateDataSourceCommand like Grafana's ``web.Bind``: wrong JSON types or
+        a missing required member (name, type, access) give "bad request data"."""
+        if doc is None:
+            return None, "bad request data"
+        strings = ("name", "type", "access", "url", "user", "database", "basicAuthUser", "uid")
+        bools = ("basicAuth", "withCredentials", "isDefault")
+        cmd: dict = {}
+        for k in strings:
+            v = doc.get(k)
+            if v is not None and not isinstance(v, str):
+                return None, "bad request data"
+            cmd[k] = v or ""
+        for k in bools:
+            v = doc.get(k)
+            if v is not None and not isinstance(v, bool):
+                return None, "bad request data"
+            cmd[k] = bool(v)
+        jd = doc.get("jsonData")
+        if jd is not None and not isinstance(jd, dict):
+            return None, "bad request data"
+        cmd["jsonData"] = copy.deepcopy(jd) if jd is not None else {}
+        sjd = doc.get("secureJsonData")
+        if sjd is not None and (not isinstance(sjd, dict)
+                                or not all(isinstance(v, str) for v in sjd.values())):
+            return None, "bad request data"
+        cmd["secureJsonData"] = dict(sjd or {})
+        ver = doc.get("version")
+        if ver is not None and (isinstance(ver, bool) or not isinstance(ver, int)):
+            return None, "bad request data"
+        cmd["version"] = ver or 0
+        if not cmd["name"] or not cmd["type"] or not cmd["access"]:
+            return None, "bad request data"
+        return cmd, None
+
+    @staticmethod
+    def _check_command(cmd: dict) -> tuple[int, dict] | None:
+        if len(cmd["name"]) > 190:
+            return 400, {"message": "Failed to add datasource: invalid data source name: max "
+                                    "length is 190"}
+        if cmd["uid"] and not DATASOURCE_UID_RE.match(cmd["uid"]):
+            return 400, {"message": "Invalid UID for data source provided"}
+        if cmd["url"] and (any(c.isspace() for c in cmd["url"]) or "://" in cmd["url"]
+                           and not urlsplit(cmd["url"]).netloc):
+            return 400, {"message": "Validation error, invalid URL"}
+        return None
+
+    def _ws(self, ws_id: str) -> dict:
+        ws = self.service._tick(ws_id)
+        if ws is None:  # authenticate_token saw it a moment ago; deleted since
+            raise KeyError(ws_id)
+        return ws
+
+    @staticmethod
+    def _new_uid(existing) -> str:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        while True:
+            uid = secrets.choice("abcdef") + "".join(secrets.choice(alphabet) for _ in range(13))
+            if uid not in existing:
+                return uid
+
+    @staticmethod
+    def _set_default(ws: dict, ds: dict):
+        if ds["isDefault"]:
+            for other in ws["datasources"].values():
+                if other is not ds:
+                    other["isDefault"] = False
+
+    # ---- operations ----------------------------------------------------------------------------
+    def op_getDataSources(self, ws_id, params, query, body):
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            items = [self._list_item(ds, ws["grafanaVersion"]) for ds in ws["datasources"].values()]
+        items.sort(key=lambda d: d["name"].lower())
+        return 200, items
+
+    def _find(self, ws: dict, params: dict):
+        if "uid" in params:
+            return ws["datasources"].get(params["uid"])
+        return next((d for d in ws["datasources"].values() if d["name"] == params["name"]), None)
+
+    def op_getDataSourceByUID(self, ws_id, params, query, body):
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            ds = self._find(ws, params)
+            if ds is None:
+                return 404, {"message": "Data source not found"}
+            return 200, self._dto(ds, ws["grafanaVersion"])
+
+    op_getDataSourceByName = op_getDataSourceByUID
+
+    def op_addDataSource(self, ws_id, params, query, body):
+        cmd, err = self._parse_command(self._json_body(body))
+        if err:
+            return 400, {"message": err}
+        bad = self._check_command(cmd)
+        if bad:
+            return bad
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            dss = ws["datasources"]
+            if any(d["name"] == cmd["name"] for d in dss.values()):
+                return 409, {"message": "data source with the same name already exists"}
+            if cmd["uid"] and cmd["uid"] in dss:
+                return 409, {"message": "data source with the same uid already exists"}
+            ds_id = ws["_nextDatasourceId"]
+            ws["_nextDatasourceId"] += 1
+            uid = cmd["uid"] or self._new_uid(dss)
+            t = now()
+            ds = {
+                "id": ds_id, "uid": uid, "orgId": 1, "name": cmd["name"], "type": cmd["type"],
+                "access": cmd["access"], "url": cmd["url"], "user": cmd["user"],
+                "database": cmd["database"], "basicAuth": cmd["basicAuth"],
+                "basicAuthUser": cmd["basicAuthUser"], "withCredentials": cmd["withCredentials"],
+                "isDefault": cmd["isDefault"], "jsonData": cmd["jsonData"], "version": 1,
+                "readOnly": False, "created": t, "updated": t,
+                "_secure": dict(cmd["secureJsonData"]),
+            }
+            dss[uid] = ds
+            self._set_default(ws, ds)
+            return 200, {"datasource": self._dto(ds, ws["grafanaVersion"]), "id": ds_id,
+                         "message": "Datasource added", "name": ds["name"]}
+
+    def op_updateDataSourceByUID(self, ws_id, params, query, body):
+        cmd, err = self._parse_command(self._json_body(body))
+        if err:
+            return 400, {"message": err}
+        bad = self._check_command(cmd)
+        if bad:
+            return bad
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            dss = ws["datasources"]
+            ds = dss.get(params["uid"])
+            if ds is None:
+                return 404, {"message": "Data source not found"}
+            if ds["readOnly"]:
+                return 403, {"message": "Cannot update read-only data source"}
+            if any(d["name"] == cmd["name"] and d is not ds for d in dss.values()):
+                return 409, {"message": "Failed to update datasource: data source with the same "
+                                        "name already exists"}
+            if cmd["version"] and cmd["version"] < ds["version"]:
+                return 409, {"message": "Datasource has already been updated by someone else. "
+                                        "Please reload and try again"}
+            new_uid = cmd["uid"] or ds["uid"]
+            if new_uid != ds["uid"] and new_uid in dss:
+                return 409, {"message": "data source with the same uid already exists"}
+            for k in ("name", "type", "access", "url", "user", "database", "basicAuth",
+                      "basicAuthUser", "withCredentials", "isDefault", "jsonData"):
+                ds[k] = cmd[k]
+            # Secrets not named in the update keep their stored value (fillWithSecureJSONData).
+            ds["_secure"].update(cmd["secureJsonData"])
+            ds["version"] = max(ds["version"], cmd["version"]) + 1
+            ds["updated"] = now()
+            if new_uid != ds["uid"]:
+                del dss[ds["uid"]]
+                ds["uid"] = new_uid
+                dss[new_uid] = ds
+            self._set_default(ws, ds)
+            return 200, {"datasource": self._dto(ds, ws["grafanaVersion"]), "id": ds["id"],
+                         "message": "Datasource updated", "name": ds["name"]}
+
+    def op_deleteDataSourceByUID(self, ws_id, params, query, body):
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            ds = self._find(ws, params)
+            if ds is None:
+                return 404, {"message": "Data source not found"}
+            if ds["readOnly"]:
+                return 403, {"message": "Cannot delete read-only data source"}
+            del ws["datasources"][ds["uid"]]
+            return 200, {"message": "Data source deleted", "id": ds["id"]}
+
+    op_deleteDataSourceByName = op_deleteDataSourceByUID
+
+    # ---- health ----------------------------------------------------------------------------------
+    def op_checkDatasourceHealthWithUID(self, ws_id, params, query, body):
+        uid = params["uid"]
+        if not DATASOURCE_UID_RE.match(uid):
+            return 400, {"message": "UID is invalid"}
+        with self.service.lock:
+            ws = self._ws(ws_id)
+            ds = ws["datasources"].get(uid)
+            if ds is None:
+                # Grafana loads the data source through its cache and answers a generic 500.
+                return 500, {"message": "Unable to load datasource metadata"}
+            ds = copy.deepcopy(ds)
+            version = ws["grafanaVersion"]
+            role_arn = ws.get("workspaceRoleArn")
+        return self.check_health(ds, version, role_arn)
+
+    def check_health(self, ds: dict, version: str, role_arn: str | None):
+        """Grafana's health check of a Prometheus data source pointed at AMP.
+
+        Runs outside the service lock (it may call the AMP and Prometheus backends).
+        """
+        ds_type = ds["type"]
+        if ds_type not in (CORE_PROMETHEUS_TYPE, AMP_PLUGIN_TYPE):
+            return 501, {"message": f"emulator: health checks are emulated only for the "
+                                    f"{CORE_PROMETHEUS_TYPE} and {AMP_PLUGIN_TYPE} types, "
+                                    f"not {ds_type!r}"}
+        _, _, installed = self._type_info(ds_type, version)
+        if not installed:
+            # The plugin is not installed: Grafana cannot build a plugin context.
+            return 500, {"message": "Unable to get plugin context",
+                         "error": f"plugin {ds_type} not found: it is not installed in Grafana "
+                                  f"{version} workspaces of this emulator (from Grafana "
+                                  f"{PLUGIN_SIGV4_MIN_MAJOR} on; use type {CORE_PROMETHEUS_TYPE} "
+                                  f"with jsonData.sigV4Auth before)"}
+
+        def error(reason: str):
+            return 400, {"status": "ERROR", "message": f"{reason} - {PROM_HEALTH_ERROR}"}
+
+        jd = ds.get("jsonData") or {}
+        url = ds.get("url") or ""
+        if ds_type == CORE_PROMETHEUS_TYPE and amp_plugin_required(version) and jd.get("sigV4Auth"):
+            return error(f"SigV4 authentication is no longer available on the core Prometheus data "
+                         f"source in Grafana {version}: use the {AMP_PLUGIN_TYPE} type")
+        if ds.get("access") != "proxy":
+            return error(f"access {ds.get('access')!r} is not supported: the Prometheus data source "
+                         f"queries from the Grafana server only (access \"proxy\", \"Server\")")
+        m = AMP_URL_RE.match(url)
+        if not m:
+            return error(f"Post \"{url}\": url is not an Amazon Managed Service for Prometheus "
+                         f"workspace endpoint (https://aps-workspaces.<region>.amazonaws.com/"
+                         f"workspaces/<workspace id>/)")
+        url_region, amp_ws_id = m.group(1), m.group(2)
+        query_url = url.rstrip("/") + "/api/v1/query"
+        if url_region != self.service.region:
+            return error(f"Post \"{query_url}\": dial tcp: lookup: the emulator serves only region "
+                         f"{self.service.region}, not {url_region}")
+        if jd.get("sigV4Auth") is not True:
+            return error(f"Post \"{query_url}\": 403 Forbidden: Missing Authentication Token "
+                         f"(jsonData.sigV4Auth is not true, so the request is not signed)")
+        auth_type = jd.get("sigV4AuthType")
+        if not auth_type:
+            return error(f"jsonData.sigV4AuthType is not set: the AWS SDK default credential "
+                         f"chain is not allowed in a workspace (the workspace IAM role is "
+                         f"\"{SIGV4_WORKSPACE_ROLE}\")")
+        if auth_type not in SIGV4_AUTH_TYPES:
+            return error(f"invalid sigV4AuthType {auth_type!r}: not one of "
+                         f"{', '.join(SIGV4_AUTH_TYPES)} (the workspace IAM role is "
+                         f"\"{SIGV4_WORKSPACE_ROLE}\")")
+        if auth_type != SIGV4_WORKSPACE_ROLE:
+            return error(f"attempting to use an auth type that is not allowed: {auth_type!r} (the "
+                         f"emulator models only the workspace IAM role, \"{SIGV4_WORKSPACE_ROLE}\")")
+        sig_region = jd.get("sigV4Region")
+        if not sig_region:
+            return error(f"Post \"{query_url}\": jsonData.sigV4Region is not set: cannot sign the "
+                         f"request")
+        if sig_region != url_region:
+            return error(f"Post \"{query_url}\": 403 Forbidden: Credential should be scoped to a "
+                         f"valid region (jsonData.sigV4Region is {sig_region!r}, the workspace is "
+                         f"in {url_region!r})")
+        if not role_arn:
+            return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
+                         "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
+        if self.amp_url:
+            problem = self._amp_workspace_problem(amp_ws_id)
+            if problem:
+                return error(f"Post \"{query_url}\": {problem}")
+        if self.prometheus_url:
+            problem = self._prometheus_problem((jd.get("httpMethod") or "POST").upper())
+            if problem:
+                return error(f"Post \"{query_url}\": {problem}")
+        return 200, {"status": "OK", "message": PROM_HEALTH_OK}
+
+    def _amp_workspace_problem(self, amp_ws_id: str) -> str | None:
+        """None when the AMP workspace exists and is usable, else what is wrong."""
+        date = time.strftime("%Y%m%d", time.gmtime())
+        req = urllib.request.Request(
+            f"{self.amp_url}/workspaces/{quote(amp_ws_id, safe='')}",
+            headers={"Authorization": "AWS4-HMAC-SHA256 Credential=grafana-emulator/"
+                                      f"{date}/{self.service.region}/aps/aws4_request, "
+                                      "SignedHeaders=host, Signature=0"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                doc = json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return (f"404 Not Found: workspace {amp_ws_id} does not exist in Amazon Managed "
+                        f"Service for Prometheus")
+            return f"{exc.code} {exc.reason}: AMP DescribeWorkspace failed"
+        except (OSError, ValueError) as exc:
+            return f"AMP backend {self.amp_url} unreachable: {exc}"
+        status = ((doc.get("workspace") or {}).get("status") or {}).get("statusCode")
+        if status not in ("ACTIVE", "UPDATING"):
+            return f"workspace {amp_ws_id} is {status or 'in an unknown status'}, not ACTIVE"
+        return None
+
+    def _prometheus_problem(self, http_method: str) -> str | None:
+        """Run Grafana's health query (instant ``1+1``) against the Prometheus backend."""
+        form = "query=1%2B1&time=4"
+        if http_method == "GET":
+            req = urllib.request.Request(f"{self.prometheus_url}/api/v1/query?{form}")
+        else:
+            req = urllib.request.Request(
+                f"{self.prometheus_url}/api/v1/query", data=form.encode(), method="POST",
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                doc = json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return f"{exc.code} {exc.reason} from the Prometheus API"
+        except (OSError, ValueError) as exc:
+            return f"Prometheus backend {self.prometheus_url} unreachable: {exc}"
+        if doc.get("status") != "success":
+            return f"Prometheus API error: {doc.get('error') or doc}"
+        return None
+
+    # ---- control-endpoint views ----------------------------------------------------------------
+    def dump(self, ws_filter: str | None = None) -> list:
+        with self.service.lock:
+            self.service._tick_all()
+            out = []
+            for ws in self.service.workspaces.values():
+                if ws_filter and ws["id"] != ws_filter:
+                    continue
+                for ds in ws["datasources"].values():
+                    d = self._dto(ds, ws["grafanaVersion"])
+                    d["workspaceId"] = ws["id"]
+                    d["created"] = ds["created"]
+                    d["updated"] = ds["updated"]
+                    out.append(d)
+            return out
 
 
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, service: GrafanaService, verbose: bool = False):
+    def __init__(self, addr, service: GrafanaService, verbose: bool = False,
+                 amp_url: str | None = None, prometheus_url: str | None = None):
         super().__init__(addr, Handler)
         self.service = service
         self.model = service.model
-        self.data_plane = DataPlane(service)
+        self.data_plane = DataPlane(service, amp_url=amp_url, prometheus_url=prometheus_url)
         self.verbose = verbose
 
 
@@ -1371,13 +1878,15 @@ class Handler(BaseHTTPRequestHandler):
                 return
             dp = self.server.data_plane.route(self.headers.get("Host", ""), raw_path)
             if dp is not None:
-                status, obj = self.server.data_plane.handle(
+                status, obj, fields = self.server.data_plane.handle(
                     self.command, dp[0], dp[1], self.headers, query, body
                 )
-                self.server.service.log_request({
-                    "plane": "grafana", "operation": None, "workspaceId": dp[0],
-                    "method": self.command, "path": dp[1], "status": status,
-                })
+                entry = {"plane": "grafana", "operation": None, "workspaceId": dp[0],
+                         "method": self.command, "path": dp[1], "query": split.query}
+                entry.update(fields)
+                entry["status"] = status
+                # Log before answering, like the AWS plane. Never the token or a body.
+                self.server.service.log_request(entry)
                 self._send(status, obj)
                 return
             self._aws(raw_path, split.query, query, body)
@@ -1463,7 +1972,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_emulator/requests" and method == "GET":
             with service.lock:
                 items = list(service.request_log)
-            for key in ("operation", "plane", "method", "status"):
+            for key in ("operation", "plane", "method", "status", "workspaceId", "uid", "auth"):
                 if key in query:
                     wanted = set(query[key])
                     items = [e for e in items if str(e.get(key)) in wanted]
@@ -1472,6 +1981,13 @@ class Handler(BaseHTTPRequestHandler):
             with service.lock:
                 service.request_log.clear()
             self._send(200, {"status": "cleared"})
+        elif path == "/_emulator/datasources" and method == "GET":
+            ws_filter = (query.get("workspaceId") or [None])[0]
+            self._send(200, {"datasources": self.server.data_plane.dump(ws_filter)})
+        elif path == "/_emulator/tokens" and method == "GET":
+            include = (query.get("all") or ["false"])[0].lower() in ("1", "true", "yes")
+            ws_filter = (query.get("workspaceId") or [None])[0]
+            self._send(200, {"tokens": service.tokens_view(include, ws_filter)})
         elif path == "/_emulator/routes" and method == "GET":
             model = self.server.model
             routes = sorted((r.describe() for r in model.routes), key=lambda r: r["operation"])
@@ -1515,6 +2031,12 @@ def main(argv=None) -> int:
     ap.add_argument("--versions", default=",".join(DEFAULT_GRAFANA_VERSIONS),
                     help="comma-separated Grafana versions offered by ListVersions")
     ap.add_argument("--model", default=None, help="path of a grafana service-2.json(.gz)")
+    ap.add_argument("--amp-url", default=None,
+                    help="AMP control plane (moto) URL: data source health checks look up the "
+                         "AMP workspace there (GET /workspaces/<id>)")
+    ap.add_argument("--prometheus-url", default=None,
+                    help="Prometheus URL: data source health checks run Grafana's query "
+                         "(1+1) against <url>/api/v1/query")
     ap.add_argument("--verbose", action="store_true", help="log each HTTP request to stderr")
     args = ap.parse_args(argv)
     if args.active_delay < 0:
@@ -1530,7 +2052,8 @@ def main(argv=None) -> int:
         versions=[v.strip() for v in args.versions.split(",") if v.strip()],
         max_workspaces=args.max_workspaces,
     )
-    server = EmulatorServer((args.host, args.port), service, verbose=args.verbose)
+    server = EmulatorServer((args.host, args.port), service, verbose=args.verbose,
+                            amp_url=args.amp_url, prometheus_url=args.prometheus_url)
     stop = threading.Event()
 
     def on_signal(signum, frame):

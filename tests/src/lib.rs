@@ -1,6 +1,7 @@
-//! The local stack the integration tests run on: real moto server and the Managed Grafana
-//! emulator, started on free loopback ports through `localstack/watchdog.py` (so a dying test
-//! never leaves a server behind) and stopped when the [`LocalStack`] is dropped.
+//! The local stack the integration tests run on: real moto server, the Managed Grafana emulator
+//! and (for the AMP data plane) Prometheus, started on free loopback ports through
+//! `localstack/watchdog.py` (so a dying test never leaves a server behind) and stopped when the
+//! [`LocalStack`] (or [`Prometheus`]) is dropped.
 
 // Harness code fails tests by panicking, which is what a test harness is for.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -111,14 +112,46 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 client for loopback control endpoints: returns status and body.
 pub fn http(method: &str, port: u16, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+    http_with_headers(method, port, path, &[], body)
+}
+
+/// [`http`] with extra request headers. A `Host` among them replaces the default
+/// `127.0.0.1:<port>` (how a request reaches a workspace's Grafana API through the router);
+/// `Content-Type` defaults to `application/json`.
+pub fn http_with_headers(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    http_bytes(method, port, path, headers, body.unwrap_or("").as_bytes())
+}
+
+/// [`http_with_headers`] with a binary body (a remote-write payload...).
+pub fn http_bytes(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !has("host") {
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    if !has("content-type") {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -140,6 +173,132 @@ fn dechunk(s: &str) -> String {
         }
         out.push_str(&after[..n]);
         rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The Prometheus binary: `$O11Y_PROMETHEUS`, else `/usr/bin/prometheus` (the Debian package
+/// `scripts/setup` installs), else `prometheus` on the `PATH`.
+pub fn prometheus_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("O11Y_PROMETHEUS").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let debian = PathBuf::from("/usr/bin/prometheus");
+    if debian.exists() {
+        return debian;
+    }
+    PathBuf::from("prometheus")
+}
+
+/// Prometheus's configuration for the local stack: no scrape jobs, it only receives remote
+/// writes and answers PromQL, as AMP's data plane does.
+pub const PROMETHEUS_CONFIG: &str = "# o11y-provisioner local stack: AMP's data plane. No scrape jobs.\nglobal:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n";
+
+/// Writes [`PROMETHEUS_CONFIG`] into `dir` and returns Prometheus's command line: data in
+/// `dir/data`, listening on `127.0.0.1:port`, with the remote-write receiver (`/api/v1/write`).
+pub fn prometheus_args(dir: &Path, port: u16) -> std::io::Result<Vec<String>> {
+    std::fs::create_dir_all(dir.join("data"))?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, PROMETHEUS_CONFIG)?;
+    Ok(vec![
+        prometheus_binary().display().to_string(),
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--web.enable-remote-write-receiver".into(),
+    ])
+}
+
+/// A directory removed (recursively) on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Prometheus as AMP's data plane, under the watchdog, with its data in a temporary directory
+/// that is removed after it stops.
+pub struct Prometheus {
+    // Declaration order is drop order: stop the server before removing its directory.
+    pub server: Server,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on a free port and waits for `/-/ready`.
+    pub fn start() -> Prometheus {
+        let bin = prometheus_binary();
+        assert!(
+            Command::new(&bin).arg("--version").output().map(|o| o.status.success()).unwrap_or(false),
+            "{} not found: run `scripts/setup` (it installs the Debian package prometheus) or set O11Y_PROMETHEUS",
+            bin.display()
+        );
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("o11y-prometheus-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dir = TempDir(dir);
+        let args = prometheus_args(&dir.0, port).unwrap_or_else(|e| panic!("{}: {e}", dir.0.display()));
+        let server = Server::start("prometheus", port, &args, "/-/ready");
+        Prometheus { server, dir }
+    }
+
+    /// Prometheus's URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The directory with its configuration and data.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+/// A Prometheus remote-write request body (`Content-Encoding: snappy`,
+/// `Content-Type: application/x-protobuf`) with one sample per series: `series` are
+/// `(labels including __name__, value)`, all at `timestamp_ms`. Hand-encoded (protobuf
+/// `prometheus.WriteRequest`, then a snappy block made of literals only, which every snappy
+/// decoder accepts), so the tests need no protobuf or snappy crate.
+pub fn remote_write_body(series: &[(&[(&str, &str)], f64)], timestamp_ms: i64) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn bytes_field(out: &mut Vec<u8>, field: u64, data: &[u8]) {
+        varint(out, field << 3 | 2);
+        varint(out, data.len() as u64);
+        out.extend_from_slice(data);
+    }
+    let mut request = Vec::new();
+    for (labels, value) in series {
+        let mut ts = Vec::new();
+        let mut sorted = labels.to_vec();
+        sorted.sort(); // remote write wants labels sorted by name
+        for (name, val) in sorted {
+            let mut label = Vec::new();
+            bytes_field(&mut label, 1, name.as_bytes());
+            bytes_field(&mut label, 2, val.as_bytes());
+            bytes_field(&mut ts, 1, &label);
+        }
+        let mut sample = Vec::new();
+        varint(&mut sample, 1 << 3 | 1); // double value, fixed64
+        sample.extend_from_slice(&value.to_bits().to_le_bytes());
+        varint(&mut sample, 2 << 3); // int64 timestamp, varint
+        varint(&mut sample, timestamp_ms as u64);
+        bytes_field(&mut ts, 2, &sample);
+        bytes_field(&mut request, 1, &ts);
+    }
+    // Snappy block: uncompressed length, then literal elements (tag 63<<2: 4-byte length - 1).
+    let mut out = Vec::new();
+    varint(&mut out, request.len() as u64);
+    for chunk in request.chunks(1 << 16) {
+        out.push(63 << 2);
+        out.extend_from_slice(&(chunk.len() as u32 - 1).to_le_bytes());
+        out.extend_from_slice(chunk);
     }
     out
 }

@@ -1,7 +1,15 @@
 //! The whole local stack of the product: moto server behind the router (moto's Step Functions
 //! interpreter sends Lambda invokes to `$MOTO_PORT`, which is the router), the Grafana emulator
-//! (reached through the router by SigV4 credential scope), and the real function binaries served
-//! by the router's Lambda runtime API.
+//! (reached through the router by SigV4 credential scope, and by `Host` for the workspaces'
+//! Grafana HTTP API), Prometheus as AMP's data plane (reached through the router by path:
+//! `/workspaces/<id>/api/...`), and the real function binaries served by the router's Lambda
+//! runtime API.
+//!
+//! Routes of the router ([`router_routes`]):
+//! - `Host: *.grafana-workspace.<region>.amazonaws.com` → the Grafana emulator's data plane;
+//! - `/workspaces/*/api/v1/remote_write` → Prometheus `/api/v1/write`;
+//! - `/workspaces/*/api/` → Prometheus `/api/` (PromQL: `query`, `query_range`, `labels`...);
+//! - SigV4 scope `grafana` → the Grafana emulator's control plane; everything else → moto.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -10,7 +18,55 @@ use std::time::Duration;
 use o11y_shared::aws::Clients;
 use serde_json::Value;
 
-use crate::{free_port, http, python, repo_root, sdk_config_for, Server, ACCOUNT_ID, REGION};
+use crate::{
+    free_port, http, http_with_headers, python, repo_root, sdk_config_for, Prometheus, Server, ACCOUNT_ID, REGION,
+};
+
+/// The environment variable with the base URL of the Grafana HTTP API for the functions. When
+/// set, a function calls `<base><path>` with the `Host` header set to the workspace's endpoint
+/// (`g-….grafana-workspace.<region>.amazonaws.com`) instead of `https://<endpoint><path>`.
+pub const GRAFANA_API_URL_ENV: &str = "O11Y_GRAFANA_API_URL";
+
+/// The `Host` suffix of every Grafana workspace endpoint in [`REGION`].
+pub fn grafana_workspace_host_suffix() -> String {
+    format!(".grafana-workspace.{REGION}.amazonaws.com")
+}
+
+/// The router's routing arguments for the Grafana emulator on `grafana_port` and Prometheus on
+/// `prometheus_port` (the module documentation lists them).
+pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
+    vec![
+        "--route".into(),
+        format!("grafana=http://127.0.0.1:{grafana_port}"),
+        "--host-route".into(),
+        format!("{}=http://127.0.0.1:{grafana_port}", grafana_workspace_host_suffix()),
+        "--path-route".into(),
+        format!("/workspaces/*/api/v1/remote_write=http://127.0.0.1:{prometheus_port}/api/v1/write"),
+        "--path-route".into(),
+        format!("/workspaces/*/api/=http://127.0.0.1:{prometheus_port}/api/"),
+    ]
+}
+
+/// The Grafana emulator's command line for the stack: AMP workspaces are looked up in moto and
+/// data source health checks query Prometheus.
+pub fn grafana_emulator_args(port: u16, active_delay: f64, moto_port: u16, prometheus_port: u16) -> Vec<String> {
+    vec![
+        python().display().to_string(),
+        repo_root().join("tests/grafana_emulator/emulator.py").display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--region".into(),
+        REGION.into(),
+        "--account-id".into(),
+        ACCOUNT_ID.into(),
+        "--active-delay".into(),
+        active_delay.to_string(),
+        "--amp-url".into(),
+        format!("http://127.0.0.1:{moto_port}"),
+        "--prometheus-url".into(),
+        format!("http://127.0.0.1:{prometheus_port}"),
+    ]
+}
 
 /// Options of the stack.
 #[derive(Debug, Clone)]
@@ -27,8 +83,13 @@ impl Default for StackOptions {
     }
 }
 
-/// The directory with the function binaries (`cargo build --workspace --bins`).
+/// The directory with the function binaries (`cargo build --workspace --bins`): `$O11Y_FUNCTIONS_DIR`
+/// when set (for example `target/release` for the benchmarks' cold starts), else the debug profile
+/// of `$CARGO_TARGET_DIR` or `target`.
 pub fn functions_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("O11Y_FUNCTIONS_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target")).join("debug")
 }
 
@@ -51,10 +112,11 @@ pub struct FullStack {
     pub router: Server,
     pub moto: Server,
     pub grafana: Server,
+    pub prometheus: Prometheus,
 }
 
 impl FullStack {
-    /// Builds the functions and starts moto, the Grafana emulator and the router.
+    /// Builds the functions and starts moto, Prometheus, the Grafana emulator and the router.
     pub fn start(opts: &StackOptions) -> FullStack {
         build_functions();
         let router_port = free_port();
@@ -77,22 +139,12 @@ impl FullStack {
             http("POST", moto_port, "/moto-api/config", Some(r#"{"stepfunctions":{"execute_state_machine":true}}"#))
                 .expect("configure moto");
         assert!(status < 300, "moto config: {status} {body}");
+        let prometheus = Prometheus::start();
         let g_port = free_port();
         let grafana = Server::start(
             "grafana-emulator",
             g_port,
-            &[
-                python().display().to_string(),
-                repo_root().join("tests/grafana_emulator/emulator.py").display().to_string(),
-                "--port".into(),
-                g_port.to_string(),
-                "--region".into(),
-                REGION.into(),
-                "--account-id".into(),
-                ACCOUNT_ID.into(),
-                "--active-delay".into(),
-                opts.grafana_active_delay.to_string(),
-            ],
+            &grafana_emulator_args(g_port, opts.grafana_active_delay, moto_port, prometheus.server.port),
             "/_emulator/health",
         );
         let endpoint = format!("http://127.0.0.1:{router_port}");
@@ -103,21 +155,61 @@ impl FullStack {
             router_port.to_string(),
             "--default".into(),
             format!("http://127.0.0.1:{moto_port}"),
-            "--route".into(),
-            format!("grafana=http://127.0.0.1:{g_port}"),
+        ];
+        args.extend(router_routes(g_port, prometheus.server.port));
+        args.extend([
             "--functions-dir".into(),
             functions_dir().display().to_string(),
             "--region".into(),
             REGION.into(),
             "--account-id".into(),
             ACCOUNT_ID.into(),
-        ];
+        ]);
         for (k, v) in function_env(&endpoint, opts) {
             args.push("--function-env".into());
             args.push(format!("{k}={v}"));
         }
         let router = Server::start("router", router_port, &args, "/_router/health");
-        FullStack { router, moto, grafana }
+        FullStack { router, moto, grafana, prometheus }
+    }
+
+    /// Prometheus's own URL (AMP's data plane; through the router it is
+    /// `<endpoint>/workspaces/<id>/api/...`).
+    pub fn prometheus_url(&self) -> String {
+        self.prometheus.url()
+    }
+
+    /// The Grafana emulator's own URL (control endpoints `/_emulator/...`).
+    pub fn grafana_emulator_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grafana.port)
+    }
+
+    /// A call to the Grafana HTTP API of the workspace whose endpoint is `workspace_endpoint`
+    /// (`g-….grafana-workspace.<region>.amazonaws.com`, as `DescribeWorkspace` returns it), sent
+    /// to the router with that `Host`, as the functions do with `O11Y_GRAFANA_API_URL`. `token` is
+    /// a service-account key (`Authorization: Bearer`); returns status and body.
+    pub fn grafana_api(
+        &self,
+        method: &str,
+        workspace_endpoint: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Host", workspace_endpoint)];
+        if let Some(a) = auth.as_deref() {
+            headers.push(("Authorization", a));
+        }
+        http_with_headers(method, self.router.port, path, &headers, body).expect("grafana api through the router")
+    }
+
+    /// A GET of a Grafana emulator control endpoint (`/_emulator/datasources?workspaceId=`,
+    /// `/_emulator/tokens`, `/_emulator/requests?plane=grafana`...), parsed as JSON.
+    pub fn grafana_emulator_control(&self, path: &str) -> Value {
+        let (status, body) = http("GET", self.grafana.port, path, None).expect("grafana emulator control");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("control endpoint JSON")
     }
 
     /// The single endpoint of the stack (`AWS_ENDPOINT_URL`).
@@ -173,10 +265,13 @@ impl FullStack {
     }
 }
 
-/// The environment of the function processes: everything through the router, fast wait loops.
+/// The environment of the function processes: everything through the router (AWS APIs, AMP's data
+/// plane under `/workspaces/<id>/api/`, and the Grafana HTTP API via [`GRAFANA_API_URL_ENV`]),
+/// fast wait loops.
 pub fn function_env(endpoint: &str, opts: &StackOptions) -> Vec<(String, String)> {
     vec![
         ("AWS_ENDPOINT_URL".into(), endpoint.to_string()),
+        (GRAFANA_API_URL_ENV.into(), endpoint.to_string()),
         ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
         ("AWS_REGION".into(), REGION.into()),

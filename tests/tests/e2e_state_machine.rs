@@ -73,7 +73,7 @@ async fn fresh_create_then_a_second_execution_with_zero_writes() {
     assert_eq!(g.workspace_role_arn(), out["grafanaRoleArn"].as_str());
     assert_eq!(out["grafanaUrl"], format!("https://{}", g.endpoint()));
     let params = ssm_map(&clients, "/o11y/dr-prod").await;
-    assert_eq!(params.len(), 11);
+    assert_eq!(params.len(), 12, "11 outputs and the record");
     for (leaf, key) in [
         ("irsa-role-arn", "irsaRoleArn"),
         ("amp-workspace-id", "ampWorkspaceId"),

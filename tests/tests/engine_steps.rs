@@ -140,7 +140,13 @@ async fn fresh_create_builds_everything_and_a_second_run_changes_nothing() {
     let get = |leaf: &str| {
         params.iter().find(|p| p.0 == format!("/o11y/dr-prod/{leaf}")).map(|p| p.1.clone()).unwrap_or_default()
     };
-    assert_eq!(params.len(), 11, "{params:?}");
+    assert_eq!(params.len(), 12, "11 outputs and the record: {params:?}");
+    let record: Value = serde_json::from_str(&get("provisioner-state")).unwrap();
+    assert_eq!(record["trust"]["addedStatement"], statements[1], "the record holds exactly the statement we added");
+    assert_eq!(record["trust"]["originalDocument"], seeded.original_trust);
+    for key in ["ampWorkspace", "writePolicy", "grafanaRole", "readPolicy", "grafanaWorkspace"] {
+        assert_eq!(record["resources"][key]["owned"], true, "{key}");
+    }
     assert_eq!(get("amp-workspace-arn"), ws.arn());
     assert_eq!(get("grafana-workspace-id"), g.id());
     assert_eq!(get("remote-write-url"), out.remote_write_url);

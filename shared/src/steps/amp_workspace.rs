@@ -3,10 +3,15 @@
 
 use aws_sdk_amp::types::WorkspaceStatusCode;
 
-use crate::error::{from_sdk, Error, Result};
+use serde_json::json;
+
+use crate::error::{from_sdk, has_code, Error, Result};
 use crate::names;
-use crate::state::{require, AmpWorkspaceOutput, ProvisionState};
-use crate::steps::Ctx;
+use crate::record::{self, keys, ResourceRecord};
+use crate::state::{require, AmpWorkspaceOutput, DeleteOutput, ProvisionState};
+use crate::steps::{Ctx, KNOWN_AFTER_APPLY};
+
+const STEP: &str = "amp-workspace";
 
 /// Statuses after which a workspace will never become ACTIVE by itself.
 pub const FAILED_STATUSES: &[&str] = &["CREATION_FAILED"];
@@ -16,25 +21,55 @@ pub fn remote_write_url(prometheus_endpoint: &str) -> String {
     format!("{}/api/v1/remote_write", prometheus_endpoint.trim_end_matches('/'))
 }
 
-/// Finds or creates the workspace and reports its status.
+/// Finds or creates the workspace and reports its status. When the alias changed, the workspace
+/// recorded for this deployment is renamed in place (`UpdateWorkspaceAlias`), keeping its data.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
     let amp = &ctx.clients.amp;
+    let before = record::load(ctx).await?;
+    let recorded = before.resource(keys::AMP_WORKSPACE).cloned();
 
     let matches = find_by_alias(ctx, &d.amp_alias).await?;
-    let (workspace_id, adopted, created) = match matches.as_slice() {
-        [] => {
-            let token = names::client_token("amp-workspace", &pre.account_id, &d.region, &d.name);
-            let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
-            for (k, v) in ctx.owner_tags() {
-                req = req.tags(k, v);
+    let (workspace_id, owned, created) = match matches.as_slice() {
+        [] => match renamable(ctx, recorded.as_ref()).await? {
+            Some((id, old_alias, owned)) => {
+                ctx.planned(
+                    STEP,
+                    "update",
+                    format!("AMP workspace {id}"),
+                    json!({"alias": {"from": old_alias, "to": d.amp_alias}}),
+                );
+                if !ctx.dry_run() {
+                    let token =
+                        names::client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
+                    amp.update_workspace_alias()
+                        .workspace_id(&id)
+                        .alias(&d.amp_alias)
+                        .client_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk("aps:UpdateWorkspaceAlias", e))?;
+                    tracing::info!(workspace_id = %id, from = %old_alias, to = %d.amp_alias, "AMP workspace renamed");
+                }
+                (id, owned, false)
             }
-            let out = req.send().await.map_err(|e| from_sdk("aps:CreateWorkspace", e))?;
-            tracing::info!(workspace_id = %out.workspace_id(), alias = %d.amp_alias, "AMP workspace created");
-            (out.workspace_id().to_string(), false, true)
-        }
-        [(id, owned)] => (id.clone(), !owned, false),
+            None => {
+                ctx.planned(STEP, "create", "AMP workspace", json!({"alias": d.amp_alias}));
+                if ctx.dry_run() {
+                    return Ok(planned_workspace(ctx, &pre.account_id));
+                }
+                let token = names::client_token("amp-workspace", &pre.account_id, &d.region, &d.name);
+                let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
+                for (k, v) in ctx.owner_tags() {
+                    req = req.tags(k, v);
+                }
+                let out = req.send().await.map_err(|e| from_sdk("aps:CreateWorkspace", e))?;
+                tracing::info!(workspace_id = %out.workspace_id(), alias = %d.amp_alias, "AMP workspace created");
+                (out.workspace_id().to_string(), true, true)
+            }
+        },
+        [(id, owned)] => (id.clone(), *owned || recorded.as_ref().is_some_and(|r| &r.id == id && r.owned), false),
         many => {
             let ids: Vec<&str> = many.iter().map(|(id, _)| id.as_str()).collect();
             return Err(Error::Conflict(format!(
@@ -46,14 +81,86 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             )));
         }
     };
+    let entry = ResourceRecord { id: workspace_id.clone(), owned, attached_by_us: false };
+    record::update(ctx, |r| {
+        r.resources.insert(keys::AMP_WORKSPACE.to_string(), entry);
+    })
+    .await?;
+    if ctx.dry_run() && workspace_id == KNOWN_AFTER_APPLY {
+        return Ok(planned_workspace(ctx, &pre.account_id));
+    }
     let mut out = describe(ctx, &workspace_id).await?;
-    out.adopted = adopted;
+    out.adopted = !owned;
     out.created = created;
     if FAILED_STATUSES.contains(&out.status.as_str()) {
         return Err(Error::ResourceFailed(format!(
             "AMP workspace {workspace_id} ({:?}) is {}: delete it, then run again",
             d.amp_alias, out.status
         )));
+    }
+    Ok(out)
+}
+
+/// The recorded workspace, when it still exists under another alias: `(id, alias, owned)`.
+async fn renamable(ctx: &Ctx, recorded: Option<&ResourceRecord>) -> Result<Option<(String, String, bool)>> {
+    let Some(r) = recorded else { return Ok(None) };
+    match ctx.clients.amp.describe_workspace().workspace_id(&r.id).send().await {
+        Ok(out) => Ok(out.workspace().and_then(|ws| {
+            let deleting = ws.status().map(|s| s.status_code() == &WorkspaceStatusCode::Deleting).unwrap_or(true);
+            (!deleting).then(|| (r.id.clone(), ws.alias().unwrap_or_default().to_string(), r.owned))
+        })),
+        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => Ok(None),
+        Err(e) => Err(from_sdk("aps:DescribeWorkspace", e)),
+    }
+}
+
+/// What a workspace that apply would create looks like in a plan.
+fn planned_workspace(ctx: &Ctx, account_id: &str) -> AmpWorkspaceOutput {
+    let d = &ctx.deployment;
+    AmpWorkspaceOutput {
+        workspace_id: KNOWN_AFTER_APPLY.to_string(),
+        arn: format!("arn:{}:aps:{}:{account_id}:workspace/{KNOWN_AFTER_APPLY}", d.partition, d.region),
+        alias: d.amp_alias.clone(),
+        status: "CREATING".to_string(),
+        prometheus_endpoint: KNOWN_AFTER_APPLY.to_string(),
+        remote_write_url: KNOWN_AFTER_APPLY.to_string(),
+        adopted: false,
+        created: true,
+        poll: None,
+    }
+}
+
+/// Deletes the workspace only when this deployment created it and `retainMetrics` is false; an
+/// adopted workspace, or one holding metrics to retain, is kept.
+pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
+    let pre = require(&state.preflight, "preflight")?;
+    let d = &ctx.deployment;
+    let before = record::load(ctx).await?;
+    let mut out = DeleteOutput::default();
+    let target = match before.resource(keys::AMP_WORKSPACE) {
+        Some(r) => Some((r.id.clone(), r.owned)),
+        None => find_by_alias(ctx, &d.amp_alias).await?.into_iter().find(|(_, owned)| *owned),
+    };
+    let Some((id, owned)) = target else { return Ok(out) };
+    if !owned {
+        out.retained.push(format!("{id}: adopted"));
+    } else if d.retain_metrics {
+        out.retained.push(format!("{id}: retainMetrics"));
+    } else {
+        ctx.planned(STEP, "delete", format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
+        if !ctx.dry_run() {
+            let token = names::client_token("amp-delete", &pre.account_id, &d.region, &d.name);
+            match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {
+                Ok(_) => tracing::info!(workspace_id = %id, "AMP workspace deleted"),
+                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
+                Err(e) => return Err(from_sdk("aps:DeleteWorkspace", e)),
+            }
+        }
+        out.deleted.push(id);
+        record::update(ctx, |r| {
+            r.resources.remove(keys::AMP_WORKSPACE);
+        })
+        .await?;
     }
     Ok(out)
 }

@@ -2,12 +2,17 @@
 //! `aws:SourceAccount` / `aws:SourceArn` confused-deputy conditions) and its read policy on the
 //! workspace, attached.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::error::{from_sdk, has_code, Error, Result};
+use crate::names;
 use crate::policy;
-use crate::state::{require, GrafanaRoleOutput, ProvisionState};
-use crate::steps::{iam_util, Ctx};
+use crate::record::{self, keys, ResourceRecord};
+use crate::state::{require, DeleteOutput, GrafanaRoleOutput, ProvisionState};
+use crate::steps::iam_util::{self, PolicySpec};
+use crate::steps::Ctx;
+
+const STEP: &str = "grafana-role";
 
 /// Description of the role (the runbook's).
 pub const ROLE_DESCRIPTION: &str =
@@ -30,6 +35,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let (role_arn, adopted, created, trust_updated) = match live {
+        None if ctx.dry_run() => {
+            ctx.planned(STEP, "create", format!("role {}", d.grafana_role_name), json!({ "trustPolicy": desired }));
+            (names::role_arn(&d.partition, &pre.account_id, &d.grafana_role_name), false, true, false)
+        }
         None => {
             let out = iam
                 .create_role()
@@ -42,13 +51,26 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
                 .map_err(|e| from_sdk("iam:CreateRole", e))?;
             let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
             tracing::info!(role = %d.grafana_role_name, "Grafana role created");
+            record_role(ctx, &arn, true).await?;
             (arn, false, true, false)
         }
         Some(role) => {
-            let owned = iam_util::role_owned(ctx, &d.grafana_role_name).await?;
+            let recorded = record::load(ctx).await?.resource(keys::GRAFANA_ROLE).is_some_and(|r| r.owned);
+            let owned = recorded || iam_util::role_owned(ctx, &d.grafana_role_name).await?;
+            record_role(ctx, role.arn(), owned).await?;
             let current = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;
             let target = converge_trust(&current, &desired, owned);
             let updated = match target {
+                Some(doc) if ctx.dry_run() => {
+                    let (added, removed) = policy::statement_diff(&current, &doc);
+                    ctx.planned(
+                        STEP,
+                        "update",
+                        format!("trust policy of role {}", d.grafana_role_name),
+                        json!({ "statementsAdded": added, "statementsRemoved": removed }),
+                    );
+                    true
+                }
                 Some(doc) => {
                     policy::check_trust_policy_size(&d.grafana_role_name, &doc)?;
                     iam.update_assume_role_policy()
@@ -67,15 +89,16 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     };
 
     let doc = policy::read_policy(&amp.arn);
-    let mut read_policy = iam_util::ensure_managed_policy(
-        ctx,
-        &pre.account_id,
-        &d.grafana_read_policy_name,
-        READ_POLICY_DESCRIPTION,
-        &doc,
-    )
-    .await?;
-    read_policy.attached = iam_util::ensure_attached(ctx, &d.grafana_role_name, &read_policy.policy_arn).await?;
+    let spec = PolicySpec {
+        step: STEP,
+        record_key: keys::READ_POLICY,
+        name: &d.grafana_read_policy_name,
+        description: READ_POLICY_DESCRIPTION,
+        document: &doc,
+    };
+    let mut read_policy = iam_util::ensure_managed_policy(ctx, &pre.account_id, &spec).await?;
+    read_policy.attached =
+        iam_util::ensure_attached(ctx, STEP, keys::READ_POLICY, &d.grafana_role_name, &read_policy.policy_arn).await?;
     Ok(GrafanaRoleOutput {
         role_arn,
         role_name: d.grafana_role_name.clone(),
@@ -84,6 +107,34 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
         trust_updated,
         read_policy,
     })
+}
+
+async fn record_role(ctx: &Ctx, arn: &str, owned: bool) -> Result<()> {
+    let entry = ResourceRecord { id: arn.to_string(), owned, attached_by_us: false };
+    record::update(ctx, |r| {
+        r.resources.insert(keys::GRAFANA_ROLE.to_string(), entry);
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Removes the read policy (when ours) and the role (when ours), in that order.
+pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
+    let pre = require(&state.preflight, "preflight")?;
+    let d = &ctx.deployment;
+    let mut out = DeleteOutput::default();
+    iam_util::delete_managed_policy(
+        ctx,
+        STEP,
+        keys::READ_POLICY,
+        &pre.account_id,
+        &d.grafana_read_policy_name,
+        &d.grafana_role_name,
+        &mut out,
+    )
+    .await?;
+    iam_util::delete_role(ctx, STEP, keys::GRAFANA_ROLE, &d.grafana_role_name, &mut out).await?;
+    Ok(out)
 }
 
 /// The trust document to write, or `None` when the live one is fine. A role we own is set to the

@@ -5,10 +5,15 @@
 
 use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, PermissionType, WorkspaceStatus};
 
-use crate::error::{from_sdk, Error, Result};
+use serde_json::json;
+
+use crate::error::{from_sdk, has_code, Error, Result};
 use crate::names;
-use crate::state::{require, GrafanaWorkspaceOutput, ProvisionState};
-use crate::steps::{grafana_role, Ctx};
+use crate::record::{self, keys, ResourceRecord};
+use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
+use crate::steps::{grafana_role, Ctx, KNOWN_AFTER_APPLY};
+
+const STEP: &str = "grafana-workspace";
 
 /// Statuses from which a workspace never becomes ACTIVE without someone acting.
 pub const FAILED_STATUSES: &[&str] = &[
@@ -35,6 +40,22 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
 
     let matches = find_by_name(ctx, &d.grafana_workspace_name).await?;
     let (id, created) = match matches.as_slice() {
+        [] if ctx.dry_run() => {
+            check_version(ctx).await?;
+            ctx.planned(
+                STEP,
+                "create",
+                "Grafana workspace",
+                json!({
+                    "workspaceName": d.grafana_workspace_name,
+                    "grafanaVersion": d.grafana_version,
+                    "authenticationProviders": d.grafana_authentication_providers,
+                    "permissionType": "CUSTOMER_MANAGED",
+                    "workspaceRoleArn": role.role_arn,
+                }),
+            );
+            return Ok(planned_workspace(ctx, &pre.account_id));
+        }
         [] => {
             check_version(ctx).await?;
             let token = names::client_token("grafana-workspace", &pre.account_id, &d.region, &d.name);
@@ -70,6 +91,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
             };
             let id = out.workspace().map(|w| w.id().to_string()).unwrap_or_default();
             tracing::info!(workspace_id = %id, name = %d.grafana_workspace_name, "Grafana workspace created");
+            record_workspace(ctx, &id, true).await?;
             (id, true)
         }
         [one] => (one.clone(), false),
@@ -86,6 +108,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
 
     let mut out = describe(ctx, &pre.account_id, &id).await?;
     out.created = created;
+    if !created {
+        let recorded =
+            record::load(ctx).await?.resource(keys::GRAFANA_WORKSPACE).is_some_and(|r| r.id == id && r.owned);
+        out.adopted = out.adopted && !recorded;
+        record_workspace(ctx, &id, !out.adopted).await?;
+    }
     if FAILED_STATUSES.contains(&out.status.as_str()) {
         return Err(Error::ResourceFailed(format!(
             "Grafana workspace {id} ({:?}) is {}: fix or delete it in the console, then run again",
@@ -97,6 +125,101 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
     }
     Ok(out)
 }
+
+async fn record_workspace(ctx: &Ctx, id: &str, owned: bool) -> Result<()> {
+    let entry = ResourceRecord { id: id.to_string(), owned, attached_by_us: false };
+    record::update(ctx, |r| {
+        r.resources.insert(keys::GRAFANA_WORKSPACE.to_string(), entry);
+    })
+    .await
+    .map(|_| ())
+}
+
+/// What a workspace that apply would create looks like in a plan.
+fn planned_workspace(ctx: &Ctx, account_id: &str) -> GrafanaWorkspaceOutput {
+    let d = &ctx.deployment;
+    GrafanaWorkspaceOutput {
+        workspace_id: KNOWN_AFTER_APPLY.to_string(),
+        arn: workspace_arn(&d.partition, &d.region, account_id, KNOWN_AFTER_APPLY),
+        name: d.grafana_workspace_name.clone(),
+        status: "CREATING".to_string(),
+        endpoint: KNOWN_AFTER_APPLY.to_string(),
+        url: KNOWN_AFTER_APPLY.to_string(),
+        grafana_version: d.grafana_version.clone(),
+        adopted: false,
+        created: true,
+        updated: false,
+        poll: None,
+    }
+}
+
+/// Starts deleting the workspace when this deployment created it (an adopted one is kept).
+/// The state machine then polls [`delete_status`] until it is gone.
+pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
+    let pre = require(&state.preflight, "preflight")?;
+    let d = &ctx.deployment;
+    let rec = record::load(ctx).await?;
+    let target = match rec.resource(keys::GRAFANA_WORKSPACE) {
+        Some(r) => Some((r.id.clone(), r.owned)),
+        None => {
+            let mut owned = Vec::new();
+            for id in find_by_name(ctx, &d.grafana_workspace_name).await? {
+                if !describe(ctx, &pre.account_id, &id).await?.adopted {
+                    owned.push(id);
+                }
+            }
+            owned.pop().map(|id| (id, true))
+        }
+    };
+    let mut out = DeleteOutput { status: Some(DELETED.to_string()), ..DeleteOutput::default() };
+    let Some((id, owned)) = target else { return Ok(out) };
+    if !owned {
+        out.retained.push(format!("{id}: adopted"));
+        return Ok(out);
+    }
+    ctx.planned(STEP, "delete", format!("Grafana workspace {id}"), json!({"workspaceName": d.grafana_workspace_name}));
+    if ctx.dry_run() {
+        out.deleted.push(id);
+        return Ok(out);
+    }
+    match ctx.clients.grafana.delete_workspace().workspace_id(&id).send().await {
+        Ok(_) => tracing::info!(workspace_id = %id, "Grafana workspace deletion started"),
+        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
+        // Already being deleted (a re-run): wait for it.
+        Err(e) if has_code(&e, &["ConflictException"]) => {}
+        Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
+    }
+    out.deleted.push(id.clone());
+    out.id = Some(id.clone());
+    delete_status(ctx, &id, out).await
+}
+
+/// `DELETED` once the workspace is gone (and forgotten by the record), `DELETING` until then.
+pub async fn delete_status(ctx: &Ctx, id: &str, mut out: DeleteOutput) -> Result<DeleteOutput> {
+    match ctx.clients.grafana.describe_workspace().workspace_id(id).send().await {
+        Ok(d) => {
+            let status = d.workspace().map(|w| w.status().as_str().to_string()).unwrap_or_default();
+            if status == "DELETION_FAILED" {
+                return Err(Error::ResourceFailed(format!(
+                    "Grafana workspace {id} is DELETION_FAILED: see the console"
+                )));
+            }
+            out.status = Some("DELETING".to_string());
+        }
+        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {
+            out.status = Some(DELETED.to_string());
+            record::update(ctx, |r| {
+                r.resources.remove(keys::GRAFANA_WORKSPACE);
+            })
+            .await?;
+        }
+        Err(e) => return Err(from_sdk("grafana:DescribeWorkspace", e)),
+    }
+    Ok(out)
+}
+
+/// The status a deleted workspace reports in the delete loop.
+pub const DELETED: &str = "DELETED";
 
 /// Describes the workspace (the wait loop uses this too). `adopted` comes from the tags.
 pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWorkspaceOutput> {
@@ -141,8 +264,38 @@ async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str) -> Result<b
     let Some(ws) = out.workspace() else { return Ok(false) };
     let role_ok = ws.workspace_role_arn() == Some(role_arn);
     let perm_ok = ws.permission_type() == Some(&PermissionType::CustomerManaged);
+    let d = &ctx.deployment;
+    let mut live_providers: Vec<String> =
+        ws.authentication().map(|a| a.providers().iter().map(|p| p.as_str().to_string()).collect()).unwrap_or_default();
+    live_providers.sort();
+    let mut want_providers = d.grafana_authentication_providers.clone();
+    want_providers.sort();
+    // Not changed by apply (versions only go up, and authentication is the console's job), but
+    // reported so that a plan shows every setting that differs.
+    let mut untouched = Vec::new();
+    if ws.grafana_version() != d.grafana_version {
+        untouched.push(json!({"field": "grafanaVersion", "live": ws.grafana_version(), "desired": d.grafana_version}));
+    }
+    if live_providers != want_providers {
+        untouched.push(json!({"field": "authenticationProviders", "live": live_providers, "desired": want_providers}));
+    }
+    if !untouched.is_empty() {
+        ctx.planned(STEP, "none", format!("Grafana workspace {id}"), json!({ "differsButNotChanged": untouched }));
+    }
     if role_ok && perm_ok {
         return Ok(false);
+    }
+    ctx.planned(
+        STEP,
+        "update",
+        format!("Grafana workspace {id}"),
+        json!({
+            "workspaceRoleArn": {"live": ws.workspace_role_arn(), "desired": role_arn},
+            "permissionType": {"live": ws.permission_type().map(|p| p.as_str()), "desired": "CUSTOMER_MANAGED"},
+        }),
+    );
+    if ctx.dry_run() {
+        return Ok(true);
     }
     g.update_workspace()
         .workspace_id(id)

@@ -1,11 +1,14 @@
-//! Managed-policy convergence and attachment, shared by write-policy and grafana-role.
+//! Managed-policy convergence, attachment and removal, and role removal, shared by write-policy
+//! and grafana-role. Ownership is recorded in the SSM record (and by tags).
 
 use aws_sdk_iam::types::Tag;
+use serde_json::{json, Value};
 
 use crate::error::{from_sdk, has_code, Error, Result};
 use crate::names;
 use crate::policy;
-use crate::state::PolicyOutput;
+use crate::record::{self, ResourceRecord};
+use crate::state::{DeleteOutput, PolicyOutput};
 use crate::steps::Ctx;
 
 /// IAM keeps at most this many versions of a managed policy.
@@ -19,57 +22,60 @@ pub fn iam_tags(ctx: &Ctx) -> Result<Vec<Tag>> {
         .collect()
 }
 
-/// Creates the policy, or makes `document` its default version when the live default differs
-/// (pruning the oldest non-default version at the 5-version limit).
-pub async fn ensure_managed_policy(
-    ctx: &Ctx,
-    account_id: &str,
-    name: &str,
-    description: &str,
-    document: &serde_json::Value,
-) -> Result<PolicyOutput> {
-    policy::check_managed_policy_size(name, document)?;
-    let iam = &ctx.clients.iam;
-    let compact = policy::to_compact(document);
-    let mut arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
+/// A managed policy to converge.
+pub struct PolicySpec<'a> {
+    /// Step name, for the plan.
+    pub step: &'a str,
+    /// Key in the record.
+    pub record_key: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub document: &'a Value,
+}
 
-    let existing = match iam.get_policy().policy_arn(&arn).send().await {
-        Ok(out) => out.policy().cloned(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
-        Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
-    };
-    let existing = match existing {
-        Some(p) => Some(p),
-        // A policy of that name at another path has another ARN: names are unique per account.
-        None => find_local_policy(ctx, name).await?,
-    };
-    let Some(live) = existing else {
-        let out = iam
-            .create_policy()
-            .policy_name(name)
-            .policy_document(&compact)
-            .description(description)
-            .set_tags(Some(iam_tags(ctx)?))
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:CreatePolicy", e))?;
-        let p = out.policy().ok_or_else(|| Error::Internal("iam:CreatePolicy returned no policy".into()))?;
-        tracing::info!(policy = %name, "policy created");
-        return Ok(PolicyOutput {
-            policy_arn: p.arn().unwrap_or(&arn).to_string(),
-            policy_name: name.to_string(),
-            default_version_id: p.default_version_id().unwrap_or("v1").to_string(),
+/// Creates the policy, or makes `document` its default version when the live default differs
+/// (pruning the oldest non-default version at the 5-version limit). Records ownership.
+pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpec<'_>) -> Result<PolicyOutput> {
+    policy::check_managed_policy_size(spec.name, spec.document)?;
+    let iam = &ctx.clients.iam;
+    let compact = policy::to_compact(spec.document);
+    let before = record::load(ctx).await?;
+    let recorded = before.resource(spec.record_key).cloned();
+    let Some(live) = find_policy(ctx, account_id, spec.name).await? else {
+        let arn = names::policy_arn(&ctx.deployment.partition, account_id, spec.name);
+        ctx.planned(spec.step, "create", format!("policy {}", spec.name), json!({ "document": spec.document }));
+        let mut out = PolicyOutput {
+            policy_arn: arn,
+            policy_name: spec.name.to_string(),
+            default_version_id: "v1".to_string(),
             adopted: false,
             created: true,
             version_created: false,
             version_pruned: None,
             attached: false,
-        });
+        };
+        if ctx.dry_run() {
+            return Ok(out);
+        }
+        let created = iam
+            .create_policy()
+            .policy_name(spec.name)
+            .policy_document(&compact)
+            .description(spec.description)
+            .set_tags(Some(iam_tags(ctx)?))
+            .send()
+            .await
+            .map_err(|e| from_sdk("iam:CreatePolicy", e))?;
+        let p = created.policy().ok_or_else(|| Error::Internal("iam:CreatePolicy returned no policy".into()))?;
+        out.policy_arn = p.arn().unwrap_or(&out.policy_arn).to_string();
+        out.default_version_id = p.default_version_id().unwrap_or("v1").to_string();
+        tracing::info!(policy = %spec.name, "policy created");
+        record_policy(ctx, spec.record_key, &out.policy_arn, true).await?;
+        return Ok(out);
     };
-    if let Some(a) = live.arn() {
-        arn = a.to_string();
-    }
-    let owned = policy_owned(ctx, &arn).await?;
+    let arn = live.arn().unwrap_or_default().to_string();
+    let owned = recorded.as_ref().is_some_and(|r| r.id == arn && r.owned) || policy_owned(ctx, &arn).await?;
+    record_policy(ctx, spec.record_key, &arn, owned).await?;
     let default_version = live.default_version_id().unwrap_or_default().to_string();
     let current = iam
         .get_policy_version()
@@ -78,10 +84,10 @@ pub async fn ensure_managed_policy(
         .send()
         .await
         .map_err(|e| from_sdk("iam:GetPolicyVersion", e))?;
-    let raw = current.policy_version().and_then(|v| v.document()).unwrap_or_default();
+    let live_doc = policy::decode_document(current.policy_version().and_then(|v| v.document()).unwrap_or_default())?;
     let mut out = PolicyOutput {
         policy_arn: arn.clone(),
-        policy_name: name.to_string(),
+        policy_name: spec.name.to_string(),
         default_version_id: default_version,
         adopted: !owned,
         created: false,
@@ -89,31 +95,58 @@ pub async fn ensure_managed_policy(
         version_pruned: None,
         attached: false,
     };
-    if policy::equivalent(&policy::decode_document(raw)?, document) {
+    if policy::equivalent(&live_doc, spec.document) {
         return Ok(out);
     }
 
     let versions =
         iam.list_policy_versions().policy_arn(&arn).send().await.map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
     let versions = versions.versions();
-    if versions.len() >= MAX_POLICY_VERSIONS {
-        let oldest = versions
-            .iter()
-            .filter(|v| !v.is_default_version())
-            .min_by_key(|v| v.create_date().map(|d| (d.secs(), d.subsec_nanos())))
-            .and_then(|v| v.version_id())
-            .ok_or_else(|| {
-                Error::Internal(format!("policy {name} has {} versions and none is deletable", versions.len()))
-            })?
-            .to_string();
+    let prune = if versions.len() >= MAX_POLICY_VERSIONS {
+        Some(
+            versions
+                .iter()
+                .filter(|v| !v.is_default_version())
+                .min_by_key(|v| v.create_date().map(|d| (d.secs(), d.subsec_nanos())))
+                .and_then(|v| v.version_id())
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "policy {} has {} versions and none is deletable",
+                        spec.name,
+                        versions.len()
+                    ))
+                })?
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    let (added, removed) = policy::statement_diff(&live_doc, spec.document);
+    ctx.planned(
+        spec.step,
+        "update",
+        format!("policy {}", spec.name),
+        json!({
+            "statementsAdded": added,
+            "statementsRemoved": removed,
+            "versions": versions.len(),
+            "versionLimit": MAX_POLICY_VERSIONS,
+            "versionToPrune": prune,
+        }),
+    );
+    out.version_created = true;
+    out.version_pruned = prune.clone();
+    if ctx.dry_run() {
+        return Ok(out);
+    }
+    if let Some(oldest) = &prune {
         iam.delete_policy_version()
             .policy_arn(&arn)
-            .version_id(&oldest)
+            .version_id(oldest)
             .send()
             .await
             .map_err(|e| from_sdk("iam:DeletePolicyVersion", e))?;
-        tracing::info!(policy = %name, version = %oldest, "oldest policy version pruned");
-        out.version_pruned = Some(oldest);
+        tracing::info!(policy = %spec.name, version = %oldest, "oldest policy version pruned");
     }
     let created = iam
         .create_policy_version()
@@ -124,13 +157,28 @@ pub async fn ensure_managed_policy(
         .await
         .map_err(|e| from_sdk("iam:CreatePolicyVersion", e))?;
     out.default_version_id = created.policy_version().and_then(|v| v.version_id()).unwrap_or_default().to_string();
-    out.version_created = true;
-    tracing::info!(policy = %name, version = %out.default_version_id, "policy version created as default");
+    tracing::info!(policy = %spec.name, version = %out.default_version_id, "policy version created as default");
     Ok(out)
 }
 
-/// An exact-name lookup among the account's own policies (any path).
-async fn find_local_policy(ctx: &Ctx, name: &str) -> Result<Option<aws_sdk_iam::types::Policy>> {
+async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
+    record::update(ctx, |r| {
+        let attached_by_us = r.resource(key).is_some_and(|e| e.id == arn && e.attached_by_us);
+        r.resources.insert(key.to_string(), ResourceRecord { id: arn.to_string(), owned, attached_by_us });
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The policy named `name` in this account: by its ARN at path `/`, else by an exact-name lookup
+/// among the account's own policies (a policy at another path has another ARN; names are unique).
+async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<aws_sdk_iam::types::Policy>> {
+    let arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
+    match ctx.clients.iam.get_policy().policy_arn(&arn).send().await {
+        Ok(out) => return Ok(out.policy().cloned()),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+        Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
+    }
     let mut pages =
         ctx.clients.iam.list_policies().scope(aws_sdk_iam::types::PolicyScopeType::Local).into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -167,17 +215,45 @@ pub async fn role_owned(ctx: &Ctx, role_name: &str) -> Result<bool> {
     Ok(ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))))
 }
 
-/// Attaches `policy_arn` to `role_name` unless it already is. Returns true when it attached.
-pub async fn ensure_attached(ctx: &Ctx, role_name: &str, policy_arn: &str) -> Result<bool> {
-    let iam = &ctx.clients.iam;
-    let mut pages = iam.list_attached_role_policies().role_name(role_name).into_paginator().send();
+/// Managed policies attached to a role (empty when the role does not exist).
+async fn attached_policies(ctx: &Ctx, role_name: &str) -> Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut pages = ctx.clients.iam.list_attached_role_policies().role_name(role_name).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| from_sdk("iam:ListAttachedRolePolicies", e))?;
-        if page.attached_policies().iter().any(|p| p.policy_arn() == Some(policy_arn)) {
-            return Ok(false);
+        match page {
+            Ok(page) => arns.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string))),
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => return Ok(Vec::new()),
+            Err(e) => return Err(from_sdk("iam:ListAttachedRolePolicies", e)),
         }
     }
-    iam.attach_role_policy()
+    Ok(arns)
+}
+
+/// Attaches `policy_arn` to `role_name` unless it already is; records that we attached it.
+/// Returns true when it attached.
+pub async fn ensure_attached(
+    ctx: &Ctx,
+    step: &str,
+    record_key: &str,
+    role_name: &str,
+    policy_arn: &str,
+) -> Result<bool> {
+    if attached_policies(ctx, role_name).await?.iter().any(|a| a == policy_arn) {
+        return Ok(false);
+    }
+    ctx.planned(step, "update", format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
+    if ctx.dry_run() {
+        return Ok(true);
+    }
+    record::update(ctx, |r| {
+        if let Some(e) = r.resources.get_mut(record_key) {
+            e.attached_by_us = true;
+        }
+    })
+    .await?;
+    ctx.clients
+        .iam
+        .attach_role_policy()
         .role_name(role_name)
         .policy_arn(policy_arn)
         .send()
@@ -185,4 +261,165 @@ pub async fn ensure_attached(ctx: &Ctx, role_name: &str, policy_arn: &str) -> Re
         .map_err(|e| from_sdk("iam:AttachRolePolicy", e))?;
     tracing::info!(role = %role_name, policy = %policy_arn, "policy attached");
     Ok(true)
+}
+
+/// Removes a managed policy we created (detached everywhere, all versions deleted), or, for an
+/// adopted one, only the attachment to `role_name` that we made. Idempotent.
+pub async fn delete_managed_policy(
+    ctx: &Ctx,
+    step: &str,
+    record_key: &str,
+    account_id: &str,
+    name: &str,
+    role_name: &str,
+    out: &mut DeleteOutput,
+) -> Result<()> {
+    let iam = &ctx.clients.iam;
+    let rec = record::load(ctx).await?;
+    let recorded = rec.resource(record_key).cloned();
+    let live = match &recorded {
+        Some(r) => match iam.get_policy().policy_arn(&r.id).send().await {
+            Ok(p) => p.policy().cloned(),
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+            Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
+        },
+        None => find_policy(ctx, account_id, name).await?,
+    };
+    let Some(live) = live else {
+        forget(ctx, record_key).await?;
+        return Ok(());
+    };
+    let arn = live.arn().unwrap_or_default().to_string();
+    let owned = recorded.as_ref().is_some_and(|r| r.owned) || policy_owned(ctx, &arn).await?;
+    if !owned {
+        if recorded.as_ref().is_some_and(|r| r.attached_by_us)
+            && attached_policies(ctx, role_name).await?.iter().any(|a| a == &arn)
+        {
+            detach(ctx, step, role_name, &arn).await?;
+            out.deleted.push(format!("attachment of {arn} to {role_name}"));
+        }
+        out.retained.push(format!("{arn}: adopted"));
+        return forget(ctx, record_key).await;
+    }
+    ctx.planned(step, "delete", format!("policy {name}"), json!({ "policyArn": arn }));
+    if !ctx.dry_run() {
+        let entities = iam
+            .list_entities_for_policy()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| from_sdk("iam:ListEntitiesForPolicy", e))?;
+        for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
+            detach(ctx, step, role, &arn).await?;
+        }
+        for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
+            iam.detach_user_policy()
+                .user_name(user)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:DetachUserPolicy", e))?;
+        }
+        for group in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
+            iam.detach_group_policy()
+                .group_name(group)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:DetachGroupPolicy", e))?;
+        }
+        let versions = iam
+            .list_policy_versions()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
+        for v in versions.versions().iter().filter(|v| !v.is_default_version()) {
+            if let Some(id) = v.version_id() {
+                iam.delete_policy_version()
+                    .policy_arn(&arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("iam:DeletePolicyVersion", e))?;
+            }
+        }
+        match iam.delete_policy().policy_arn(&arn).send().await {
+            Ok(_) => tracing::info!(policy = %arn, "policy deleted"),
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) => return Err(from_sdk("iam:DeletePolicy", e)),
+        }
+    }
+    out.deleted.push(arn);
+    forget(ctx, record_key).await
+}
+
+async fn detach(ctx: &Ctx, step: &str, role_name: &str, arn: &str) -> Result<()> {
+    ctx.planned(step, "update", format!("role {role_name}"), json!({ "detachPolicy": arn }));
+    if ctx.dry_run() {
+        return Ok(());
+    }
+    match ctx.clients.iam.detach_role_policy().role_name(role_name).policy_arn(arn).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(()),
+        Err(e) => Err(from_sdk("iam:DetachRolePolicy", e)),
+    }
+}
+
+async fn forget(ctx: &Ctx, key: &str) -> Result<()> {
+    record::update(ctx, |r| {
+        r.resources.remove(key);
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Deletes a role we created (its managed policies detached, inline policies deleted first); an
+/// adopted role is kept. Idempotent.
+pub async fn delete_role(
+    ctx: &Ctx,
+    step: &str,
+    record_key: &str,
+    role_name: &str,
+    out: &mut DeleteOutput,
+) -> Result<()> {
+    let iam = &ctx.clients.iam;
+    let arn = match iam.get_role().role_name(role_name).send().await {
+        Ok(r) => r.role().map(|r| r.arn().to_string()).unwrap_or_default(),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => return forget(ctx, record_key).await,
+        Err(e) => return Err(from_sdk("iam:GetRole", e)),
+    };
+    let rec = record::load(ctx).await?;
+    let owned = rec.resource(record_key).is_some_and(|r| r.owned) || role_owned(ctx, role_name).await?;
+    if !owned {
+        out.retained.push(format!("{arn}: adopted"));
+        return forget(ctx, record_key).await;
+    }
+    ctx.planned(step, "delete", format!("role {role_name}"), json!({ "roleArn": arn }));
+    if !ctx.dry_run() {
+        for policy_arn in attached_policies(ctx, role_name).await? {
+            detach(ctx, step, role_name, &policy_arn).await?;
+        }
+        let inline = iam
+            .list_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .map_err(|e| from_sdk("iam:ListRolePolicies", e))?;
+        for name in inline.policy_names() {
+            iam.delete_role_policy()
+                .role_name(role_name)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:DeleteRolePolicy", e))?;
+        }
+        match iam.delete_role().role_name(role_name).send().await {
+            Ok(_) => tracing::info!(role = %role_name, "role deleted"),
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) => return Err(from_sdk("iam:DeleteRole", e)),
+        }
+    }
+    out.deleted.push(arn);
+    forget(ctx, record_key).await
 }

@@ -1,43 +1,136 @@
 //! irsa-trust: makes the IRSA role trust `system:serviceaccount:<ns>:observability-*` through the
 //! cluster's OIDC provider, keeping every principal it trusted before (see [`crate::trust`]).
+//!
+//! The statement we add, and the trust policy before the first run, are recorded in SSM before
+//! the trust policy is written. When the namespace (or cluster) changes, the statement recorded
+//! for the old one is removed and the new one added; `delete` removes exactly the recorded
+//! statement and nothing else.
 
-use crate::error::{from_sdk, Result};
+use serde_json::{json, Value};
+
+use crate::error::{from_sdk, has_code, Result};
 use crate::names;
 use crate::policy;
-use crate::state::{require, IrsaTrustOutput, ProvisionState};
+use crate::record::{self, TrustRecord};
+use crate::state::{require, DeleteOutput, IrsaTrustOutput, ProvisionState};
 use crate::steps::Ctx;
 use crate::trust::{self, IrsaGrant};
+
+const STEP: &str = "irsa-trust";
+
+async fn live_trust(ctx: &Ctx) -> Result<Option<Value>> {
+    match ctx.clients.iam.get_role().role_name(&ctx.deployment.irsa_role_name).send().await {
+        Ok(role) => {
+            let raw = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
+            Ok(Some(policy::decode_document(raw)?))
+        }
+        Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(None),
+        Err(e) => Err(from_sdk("iam:GetRole", e)),
+    }
+}
+
+async fn write_trust(ctx: &Ctx, current: &Value, doc: &Value, action: &str) -> Result<()> {
+    let (added, removed) = policy::statement_diff(current, doc);
+    let role = &ctx.deployment.irsa_role_name;
+    ctx.planned(
+        STEP,
+        action,
+        format!("trust policy of role {role}"),
+        json!({ "statementsAdded": added, "statementsRemoved": removed }),
+    );
+    if ctx.dry_run() {
+        return Ok(());
+    }
+    ctx.clients
+        .iam
+        .update_assume_role_policy()
+        .role_name(role)
+        .policy_document(policy::to_compact(doc))
+        .send()
+        .await
+        .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))?;
+    tracing::info!(role = %role, added = added.len(), removed = removed.len(), "trust policy updated");
+    Ok(())
+}
 
 /// Merges our statement into the IRSA role's trust policy; writes only when it changes.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
-    let iam = &ctx.clients.iam;
-
-    let role = iam.get_role().role_name(&d.irsa_role_name).send().await.map_err(|e| from_sdk("iam:GetRole", e))?;
-    let raw = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-    let current = policy::decode_document(raw)?;
+    let current = live_trust(ctx).await?.unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
+    let before = record::load(ctx).await?;
 
     let grant = IrsaGrant::new(&pre.oidc_provider_arn, names::issuer_host_path(&pre.oidc_issuer), &d.namespace);
     let sid = names::trust_statement_sid(&d.name);
-    let merged = trust::merge(&current, &grant, &sid)?;
-    if merged.changed {
-        iam.update_assume_role_policy()
-            .role_name(&d.irsa_role_name)
-            .policy_document(policy::to_compact(&merged.document))
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))?;
-        tracing::info!(role = %d.irsa_role_name, sid = %sid, "trust policy updated");
+    let desired = trust::desired_statement(&grant, &sid);
+    // A statement recorded for an earlier namespace or cluster goes first.
+    let mut base = current.clone();
+    if let Some(old) = before.trust.as_ref().and_then(|t| t.added_statement.as_ref()) {
+        if !policy::equivalent(&json!({"Statement": [old]}), &json!({"Statement": [&desired]})) {
+            base = trust::remove(&base, old);
+        }
+    }
+    let merged = trust::merge(&base, &grant, &sid)?;
+    // Ours is only what a run of ours provably added: a statement with our Sid that was already
+    // there before the first recorded run is someone else's to keep, and delete leaves it.
+    let added = merged
+        .added_statement
+        .clone()
+        .or_else(|| before.trust.as_ref().and_then(|t| t.added_statement.clone()).filter(|s| s == &desired));
+    let changed = !policy::equivalent(&merged.document, &current);
+
+    // Write-ahead: the record says what we are about to add before the trust policy changes.
+    let mut after = before.clone();
+    after.trust = Some(TrustRecord {
+        role_name: d.irsa_role_name.clone(),
+        namespace: d.namespace.clone(),
+        added_statement: added.clone(),
+        original_document: before
+            .trust
+            .as_ref()
+            .map(|t| t.original_document.clone())
+            .unwrap_or_else(|| current.clone()),
+    });
+    record::save(ctx, &before, &after).await?;
+    if changed {
+        write_trust(ctx, &current, &merged.document, "update").await?;
     }
     for w in &merged.warnings {
         tracing::warn!(role = %d.irsa_role_name, warning = %w, "trust policy");
     }
     Ok(IrsaTrustOutput {
         role_arn: pre.irsa_role_arn.clone(),
-        changed: merged.changed,
-        // On a re-run nothing is added, but the statement we own is still recorded.
-        added_statement: merged.added_statement.or_else(|| trust::owned_statement(&merged.document, &grant, &sid)),
+        changed,
+        added_statement: added,
         warnings: merged.warnings,
     })
+}
+
+/// Removes exactly the statement we added (as recorded), and nothing else. Idempotent.
+pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> {
+    let d = &ctx.deployment;
+    let mut out = DeleteOutput::default();
+    let before = record::load(ctx).await?;
+    let Some(current) = live_trust(ctx).await? else {
+        out.retained.push(format!("role {}: does not exist", d.irsa_role_name));
+        return Ok(out);
+    };
+    let mut doc = current.clone();
+    // Only the recorded statement: the record is written before the trust policy changes, so
+    // whatever we added is in it.
+    if let Some(added) = before.trust.as_ref().and_then(|t| t.added_statement.as_ref()) {
+        doc = trust::remove(&doc, added);
+    }
+    if !policy::equivalent(&doc, &current) {
+        write_trust(ctx, &current, &doc, "delete").await?;
+        out.deleted.push(format!(
+            "trust statement {} of role {}",
+            names::trust_statement_sid(&d.name),
+            d.irsa_role_name
+        ));
+    }
+    let mut after = before.clone();
+    after.trust = None;
+    record::save(ctx, &before, &after).await?;
+    Ok(out)
 }

@@ -1,7 +1,9 @@
 //! preflight: the account (STS), the cluster's OIDC issuer (input or `eks:DescribeCluster`), and
-//! checks that the IAM OIDC provider and the IRSA role exist. Read-only.
+//! checks that the IAM OIDC provider and the IRSA role exist. Read-only. On `delete`, a missing
+//! cluster, provider or role is not an error: there is then less to clean up.
 
 use crate::error::{from_sdk, has_code, Error, Result};
+use crate::input::Action;
 use crate::names;
 use crate::state::{PreflightOutput, ProvisionState};
 use crate::steps::Ctx;
@@ -21,11 +23,16 @@ pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> 
         }
     }
 
+    let deleting = d.action == Action::Delete;
     let oidc_issuer = match (&d.oidc_issuer, &d.cluster_name) {
         (Some(issuer), None) => issuer.clone(),
         (issuer, Some(cluster)) => {
-            let live = cluster_issuer(ctx, cluster).await?;
-            if let Some(given) = issuer {
+            let live = match cluster_issuer(ctx, cluster).await {
+                Ok(live) => live,
+                Err(Error::Precondition(_)) if deleting => issuer.clone().unwrap_or_default(),
+                Err(e) => return Err(e),
+            };
+            if let (Some(given), false) = (issuer, live.is_empty()) {
                 if names::issuer_host_path(given) != names::issuer_host_path(&live) {
                     return Err(Error::validation(
                         "cluster.oidcIssuer",
@@ -42,19 +49,23 @@ pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> 
 
     let host_path = names::issuer_host_path(&oidc_issuer);
     let oidc_provider_arn = names::oidc_provider_arn(&d.partition, &account_id, host_path);
-    match c.iam.get_open_id_connect_provider().open_id_connect_provider_arn(&oidc_provider_arn).send().await {
-        Ok(_) => {}
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => {
-            return Err(Error::Precondition(format!(
-                "the IAM OIDC provider for {oidc_issuer} does not exist ({oidc_provider_arn}): it must be configured first \
-                 (for example `eksctl utils associate-iam-oidc-provider --cluster <name> --approve`)"
-            )))
+    if !oidc_issuer.is_empty() {
+        match c.iam.get_open_id_connect_provider().open_id_connect_provider_arn(&oidc_provider_arn).send().await {
+            Ok(_) => {}
+            Err(e) if has_code(&e, &["NoSuchEntity"]) && deleting => {}
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => {
+                return Err(Error::Precondition(format!(
+                    "the IAM OIDC provider for {oidc_issuer} does not exist ({oidc_provider_arn}): it must be configured first \
+                     (for example `eksctl utils associate-iam-oidc-provider --cluster <name> --approve`)"
+                )))
+            }
+            Err(e) => return Err(from_sdk("iam:GetOpenIDConnectProvider", e)),
         }
-        Err(e) => return Err(from_sdk("iam:GetOpenIDConnectProvider", e)),
     }
 
     let irsa_role_arn = match c.iam.get_role().role_name(&d.irsa_role_name).send().await {
         Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
+        Err(e) if has_code(&e, &["NoSuchEntity"]) && deleting => String::new(),
         Err(e) if has_code(&e, &["NoSuchEntity"]) => {
             return Err(Error::Precondition(format!(
                 "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide)",
@@ -65,6 +76,7 @@ pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> 
     };
 
     Ok(PreflightOutput {
+        action: d.action.as_str().to_string(),
         account_id,
         region: d.region.clone(),
         partition: d.partition.clone(),

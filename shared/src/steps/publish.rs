@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
 
-use crate::error::{from_sdk, Error, Result};
+use serde_json::json;
+
+use crate::error::{from_sdk, has_code, Error, Result};
 use crate::render::{self, HelmValues};
-use crate::state::{require, OutputContract, ProvisionState};
+use crate::state::{require, DeleteOutput, OutputContract, ProvisionState};
 use crate::steps::Ctx;
 
 /// Standard-tier value limit (bytes).
@@ -107,45 +109,118 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         if value.is_empty() {
             return Err(Error::Internal(format!("SSM parameter {name} would be empty")));
         }
-        let tier = tier_for(&name, value)?;
-        planned.push((name, value, tier));
+        tier_for(&name, value)?;
+        planned.push((name, value));
     }
-    let names: Vec<String> = planned.iter().map(|(n, _, _)| n.clone()).collect();
+    let names: Vec<String> = planned.iter().map(|(n, _)| n.clone()).collect();
     let live = current_values(ctx, &names).await?;
-    let ssm = &ctx.clients.ssm;
-    for (name, value, tier) in planned {
-        match live.get(&name) {
+    let (mut created, mut updated) = (Vec::new(), Vec::new());
+    for (name, value) in planned {
+        let exists = match live.get(&name) {
             Some(v) if v == value => continue,
             Some(_) => {
-                ssm.put_parameter()
-                    .name(&name)
-                    .value(value)
-                    .r#type(ParameterType::String)
-                    .tier(tier)
-                    .overwrite(true)
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk("ssm:PutParameter", e))?;
+                updated.push(name.clone());
+                true
             }
             None => {
-                let tags = ctx
-                    .owner_tags()
-                    .into_iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Internal(e.to_string())))
-                    .collect::<Result<Vec<_>>>()?;
-                ssm.put_parameter()
-                    .name(&name)
-                    .value(value)
-                    .r#type(ParameterType::String)
-                    .tier(tier)
-                    .description(format!("o11y-provisioner output for deployment {}", ctx.deployment.name))
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk("ssm:PutParameter", e))?;
+                created.push(name.clone());
+                false
             }
+        };
+        if !ctx.dry_run() {
+            put_parameter(ctx, &name, value, exists).await?;
         }
-        tracing::info!(parameter = %name, "SSM parameter written");
+    }
+    if !created.is_empty() {
+        ctx.planned("publish", "create", "SSM parameters", json!({ "parameters": created }));
+    }
+    if !updated.is_empty() {
+        ctx.planned("publish", "update", "SSM parameters", json!({ "parameters": updated }));
+    }
+    Ok(out)
+}
+
+/// Writes one String parameter: created with our tags, or overwritten (SSM refuses tags together
+/// with overwrite). `exists` is a hint; a parameter created meanwhile is overwritten.
+pub async fn put_parameter(ctx: &Ctx, name: &str, value: &str, exists: bool) -> Result<()> {
+    let tier = tier_for(name, value)?;
+    let ssm = &ctx.clients.ssm;
+    if !exists {
+        let tags = ctx
+            .owner_tags()
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Internal(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let created = ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .tier(tier.clone())
+            .description(format!("o11y-provisioner output for deployment {}", ctx.deployment.name))
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(parameter = %name, "SSM parameter created");
+                return Ok(());
+            }
+            Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => {}
+            Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
+        }
+    }
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::String)
+        .tier(tier)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| from_sdk("ssm:PutParameter", e))?;
+    tracing::info!(parameter = %name, "SSM parameter updated");
+    Ok(())
+}
+
+/// The leaves `publish` writes, plus those of later steps (`verification`).
+pub const LEAVES: &[&str] = &[
+    "irsa-role-arn",
+    "amp-workspace-id",
+    "amp-workspace-arn",
+    "prometheus-endpoint",
+    "remote-write-url",
+    "write-policy-arn",
+    "grafana-role-arn",
+    "read-policy-arn",
+    "grafana-workspace-id",
+    "grafana-url",
+    "helm-values",
+    "verification",
+];
+
+/// Deletes our parameters, the record last (the other delete steps need it). Parameters under
+/// the prefix that we did not write are left alone.
+pub async fn delete(ctx: &Ctx) -> Result<DeleteOutput> {
+    let prefix = &ctx.deployment.ssm_prefix;
+    let mut names: Vec<String> = LEAVES.iter().map(|l| parameter_name(prefix, l)).collect();
+    names.push(crate::record::parameter(ctx));
+    let live = current_values(ctx, &names).await?;
+    let mut out = DeleteOutput::default();
+    for batch in names.iter().filter(|n| live.contains_key(*n)).collect::<Vec<_>>().chunks(GET_BATCH) {
+        let batch: Vec<String> = batch.iter().map(|n| n.to_string()).collect();
+        if ctx.dry_run() {
+            ctx.planned("publish", "delete", "SSM parameters", json!({ "parameters": batch }));
+        } else {
+            ctx.clients
+                .ssm
+                .delete_parameters()
+                .set_names(Some(batch.clone()))
+                .send()
+                .await
+                .map_err(|e| from_sdk("ssm:DeleteParameters", e))?;
+        }
+        out.deleted.extend(batch);
     }
     Ok(out)
 }

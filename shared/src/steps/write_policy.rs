@@ -1,13 +1,16 @@
 //! write-policy: the runbook's write policy (CloudWatch Logs, X-Ray, `aps:RemoteWrite` on the
-//! workspace), converged and attached to the IRSA role once.
+//! workspace), converged and attached to the IRSA role once; on delete, removed when ours.
 
 use crate::error::Result;
 use crate::policy;
-use crate::state::{require, PolicyOutput, ProvisionState};
-use crate::steps::{iam_util, Ctx};
+use crate::record::keys;
+use crate::state::{require, DeleteOutput, PolicyOutput, ProvisionState};
+use crate::steps::iam_util::{self, PolicySpec};
+use crate::steps::Ctx;
 
 /// Description set on the policy (the runbook's).
 pub const DESCRIPTION: &str = "Policy for writing to CloudWatch, X-Ray, and Prometheus.";
+const STEP: &str = "write-policy";
 
 /// Converges the write policy and attaches it to the IRSA role.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PolicyOutput> {
@@ -15,8 +18,33 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PolicyOutput> {
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let d = &ctx.deployment;
     let doc = policy::write_policy(&d.partition, &d.region, &pre.account_id, &d.log_group_name, &amp.arn);
-    let mut out =
-        iam_util::ensure_managed_policy(ctx, &pre.account_id, &d.write_policy_name, DESCRIPTION, &doc).await?;
-    out.attached = iam_util::ensure_attached(ctx, &d.irsa_role_name, &out.policy_arn).await?;
+    let spec = PolicySpec {
+        step: STEP,
+        record_key: keys::WRITE_POLICY,
+        name: &d.write_policy_name,
+        description: DESCRIPTION,
+        document: &doc,
+    };
+    let mut out = iam_util::ensure_managed_policy(ctx, &pre.account_id, &spec).await?;
+    out.attached = iam_util::ensure_attached(ctx, STEP, keys::WRITE_POLICY, &d.irsa_role_name, &out.policy_arn).await?;
+    Ok(out)
+}
+
+/// Detaches and deletes the write policy when we created it; an adopted one keeps everything
+/// but the attachment we made.
+pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
+    let pre = require(&state.preflight, "preflight")?;
+    let d = &ctx.deployment;
+    let mut out = DeleteOutput::default();
+    iam_util::delete_managed_policy(
+        ctx,
+        STEP,
+        keys::WRITE_POLICY,
+        &pre.account_id,
+        &d.write_policy_name,
+        &d.irsa_role_name,
+        &mut out,
+    )
+    .await?;
     Ok(out)
 }

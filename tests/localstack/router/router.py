@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Front door of the local AWS stack: Lambda Invoke -> real function binaries, everything else
-proxied to moto / the Grafana emulator / Prometheus by SigV4 credential scope or path prefix.
+proxied to moto / the Grafana emulator / Prometheus by Host suffix, SigV4 credential scope or path prefix.
 
 Standard library only (Python 3.11). See README.md beside this file for the CLI and endpoints.
 
@@ -439,7 +439,8 @@ class Sandbox:
         out = sys.stderr.buffer
         assert self.proc and self.proc.stdout
         for line in iter(self.proc.stdout.readline, b""):
-            inv = self.current
+            # A line read just after the response was posted still belongs to that invocation.
+            inv = self.current or getattr(self, "last", None)
             if inv is not None:
                 inv.logs.append(line)
             if not self.pool.router.quiet_functions:
@@ -547,6 +548,7 @@ class Sandbox:
                 return False
             self.sample_rss()
             self.invocations += 1
+            self.last = self.current
             self.current = None
         inv.resolve(is_error, body)
         self.pool.release(self)
@@ -841,6 +843,29 @@ class PathRoute:
         return new + (qmark + q if qmark else "")
 
 
+class HostRoute:
+    """SUFFIX=URL: requests whose Host (port stripped, case-insensitive) ends with SUFFIX go to
+    URL, path and Host header unchanged (the backend needs the Host to tell workspaces apart)."""
+
+    def __init__(self, spec: str):
+        suffix, sep, url = spec.partition("=")
+        if not sep or not suffix or not url:
+            raise ValueError(f"--host-route expects SUFFIX=URL, got {spec!r}")
+        self.suffix = suffix.lower()
+        u = urlsplit(url)
+        if not u.scheme or not u.netloc:
+            raise ValueError(f"--host-route URL must be scheme://host:port, got {url!r}")
+        self.backend = f"{u.scheme}://{u.netloc}"
+
+    def match(self, host: str | None) -> bool:
+        h = (host or "").strip().lower()
+        if h.startswith("["):  # [v6]:port
+            h = h.split("]")[0] + "]"
+        else:
+            h = h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+        return h.endswith(self.suffix)
+
+
 class Router:
     def __init__(self, args):
         self.port = args.port
@@ -852,6 +877,10 @@ class Router:
                 raise SystemExit(f"--route expects SERVICE=URL, got {spec!r}")
             self.routes[svc] = url.rstrip("/")
         self.path_routes = [PathRoute(s) for s in args.path_route]
+        try:
+            self.host_routes = [HostRoute(s) for s in args.host_route]
+        except ValueError as e:
+            raise SystemExit(str(e))
         self.functions_dir = os.path.abspath(args.functions_dir) if args.functions_dir else None
         self.function_env = {}
         for spec in args.function_env:
@@ -960,7 +989,10 @@ class Router:
             t.join(timeout=10)
 
     # --- proxy backend choice ------------------------------------------------------------
-    def backend_for(self, path: str, service: str | None) -> tuple[str, str]:
+    def backend_for(self, path: str, service: str | None, host: str | None = None) -> tuple[str, str]:
+        for hr in self.host_routes:
+            if hr.match(host):
+                return hr.backend, path
         for pr in self.path_routes:
             new_path = pr.match(path)
             if new_path is not None:
@@ -1134,6 +1166,11 @@ class RouterHandler(BaseHTTPRequestHandler):
             except Exception:
                 entry["function_error"] = "Unhandled"
         if (self.headers.get("X-Amz-Log-Type") or "").lower() == "tail":
+            # The function prints before it responds, but its output pipe is read by another
+            # thread: give that thread a moment to catch up.
+            deadline = time.monotonic() + 0.5
+            while not inv.logs and time.monotonic() < deadline:
+                time.sleep(0.01)
             tail = b"".join(inv.logs)[-4096:]
             headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
         write_simple(self, 200, out, headers)
@@ -1165,7 +1202,7 @@ class RouterHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         c = classify(self.command, split.path, query, self.headers, body)
-        backend, fwd_path = r.backend_for(self.path, c.service)
+        backend, fwd_path = r.backend_for(self.path, c.service, self.headers.get("Host"))
         entry.update(service=c.service, operation=c.operation, write=c.write, backend=backend,
                      fault=None)
         fault = r.faults.pick(c)
@@ -1261,6 +1298,10 @@ def main(argv=None) -> int:
     ap.add_argument("--path-route", action="append", default=[], metavar="PREFIX=URL",
                     help="backend for a path prefix ('*' = one segment); checked before --route, "
                          "first match wins; a path in URL replaces the matched prefix")
+    ap.add_argument("--host-route", action="append", default=[], metavar="SUFFIX=URL",
+                    help="backend for requests whose Host ends with SUFFIX, e.g. "
+                         ".grafana-workspace.us-east-1.amazonaws.com=http://127.0.0.1:3001; "
+                         "checked first; path and Host are forwarded unchanged")
     ap.add_argument("--functions-dir", help="directory holding function binaries <dir>/<name> "
                                             "(or <dir>/<name>/bootstrap)")
     ap.add_argument("--function-env", action="append", default=[], metavar="KEY=VALUE")

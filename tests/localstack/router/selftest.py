@@ -308,6 +308,7 @@ def main() -> int:
                 "--port", "0",
                 "--default", moto_url,
                 "--route", f"grafana=http://127.0.0.1:{gport}",
+                "--host-route", f".grafana-workspace.{REGION}.amazonaws.com=http://127.0.0.1:{gport}",
                 "--path-route", f"/workspaces/*/api/v1/remote_write=http://127.0.0.1:{pport}/api/v1/write",
                 "--path-route", f"/workspaces/*/api/=http://127.0.0.1:{pport}/api/",
                 "--path-route", f"/plain/=http://127.0.0.1:{pport}",
@@ -641,6 +642,46 @@ def main() -> int:
             t.check("proxy: keep-alive connection reused", resp.status == 200 and resp.read(), "")
             conn.close()
 
+        def t_host_route():
+            conn = http.client.HTTPConnection("127.0.0.1", rport, timeout=10)
+            ws_host = f"g-0123456789.grafana-workspace.{REGION}.amazonaws.com"
+            before = len(grafana.seen)
+            conn.request("POST", "/api/datasources?x=1", body=b'{"name":"amp"}',
+                         headers={"Host": ws_host, "Authorization": "Bearer glsa_x",
+                                  "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            s = grafana.seen[before:]
+            t.check("host-route: Host suffix -> grafana backend, path, query, Host, bearer and body kept",
+                    resp.status == 200 and len(s) == 1 and s[0]["path"] == "/api/datasources?x=1"
+                    and s[0]["headers"].get("Host") == ws_host
+                    and s[0]["headers"].get("Authorization") == "Bearer glsa_x"
+                    and s[0]["body"] == b'{"name":"amp"}', s)
+            # Host routes come before path routes, and a port in Host is ignored.
+            conn.request("GET", "/workspaces/ws-1/api/v1/query", headers={"Host": ws_host.upper() + ":443"})
+            resp = conn.getresponse()
+            resp.read()
+            t.check("host-route: checked before path routes; case and port ignored",
+                    len(grafana.seen) == before + 2 and grafana.seen[-1]["path"] == "/workspaces/ws-1/api/v1/query",
+                    grafana.seen[before:])
+            before_p = len(prom.seen)
+            conn.request("GET", "/workspaces/ws-1/api/v1/query?query=up",
+                         headers={"Host": f"aps-workspaces.{REGION}.amazonaws.com"})
+            resp = conn.getresponse()
+            resp.read()
+            t.check("host-route: other hosts unaffected (path route to prom)",
+                    len(prom.seen) == before_p + 1 and len(grafana.seen) == before + 2, prom.seen[before_p:])
+            e = [x for x in reqlog() if x["path"] == "/api/datasources"][-1]
+            t.check("log: host-routed request (no credential scope): METHOD path, write, grafana backend",
+                    e["backend"] == f"http://127.0.0.1:{gport}" and e["service"] is None
+                    and e["operation"] == "POST /api/datasources" and e["write"] is True
+                    and e["status"] == 200, e)
+            conn.close()
+            bad = subprocess.run([sys.executable, ROUTER, "--port", "0", "--default", moto_url,
+                                  "--host-route", "no-url"], capture_output=True, timeout=20)
+            t.check("host-route: a malformed --host-route is refused at start",
+                    bad.returncode != 0 and b"--host-route" in bad.stderr, bad.stderr[-300:])
+
         def t_moto_api_default():
             post_json("/_router/reset")
             cfg = post_json("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
@@ -833,6 +874,7 @@ def main() -> int:
             ("proxy s3", t_proxy_s3),
             ("route by scope", t_route_by_scope),
             ("path route", t_path_route),
+            ("host route", t_host_route),
             ("moto-api default", t_moto_api_default),
             ("faults", t_faults),
             ("sfn echo", t_sfn_echo),

@@ -1,9 +1,11 @@
 //! `o11y-local`: the local stack's command line, behind `scripts/devstack`, `scripts/run-local`
 //! and `scripts/demo`.
 //!
-//! - `devstack up [--grafana-delay SECONDS]`: starts moto, the Grafana emulator and the router in
-//!   the background (state in `.local/devstack.json`, logs in `.local/logs/`) and prints `export`
+//! - `devstack up [--grafana-delay SECONDS]`: starts moto, Prometheus (AMP's data plane; data in
+//!   `.local/prometheus/`, wiped by `up` and `down`), the Grafana emulator and the router in the
+//!   background (state in `.local/devstack.json`, logs in `.local/logs/`) and prints `export`
 //!   lines for a shell to eval. `devstack env` prints them again; `devstack down` stops everything.
+//!   `$O11Y_LOCAL_DIR` replaces `.local` (state, logs, Prometheus data), for a second devstack.
 //! - `run-local INPUT.json [--name NAME]`: creates or updates the state machine from the real ASL,
 //!   runs one execution, prints its output JSON, or the failing state, error and cause (exit 1).
 //! - `seed-demo`: creates the sample EKS cluster `dr-eks`, its IAM OIDC provider and the IRSA role
@@ -17,16 +19,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use o11y_tests::stack::{function_env, functions_dir, StackOptions};
-use o11y_tests::{free_port, http, python, repo_root, sdk_config_for, ACCOUNT_ID, REGION};
+use o11y_tests::stack::{function_env, functions_dir, grafana_emulator_args, router_routes, StackOptions};
+use o11y_tests::{free_port, http, prometheus_args, python, repo_root, sdk_config_for, ACCOUNT_ID, REGION};
 use serde_json::{json, Value};
 
+/// `$O11Y_LOCAL_DIR`, else `.local` at the repository root: where a devstack keeps its state,
+/// logs and Prometheus data (a second directory allows a second devstack beside the first).
 fn local_dir() -> PathBuf {
-    repo_root().join(".local")
+    std::env::var_os("O11Y_LOCAL_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local"))
 }
 
 fn state_file() -> PathBuf {
     local_dir().join("devstack.json")
+}
+
+fn prometheus_dir() -> PathBuf {
+    local_dir().join("prometheus")
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -61,7 +72,7 @@ fn wait_ready(name: &str, port: u16, path: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("{name} did not become ready on port {port} (see .local/logs/{name}.log)"))
+    Err(format!("{name} did not become ready on port {port} (see {}/logs/{name}.log)", local_dir().display()))
 }
 
 fn alive(pid: u64) -> bool {
@@ -102,6 +113,8 @@ fn exports(state: &Value) -> String {
         "export AWS_EC2_METADATA_DISABLED=true".into(),
         format!("export O11Y_MOTO_URL={}", state["motoUrl"].as_str().unwrap_or_default()),
         format!("export O11Y_GRAFANA_EMULATOR_URL={}", state["grafanaUrl"].as_str().unwrap_or_default()),
+        format!("export O11Y_PROMETHEUS_URL={}", state["prometheusUrl"].as_str().unwrap_or_default()),
+        format!("export O11Y_GRAFANA_API_URL={endpoint}"),
     ]
     .join("\n")
 }
@@ -122,7 +135,16 @@ fn devstack_up(grafana_delay: f64) {
     if !py.exists() {
         fail(format!("{} not found: run scripts/setup", py.display()));
     }
-    let (router_port, moto_port, g_port) = (free_port(), free_port(), free_port());
+    let (router_port, moto_port, g_port, p_port) = (free_port(), free_port(), free_port(), free_port());
+    let _ = fs::remove_dir_all(prometheus_dir());
+    let prom_args = prometheus_args(&prometheus_dir(), p_port)
+        .unwrap_or_else(|e| fail(format!("{}: {e}", prometheus_dir().display())));
+    if !Command::new(&prom_args[0]).arg("--version").output().map(|o| o.status.success()).unwrap_or(false) {
+        fail(format!(
+            "{} not found: run scripts/setup (Debian package prometheus) or set O11Y_PROMETHEUS",
+            prom_args[0]
+        ));
+    }
     let endpoint = format!("http://127.0.0.1:{router_port}");
     let venv_bin = py.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut pids = Vec::new();
@@ -139,20 +161,10 @@ fn devstack_up(grafana_delay: f64) {
             ],
             &[("MOTO_PORT".into(), router_port.to_string())],
         ));
+        pids.push(spawn_detached("prometheus", &prom_args, &[]));
         pids.push(spawn_detached(
             "grafana-emulator",
-            &[
-                py.display().to_string(),
-                repo_root().join("tests/grafana_emulator/emulator.py").display().to_string(),
-                "--port".into(),
-                g_port.to_string(),
-                "--region".into(),
-                REGION.into(),
-                "--account-id".into(),
-                ACCOUNT_ID.into(),
-                "--active-delay".into(),
-                grafana_delay.to_string(),
-            ],
+            &grafana_emulator_args(g_port, grafana_delay, moto_port, p_port),
             &[],
         ));
         let mut args = vec![
@@ -162,11 +174,9 @@ fn devstack_up(grafana_delay: f64) {
             router_port.to_string(),
             "--default".into(),
             format!("http://127.0.0.1:{moto_port}"),
-            "--route".into(),
-            format!("grafana=http://127.0.0.1:{g_port}"),
-            "--functions-dir".into(),
-            functions_dir().display().to_string(),
         ];
+        args.extend(router_routes(g_port, p_port));
+        args.extend(["--functions-dir".into(), functions_dir().display().to_string()]);
         for (k, v) in function_env(&endpoint, &StackOptions::default()) {
             args.push("--function-env".into());
             args.push(format!("{k}={v}"));
@@ -176,10 +186,12 @@ fn devstack_up(grafana_delay: f64) {
             "endpoint": endpoint,
             "motoUrl": format!("http://127.0.0.1:{moto_port}"),
             "grafanaUrl": format!("http://127.0.0.1:{g_port}"),
+            "prometheusUrl": format!("http://127.0.0.1:{p_port}"),
             "pids": pids,
         });
         fs::write(state_file(), state.to_string()).map_err(|e| e.to_string())?;
         wait_ready("moto", moto_port, "/moto-api/")?;
+        wait_ready("prometheus", p_port, "/-/ready")?;
         wait_ready("grafana-emulator", g_port, "/_emulator/health")?;
         wait_ready("router", router_port, "/_router/health")?;
         let cfg = r#"{"stepfunctions":{"execute_state_machine":true}}"#;
@@ -191,6 +203,7 @@ fn devstack_up(grafana_delay: f64) {
     if let Err(e) = result {
         stop_pids(&json!({ "pids": pids }));
         let _ = fs::remove_file(state_file());
+        let _ = fs::remove_dir_all(prometheus_dir());
         fail(e);
     }
     println!("{}", exports(&state));
@@ -202,6 +215,7 @@ fn devstack_down() {
             stop_pids(&state);
         }
         let _ = fs::remove_file(state_file());
+        let _ = fs::remove_dir_all(prometheus_dir());
         eprintln!("devstack stopped");
     } else {
         eprintln!("no devstack running");

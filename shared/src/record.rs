@@ -1,0 +1,104 @@
+//! The deployment's record in SSM (`<ssmPrefix>/provisioner-state`): what earlier runs added to
+//! the IRSA trust policy (and the trust policy before the first run), and which resources they
+//! created or adopted. Each step writes it *before* its own change, so that a delete, even after
+//! a failed or interrupted create, knows exactly what is ours. Ownership tags say the same for
+//! the resources that carry tags; the record is the source of truth for the trust statement.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{from_sdk, has_code, Error, Result};
+use crate::steps::{publish, Ctx};
+
+/// Leaf name of the record under the SSM prefix.
+pub const RECORD_LEAF: &str = "provisioner-state";
+
+/// Keys of [`Record::resources`].
+pub mod keys {
+    pub const AMP_WORKSPACE: &str = "ampWorkspace";
+    pub const WRITE_POLICY: &str = "writePolicy";
+    pub const GRAFANA_ROLE: &str = "grafanaRole";
+    pub const READ_POLICY: &str = "readPolicy";
+    pub const GRAFANA_WORKSPACE: &str = "grafanaWorkspace";
+}
+
+/// What we added to the IRSA role's trust policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustRecord {
+    pub role_name: String,
+    pub namespace: String,
+    /// The statement we added, exactly; `None` when existing trust already admitted ours.
+    pub added_statement: Option<Value>,
+    /// The trust policy before the first apply: every principal it admitted stays admitted.
+    pub original_document: Value,
+}
+
+/// One resource: its id (ARN, workspace id or name) and whether we created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRecord {
+    pub id: String,
+    /// Created by this deployment (deleted by `delete`); false: adopted, never deleted.
+    pub owned: bool,
+    /// For policies: attached to their role by us (detached by `delete`).
+    #[serde(default)]
+    pub attached_by_us: bool,
+}
+
+/// The record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    #[serde(default)]
+    pub trust: Option<TrustRecord>,
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceRecord>,
+}
+
+impl Record {
+    /// The resource recorded under `key`.
+    pub fn resource(&self, key: &str) -> Option<&ResourceRecord> {
+        self.resources.get(key)
+    }
+}
+
+/// The record's parameter name.
+pub fn parameter(ctx: &Ctx) -> String {
+    publish::parameter_name(&ctx.deployment.ssm_prefix, RECORD_LEAF)
+}
+
+/// Reads the record (empty when there is none yet).
+pub async fn load(ctx: &Ctx) -> Result<Record> {
+    match ctx.clients.ssm.get_parameter().name(parameter(ctx)).send().await {
+        Ok(out) => {
+            let text = out.parameter().and_then(|p| p.value()).unwrap_or("{}");
+            serde_json::from_str(text).map_err(|e| {
+                Error::Conflict(format!("{} is not a record this version understands: {e}", parameter(ctx)))
+            })
+        }
+        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(Record::default()),
+        Err(e) => Err(from_sdk("ssm:GetParameter", e)),
+    }
+}
+
+/// Writes `after` when it differs from `before` (never while planning).
+pub async fn save(ctx: &Ctx, before: &Record, after: &Record) -> Result<()> {
+    if before == after || ctx.dry_run() {
+        return Ok(());
+    }
+    let value = serde_json::to_string(after).map_err(|e| Error::Internal(e.to_string()))?;
+    let exists = before != &Record::default();
+    publish::put_parameter(ctx, &parameter(ctx), &value, exists).await
+}
+
+/// Loads, lets `f` change, and saves when changed.
+pub async fn update(ctx: &Ctx, f: impl FnOnce(&mut Record)) -> Result<Record> {
+    let before = load(ctx).await?;
+    let mut after = before.clone();
+    f(&mut after);
+    save(ctx, &before, &after).await?;
+    Ok(after)
+}
