@@ -14,18 +14,30 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
     pub eks: aws_sdk_eks::Client,
+    /// Plain HTTPS (CloudFormation responses, the Grafana HTTP API, remote write).
+    pub http: crate::http::HttpClient,
+    /// Where Grafana HTTP API calls go instead of `https://<workspace endpoint>` (with the
+    /// endpoint as `Host`): `O11Y_GRAFANA_API_URL`, set only on the local stack.
+    pub grafana_api_url: Option<String>,
 }
 
 impl Clients {
     /// Loads the standard configuration chain (environment, profile, container/instance role).
     pub async fn from_env() -> Self {
         let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::new(&conf)
+        let mut clients = Self::new(&conf);
+        clients.grafana_api_url = std::env::var("O11Y_GRAFANA_API_URL").ok().filter(|u| !u.is_empty());
+        clients
     }
 
     /// Builds every client from one configuration.
     pub fn new(conf: &SdkConfig) -> Self {
+        // Without TLS roots only plain-HTTP endpoints (the local stack) work; a real HTTPS call
+        // then fails with a clear TransientError naming the call.
+        let http = crate::http::HttpClient::new().unwrap_or_else(|_| crate::http::HttpClient::plain());
         Self {
+            http,
+            grafana_api_url: None,
             conf: conf.clone(),
             iam: aws_sdk_iam::Client::new(conf),
             amp: aws_sdk_amp::Client::new(conf),
@@ -39,6 +51,12 @@ impl Clients {
     /// Replaces the Grafana client (the local stack points it at the Grafana emulator).
     pub fn with_grafana(mut self, grafana: aws_sdk_grafana::Client) -> Self {
         self.grafana = grafana;
+        self
+    }
+
+    /// Sends Grafana HTTP API calls to `url` (the local stack's router) instead of the workspace.
+    pub fn with_grafana_api_url(mut self, url: impl Into<String>) -> Self {
+        self.grafana_api_url = Some(url.into());
         self
     }
 
@@ -71,6 +89,8 @@ impl Clients {
                 aws_sdk_ssm::config::Builder::from(&self.conf).region(r.clone()).build(),
             ),
             eks: aws_sdk_eks::Client::from_conf(aws_sdk_eks::config::Builder::from(&self.conf).region(r).build()),
+            http: self.http.clone(),
+            grafana_api_url: self.grafana_api_url.clone(),
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::validate;
 /// Default Grafana version (the runbook's).
 pub const DEFAULT_GRAFANA_VERSION: &str = "10.4";
 /// Default CloudWatch log stream name.
+/// Default role assumed in a target account (Control Tower's).
+pub const DEFAULT_TARGET_ROLE: &str = "AWSControlTowerExecution";
+/// Default CloudWatch log stream name.
 pub const DEFAULT_LOG_STREAM: &str = "otel-collector";
 /// The service-account name pattern the IRSA role is made to trust, inside the namespace.
 pub const SERVICE_ACCOUNT_PATTERN: &str = "observability-*";
@@ -59,6 +62,12 @@ pub struct ProvisionInput {
     /// On delete, keep the AMP workspace and its metrics (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_metrics: Option<bool>,
+    /// `fail` (default) or `warn`: what a failed verification does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyMode>,
+    /// Another account to provision, through a role assumed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetInput>,
 }
 
 /// What a run does.
@@ -125,6 +134,44 @@ pub struct GrafanaInput {
     /// `AWS_SSO` and/or `SAML`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication_providers: Option<Vec<String>>,
+    /// Users and groups granted ADMIN on the workspace (`UpdatePermissions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admins: Option<AdminsInput>,
+    /// Make the Prometheus datasource the workspace's default (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_datasource: Option<bool>,
+}
+
+/// `grafana.admins`: IAM Identity Center user and group ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminsInput {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `verify`: what a failed verification does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// A failed check fails the execution (default).
+    #[default]
+    Fail,
+    /// A failed check is reported in the output and in SSM, and the execution succeeds.
+    Warn,
+}
+
+/// `target`: provision into another account through a role assumed there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetInput {
+    /// The 12-digit account to provision.
+    pub account_id: String,
+    /// The role assumed in it (default `AWSControlTowerExecution`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
 }
 
 /// `logs`.
@@ -159,6 +206,11 @@ pub struct Deployment {
     pub grafana_read_policy_name: String,
     pub grafana_version: String,
     pub grafana_authentication_providers: Vec<String>,
+    /// SSO user ids granted ADMIN.
+    pub grafana_admin_users: Vec<String>,
+    /// SSO group ids granted ADMIN.
+    pub grafana_admin_groups: Vec<String>,
+    pub grafana_default_datasource: bool,
     pub log_group_name: String,
     pub log_stream_name: String,
     /// No trailing slash.
@@ -166,6 +218,9 @@ pub struct Deployment {
     pub action: Action,
     /// Keep the AMP workspace on delete.
     pub retain_metrics: bool,
+    pub verify: VerifyMode,
+    /// `(account, role name)` to assume; `None`: the function's own account.
+    pub target: Option<(String, String)>,
 }
 
 /// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
@@ -382,6 +437,30 @@ impl ProvisionInput {
         let ssm_prefix =
             validate::ssm_prefix("ssmPrefix", self.ssm_prefix.as_deref().unwrap_or(&format!("/o11y/{d}")))?;
 
+        let admins = g.admins.clone().unwrap_or_default();
+        for (kind, ids) in [("users", &admins.users), ("groups", &admins.groups)] {
+            if ids.len() > 100 {
+                return Err(Error::validation(format!("grafana.admins.{kind}"), "at most 100 entries"));
+            }
+            for (i, id) in ids.iter().enumerate() {
+                validate::sso_principal_id(&format!("grafana.admins.{kind}[{i}]"), id)?;
+            }
+        }
+        let target = match &self.target {
+            Some(t) => {
+                validate::account_id("target.accountId", &t.account_id)?;
+                let role = t.role_name.clone().unwrap_or_else(|| DEFAULT_TARGET_ROLE.to_string());
+                validate::iam_role_name("target.roleName", &role)?;
+                if let Some(a) = &self.account_id {
+                    if a != &t.account_id {
+                        return Err(Error::validation("accountId", "must equal target.accountId when both are given"));
+                    }
+                }
+                Some((t.account_id.clone(), role))
+            }
+            None => None,
+        };
+
         Ok(Deployment {
             name: d.clone(),
             partition: crate::names::partition(&region).to_string(),
@@ -398,11 +477,16 @@ impl ProvisionInput {
             grafana_read_policy_name,
             grafana_version,
             grafana_authentication_providers,
+            grafana_admin_users: admins.users,
+            grafana_admin_groups: admins.groups,
+            grafana_default_datasource: g.default_datasource.unwrap_or(false),
             log_group_name,
             log_stream_name,
             ssm_prefix,
             action: self.action.unwrap_or_default(),
             retain_metrics: self.retain_metrics.unwrap_or(true),
+            verify: self.verify.unwrap_or_default(),
+            target,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod engine;
+pub mod http;
 pub mod error;
 pub mod input;
 pub mod lambda;

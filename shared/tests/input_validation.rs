@@ -155,6 +155,11 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         ssm_prefix: "/o11y/dr-prod".into(),
         action: o11y_shared::input::Action::Apply,
         retain_metrics: true,
+        grafana_admin_users: vec![],
+        grafana_admin_groups: vec![],
+        grafana_default_datasource: false,
+        verify: o11y_shared::input::VerifyMode::Fail,
+        target: None,
     };
     assert_eq!(d, expected);
 }
@@ -939,5 +944,35 @@ fn action_and_retain_metrics_default_and_validate() {
     for (field, value) in [("action", json!("destroy")), ("action", json!(1)), ("retainMetrics", json!("no"))] {
         let err = resolve(&with(minimal(), field, value.clone())).unwrap_err();
         assert!(matches!(&err, Error::Validation { field: f, .. } if f == field), "{field}={value}: {err}");
+    }
+}
+
+#[test]
+fn admins_verify_and_target_are_validated() {
+    // GIVEN well-formed admins, verify and target THEN accepted with the default role
+    let ok = with(
+        with(
+            with(minimal(), "grafana", json!({"admins": {"users": ["9067729b3d-94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"], "groups": ["94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"]}})),
+            "verify",
+            json!("warn"),
+        ),
+        "target",
+        json!({"accountId": "210987654321"}),
+    );
+    let d = resolve(&ok).unwrap();
+    assert_eq!(d.grafana_admin_users.len(), 1);
+    assert_eq!(d.verify, o11y_shared::input::VerifyMode::Warn);
+    assert_eq!(d.target, Some(("210987654321".to_string(), "AWSControlTowerExecution".to_string())));
+    // GIVEN bad values THEN a ValidationError naming the field
+    for (input, field) in [
+        (with(minimal(), "grafana", json!({"admins": {"users": ["alice"]}})), "grafana.admins.users[0]"),
+        (with(minimal(), "grafana", json!({"admins": {"groups": ["*"]}})), "grafana.admins.groups[0]"),
+        (with(minimal(), "verify", json!("maybe")), "verify"),
+        (with(minimal(), "target", json!({"accountId": "12345"})), "target.accountId"),
+        (with(minimal(), "target", json!({"accountId": "210987654321", "roleName": "bad/role"})), "target.roleName"),
+        (with(minimal(), "target", json!({"accountId": "210987654321", "extra": 1})), "target.extra"),
+    ] {
+        let err = resolve(&input).unwrap_err();
+        assert!(matches!(&err, Error::Validation { field: f, .. } if f == field), "{field}: {err}");
     }
 }
