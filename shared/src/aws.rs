@@ -48,6 +48,48 @@ impl Clients {
         }
     }
 
+    /// Clients acting in another account: `sts:AssumeRole` into `role_arn` (session `session`),
+    /// the regional clients rebuilt with those credentials from the same configuration.
+    pub async fn assume(&self, role_arn: &str, session: &str) -> crate::Result<Self> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk("sts:AssumeRole", e))?;
+        let c =
+            out.credentials().ok_or_else(|| crate::Error::Internal("sts:AssumeRole returned no credentials".into()))?;
+        let creds = aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "o11y-provisioner-target",
+        );
+        let conf = self
+            .conf
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .build();
+        let mut clients = Self::new(&conf);
+        clients.http = self.http.clone();
+        clients.grafana_api_url = self.grafana_api_url.clone();
+        // Keep a Grafana endpoint override (the local stack's emulator) with the new credentials.
+        clients.grafana = aws_sdk_grafana::Client::from_conf(
+            self.grafana
+                .config()
+                .to_builder()
+                .credentials_provider(
+                    conf.credentials_provider()
+                        .ok_or_else(|| crate::Error::Internal("no credentials provider after AssumeRole".into()))?,
+                )
+                .build(),
+        );
+        Ok(clients)
+    }
+
     /// Replaces the Grafana client (the local stack points it at the Grafana emulator).
     pub fn with_grafana(mut self, grafana: aws_sdk_grafana::Client) -> Self {
         self.grafana = grafana;

@@ -27,11 +27,12 @@ pub enum Step {
     GrafanaStatus,
     Publish,
     Plan,
+    CfnRespond,
 }
 
 impl Step {
     /// All steps.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::Preflight,
         Step::IrsaTrust,
         Step::AmpWorkspace,
@@ -42,6 +43,7 @@ impl Step {
         Step::GrafanaStatus,
         Step::Publish,
         Step::Plan,
+        Step::CfnRespond,
     ];
 
     /// kebab-case name: the function's package and binary name.
@@ -57,6 +59,7 @@ impl Step {
             Step::GrafanaStatus => "grafana-status",
             Step::Publish => "publish",
             Step::Plan => "plan",
+            Step::CfnRespond => "cfn-respond",
         }
     }
 
@@ -66,6 +69,7 @@ impl Step {
         match (action, self) {
             (_, Step::Preflight) => "preflight",
             (_, Step::Plan) => "plan",
+            (_, Step::CfnRespond) => "cfnResponse",
             (Action::Delete, Step::IrsaTrust) => "deleted.irsaTrust",
             (Action::Delete, Step::AmpWorkspace | Step::AmpStatus) => "deleted.ampWorkspace",
             (Action::Delete, Step::WritePolicy) => "deleted.writePolicy",
@@ -101,7 +105,11 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
 
 /// Runs one step over `state` and returns its output as JSON (what the Lambda returns).
 pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    let ctx = Ctx::new(clients, state)?;
+    // Answering CloudFormation must work whatever went wrong, invalid input included.
+    if step == Step::CfnRespond {
+        return crate::cfn::respond_from_state(clients, state).await;
+    }
+    let ctx = Ctx::new(clients, state).await?;
     match ctx.deployment.action {
         Action::Delete => run_delete_step(step, &ctx, state).await,
         Action::Plan | Action::Apply if step == Step::Plan => to_json(&plan(&ctx, state).await?),
@@ -150,7 +158,7 @@ async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result
             to_json(&now)
         }
         Step::Publish => to_json(&steps::publish::run(ctx, state).await?),
-        Step::Plan => Err(Error::Internal("plan runs through run_step".into())),
+        Step::Plan | Step::CfnRespond => Err(Error::Internal(format!("{} runs through run_step", step.name()))),
     }
 }
 
@@ -175,7 +183,7 @@ async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Resul
         Step::AmpWorkspace => to_json(&steps::amp_workspace::delete(ctx, state).await?),
         Step::IrsaTrust => to_json(&steps::irsa_trust::delete(ctx, state).await?),
         Step::Publish => to_json(&steps::publish::delete(ctx).await?),
-        Step::AmpStatus | Step::Plan => {
+        Step::AmpStatus | Step::Plan | Step::CfnRespond => {
             Err(Error::Internal(format!("the {} step has nothing to do on delete", step.name())))
         }
     }

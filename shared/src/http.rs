@@ -55,9 +55,17 @@ impl HttpClient {
             .with_safe_default_protocol_versions()
             .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
         let https = match config {
-            Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c).https_or_http().enable_http1().wrap_connector(http),
+            Ok(c) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(c)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
             Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+                .with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
                 .https_or_http()
                 .enable_http1()
                 .wrap_connector(http),
@@ -91,9 +99,10 @@ impl HttpClient {
             let body = resp.into_body().collect().await.map_err(|e| transient(&what, e))?.to_bytes().to_vec();
             Ok(Response { status, headers, body })
         };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Error::Transient { operation: what.clone(), message: format!("no answer within {timeout:?}") })?
+        tokio::time::timeout(timeout, call).await.map_err(|_| Error::Transient {
+            operation: what.clone(),
+            message: format!("no answer within {timeout:?}"),
+        })?
     }
 }
 

@@ -24,7 +24,7 @@ pub const DEFAULT_LOG_STREAM: &str = "otel-collector";
 pub const SERVICE_ACCOUNT_PATTERN: &str = "observability-*";
 
 /// The raw input, exactly as users type it. Unknown fields are rejected.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProvisionInput {
     /// Names this deployment; every default name derives from it.
@@ -71,7 +71,7 @@ pub struct ProvisionInput {
 }
 
 /// What a run does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Read-only: report what `apply` would change, with zero AWS writes.
@@ -95,7 +95,7 @@ impl Action {
 }
 
 /// `cluster`: at least one of `name` and `oidcIssuer`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterInput {
     /// EKS cluster name (its OIDC issuer is read with `eks:DescribeCluster`).
@@ -107,7 +107,7 @@ pub struct ClusterInput {
 }
 
 /// `amp`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AmpInput {
     /// Workspace alias (1-100 characters).
@@ -116,7 +116,7 @@ pub struct AmpInput {
 }
 
 /// `grafana`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrafanaInput {
     /// Workspace name.
@@ -143,7 +143,7 @@ pub struct GrafanaInput {
 }
 
 /// `grafana.admins`: IAM Identity Center user and group ids.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdminsInput {
     #[serde(default)]
@@ -153,7 +153,7 @@ pub struct AdminsInput {
 }
 
 /// `verify`: what a failed verification does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyMode {
     /// A failed check fails the execution (default).
@@ -164,7 +164,7 @@ pub enum VerifyMode {
 }
 
 /// `target`: provision into another account through a role assumed there.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetInput {
     /// The 12-digit account to provision.
@@ -175,7 +175,7 @@ pub struct TargetInput {
 }
 
 /// `logs`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogsInput {
     /// CloudWatch log group name.

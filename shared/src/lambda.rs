@@ -77,3 +77,53 @@ mod tests {
         assert!(parse_state(serde_json::json!({"input": {"deploymentName": "x"}})).is_ok());
     }
 }
+
+/// The entry points: Lambdas that start executions rather than run a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// The CloudFormation custom resource (and the timeout answer).
+    CfnHandler,
+    /// Account vending: Control Tower events and the plain hook.
+    VendingHook,
+}
+
+impl Entry {
+    /// Both entry points.
+    pub const ALL: [Entry; 2] = [Entry::CfnHandler, Entry::VendingHook];
+
+    /// The function's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Entry::CfnHandler => "cfn-handler",
+            Entry::VendingHook => "vending-hook",
+        }
+    }
+}
+
+/// The handler of an entry point: `state_machine_arn` is the one state machine it starts.
+pub async fn entry_handler(
+    entry: Entry,
+    clients: &Clients,
+    state_machine_arn: &str,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    let result = match entry {
+        Entry::CfnHandler => crate::cfn::handle(clients, state_machine_arn, event.payload).await,
+        Entry::VendingHook => crate::vending::handle(clients, state_machine_arn, event.payload).await,
+    };
+    result.map_err(|e| {
+        tracing::error!(entry = entry.name(), error = e.name(), message = %e, "entry point failed");
+        Diagnostic { error_type: e.name().to_string(), error_message: format!("{}: {e}", entry.name()) }
+    })
+}
+
+/// Serves an entry point; the state machine's ARN comes from `O11Y_STATE_MACHINE_ARN`.
+pub async fn serve_entry(entry: Entry) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let clients = Clients::from_env().await;
+    let arn = std::env::var("O11Y_STATE_MACHINE_ARN").unwrap_or_default();
+    if arn.is_empty() {
+        tracing::error!(entry = entry.name(), "O11Y_STATE_MACHINE_ARN is not set");
+    }
+    lambda_runtime::run(lambda_runtime::service_fn(|event| entry_handler(entry, &clients, &arn, event))).await
+}

@@ -3,19 +3,25 @@
 //! step per runbook section. Every Lambda in `functions/` is a thin wrapper over one step here.
 
 pub mod aws;
+pub mod cfn;
 pub mod engine;
-pub mod http;
 pub mod error;
+pub mod grafana_api;
+pub mod http;
 pub mod input;
 pub mod lambda;
 pub mod names;
 pub mod policy;
 pub mod poll;
 pub mod record;
+pub mod remote_write;
 pub mod render;
+pub mod schema;
+pub mod start;
 pub mod state;
 pub mod steps;
 pub mod trust;
 pub mod validate;
+pub mod vending;
 
 pub use error::{Error, Result};

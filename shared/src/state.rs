@@ -13,6 +13,15 @@ use crate::error::{Error, Result};
 pub struct ProvisionState {
     /// The raw input, re-validated by every step.
     pub input: Value,
+    /// The execution's name (`$$.Execution.Name`): the STS session name in a target account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    /// Set when CloudFormation started the run: where and how to answer it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_formation: Option<crate::cfn::CfnContext>,
+    /// The caught error (`Error`, `Cause`), on the failure path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<PreflightOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +39,9 @@ pub struct ProvisionState {
     /// `action: plan`: the plan report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanReport>,
+    /// What `cfn-respond` sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfn_response: Option<Value>,
     /// `action: delete`: each step's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<DeletedState>,

@@ -451,6 +451,33 @@ pub fn ssm_prefix(field: &str, v: &str) -> Result<String> {
     })
 }
 
+/// IAM Identity Center user or group id: the Identity Store format, either a 10-hex-digit
+/// directory prefix and a UUID (`1234567890-1a2b3c4d-...`) or a bare UUID; at most 47 characters.
+pub fn sso_principal_id(field: &str, v: &str) -> Result<()> {
+    let is_uuid = |s: &str| {
+        let parts: Vec<&str> = s.split('-').collect();
+        parts.len() == 5
+            && [8, 4, 4, 4, 12]
+                .iter()
+                .zip(&parts)
+                .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    let ok = v.len() <= 47
+        && (is_uuid(v)
+            || v.split_once('-').is_some_and(|(dir, rest)| {
+                dir.len() == 10 && dir.chars().all(|c| c.is_ascii_hexdigit()) && is_uuid(rest)
+            }));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be an IAM Identity Center user or group id (a UUID, optionally prefixed by a 10-hex-digit directory id)",
+            v,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,29 +519,5 @@ mod tests {
         assert_eq!(ssm_prefix("f", "/o11y/dr-prod/").unwrap(), "/o11y/dr-prod");
         assert!(ssm_prefix("f", "/o11y/dr-prod//").is_err());
         assert!(ssm_prefix("f", "/").is_err());
-    }
-}
-
-/// IAM Identity Center user or group id: the Identity Store format, either a 10-hex-digit
-/// directory prefix and a UUID (`1234567890-1a2b3c4d-...`) or a bare UUID; at most 47 characters.
-pub fn sso_principal_id(field: &str, v: &str) -> Result<()> {
-    let is_uuid = |s: &str| {
-        let parts: Vec<&str> = s.split('-').collect();
-        parts.len() == 5
-            && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
-    };
-    let ok = v.len() <= 47
-        && (is_uuid(v)
-            || v.split_once('-').is_some_and(|(dir, rest)| {
-                dir.len() == 10 && dir.chars().all(|c| c.is_ascii_hexdigit()) && is_uuid(rest)
-            }));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            "must be an IAM Identity Center user or group id (a UUID, optionally prefixed by a 10-hex-digit directory id)",
-            v,
-        ))
     }
 }

@@ -952,7 +952,11 @@ fn admins_verify_and_target_are_validated() {
     // GIVEN well-formed admins, verify and target THEN accepted with the default role
     let ok = with(
         with(
-            with(minimal(), "grafana", json!({"admins": {"users": ["9067729b3d-94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"], "groups": ["94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"]}})),
+            with(
+                minimal(),
+                "grafana",
+                json!({"admins": {"users": ["9067729b3d-94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"], "groups": ["94f1a8a0-5b2e-4a3c-9e0e-8d7c6b5a4f3e"]}}),
+            ),
             "verify",
             json!("warn"),
         ),

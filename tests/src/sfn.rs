@@ -10,6 +10,11 @@ use serde_json::Value;
 /// The local state machine's name.
 pub const STATE_MACHINE_NAME: &str = "o11y-provisioner";
 
+/// The ARN the local state machine gets (moto derives it from the name).
+pub fn local_state_machine_arn() -> String {
+    format!("arn:aws:states:{}:{}:stateMachine:{STATE_MACHINE_NAME}", crate::REGION, crate::ACCOUNT_ID)
+}
+
 /// Replaces each `${<Step>FunctionArn}` with the local function's ARN.
 pub fn substitute(definition: &str, region: &str, account: &str) -> String {
     let mut out = String::with_capacity(definition.len());

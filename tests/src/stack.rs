@@ -279,5 +279,9 @@ pub fn function_env(endpoint: &str, opts: &StackOptions) -> Vec<(String, String)
         ("O11Y_WAIT_FIRST_SECONDS".into(), opts.wait_first_seconds.to_string()),
         ("O11Y_WAIT_MAX_SECONDS".into(), "2".into()),
         ("RUST_LOG".into(), "info".into()),
+        // The entry points start the one local state machine; CloudFormation's ResponseURL is a
+        // presigned URL on the stack itself.
+        ("O11Y_STATE_MACHINE_ARN".into(), crate::sfn::local_state_machine_arn()),
+        ("O11Y_CFN_RESPONSE_URL_PREFIX".into(), format!("{endpoint}/")),
     ]
 }

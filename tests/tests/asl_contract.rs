@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use o11y_shared::engine::Step;
 use o11y_shared::error::ERROR_NAMES;
 use o11y_shared::input::Action;
+use o11y_shared::lambda::Entry;
 use serde_json::Value;
 
 fn asl_files() -> Vec<(String, Value)> {
@@ -151,9 +152,14 @@ fn placeholders_match_functions_and_result_paths_match_the_engine() {
             );
         }
     }
-    assert_eq!(used, functions, "every function is used by a state machine");
+    let entries: BTreeSet<String> = Entry::ALL.iter().map(|e| e.name().to_string()).collect();
     let steps: BTreeSet<String> = Step::ALL.iter().map(|s| s.name().to_string()).collect();
-    assert_eq!(steps, functions, "one function per engine step");
+    assert_eq!(used, steps, "every step's function is used by a state machine");
+    assert_eq!(
+        steps.union(&entries).cloned().collect::<BTreeSet<_>>(),
+        functions,
+        "one function per step or entry point"
+    );
 }
 
 #[test]

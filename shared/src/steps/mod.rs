@@ -15,12 +15,14 @@ use crate::input::{self, Action, Deployment};
 use crate::state::ProvisionState;
 
 pub mod amp_workspace;
+pub mod datasource;
 pub mod grafana_role;
 pub mod grafana_workspace;
 pub mod iam_util;
 pub mod irsa_trust;
 pub mod preflight;
 pub mod publish;
+pub mod verify;
 pub mod write_policy;
 
 /// What apply would change, as reported by `plan`.
@@ -60,9 +62,15 @@ pub struct Ctx {
 impl Ctx {
     /// Validates the state's input (a `ValidationError` before any AWS call) and selects the
     /// clients for its region.
-    pub fn new(clients: &Clients, state: &ProvisionState) -> Result<Self> {
+    /// With a `target`, every client acts in the target account through `sts:AssumeRole` (the
+    /// session named after the execution), built for this invocation only.
+    pub async fn new(clients: &Clients, state: &ProvisionState) -> Result<Self> {
         let deployment = input::resolve(&state.input, clients.region())?;
-        let clients = clients.for_region(&deployment.region);
+        let mut clients = clients.for_region(&deployment.region);
+        if let Some((account, role)) = &deployment.target {
+            let role_arn = crate::names::role_arn(&deployment.partition, account, role);
+            clients = clients.assume(&role_arn, &session_name(state.execution.as_deref(), &deployment.name)).await?;
+        }
         let plan = (deployment.action == Action::Plan).then(PlanLog::default);
         Ok(Self { clients, deployment, plan })
     }
@@ -94,6 +102,13 @@ impl Ctx {
     pub fn owns<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
         tags.any(|(k, v)| k == crate::names::OWNER_TAG && v == self.deployment.name)
     }
+}
+
+/// The STS session name: `o11y-` and the execution name (or the deployment), cut to the
+/// 64 characters of `[\w+=,.@-]` STS allows.
+pub fn session_name(execution: Option<&str>, deployment: &str) -> String {
+    let raw = format!("o11y-{}", execution.unwrap_or(deployment));
+    raw.chars().filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c)).take(64).collect()
 }
 
 /// A placeholder for a value that exists only after apply (plan on a fresh deployment).

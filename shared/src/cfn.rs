@@ -1,0 +1,412 @@
+//! The CloudFormation custom resource: `cfn-handler` turns a request into an execution of the one
+//! state machine (`apply` for Create/Update, `delete` for Delete) and returns at once; the state
+//! machine answers at its end, success or failure, through the `cfn-respond` step.
+//!
+//! The contract: exactly one response per request, before CloudFormation's one-hour timeout. The
+//! `PhysicalResourceId` is `o11y-provisioner:<account>:<region>:<deploymentName>`, so a change of
+//! any of the three is a replacement (CloudFormation then deletes the old one). A Create that
+//! fails answers with a sentinel id, and the Delete that follows succeeds without touching
+//! anything. The response body stays under 4,096 bytes.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::aws::Clients;
+use crate::error::{Error, Result};
+use crate::input::{self, Action};
+use crate::state::{OutputContract, ProvisionState};
+use crate::{http, start};
+
+/// Prefix of the id answered for a Create that failed.
+pub const CREATE_FAILED_PREFIX: &str = "o11y-provisioner:create-failed:";
+/// CloudFormation's limit on the response body.
+pub const MAX_RESPONSE_BYTES: usize = 4096;
+
+/// What the state machine needs to answer CloudFormation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CfnContext {
+    /// `Create`, `Update` or `Delete`.
+    pub request_type: String,
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    /// The id answered on success.
+    pub physical_resource_id: String,
+    /// The id answered on failure: CloudFormation's current id (Update, Delete) or the sentinel.
+    pub failure_physical_resource_id: String,
+}
+
+/// The response CloudFormation reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CfnResponse {
+    pub status: String,
+    pub reason: String,
+    pub physical_resource_id: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    pub no_echo: bool,
+    pub data: Map<String, Value>,
+}
+
+/// The ResourceProperties as an input contract: `ServiceToken` dropped, and the string scalars
+/// CloudFormation sends for booleans (`"true"`, `"false"`) turned back into booleans.
+pub fn properties_to_input(props: &Value) -> Result<Value> {
+    let Some(obj) = props.as_object() else {
+        return Err(Error::validation("(properties)", "ResourceProperties must be an object"));
+    };
+    let mut input = obj.clone();
+    input.remove("ServiceToken");
+    for path in [&["retainMetrics"][..], &["grafana", "defaultDatasource"][..]] {
+        let (parents, leaf) = path.split_at(path.len() - 1);
+        let mut node = Some(&mut input);
+        for key in parents {
+            node = node.and_then(|n| n.get_mut(*key)).and_then(Value::as_object_mut);
+        }
+        if let Some(v) = node.and_then(|n| n.get_mut(leaf[0])) {
+            let b = v.as_str().and_then(|s| match s.to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            });
+            if let Some(b) = b {
+                *v = Value::Bool(b);
+            }
+        }
+    }
+    let input = Value::Object(input);
+    Ok(input)
+}
+
+/// `(account, region)` from a stack ARN `arn:aws:cloudformation:<region>:<account>:stack/...`.
+pub fn stack_account_region(stack_id: &str) -> (String, String) {
+    let parts: Vec<&str> = stack_id.split(':').collect();
+    (parts.get(4).unwrap_or(&"").to_string(), parts.get(3).unwrap_or(&"").to_string())
+}
+
+/// The stable physical id of a deployment.
+pub fn physical_id(account: &str, region: &str, deployment: &str) -> String {
+    format!("o11y-provisioner:{account}:{region}:{deployment}")
+}
+
+/// Reason text of a failure from the state machine's caught error (`Error`, `Cause`): the
+/// Lambda error's message, which names the step, after the error name.
+pub fn failure_reason(error: &Value) -> String {
+    let name = error.get("Error").and_then(Value::as_str).unwrap_or("Error");
+    let cause = error.get("Cause").and_then(Value::as_str).unwrap_or_default();
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|c| c.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| cause.to_string());
+    format!("{name}: {message}")
+}
+
+/// The output contract's short fields, as `Data`.
+pub fn data_of(out: &OutputContract) -> Map<String, Value> {
+    let mut d = Map::new();
+    for (k, v) in [
+        ("IrsaRoleArn", &out.irsa_role_arn),
+        ("AmpWorkspaceId", &out.amp_workspace_id),
+        ("AmpWorkspaceArn", &out.amp_workspace_arn),
+        ("PrometheusEndpoint", &out.prometheus_endpoint),
+        ("RemoteWriteUrl", &out.remote_write_url),
+        ("WritePolicyArn", &out.write_policy_arn),
+        ("GrafanaRoleArn", &out.grafana_role_arn),
+        ("ReadPolicyArn", &out.read_policy_arn),
+        ("GrafanaWorkspaceId", &out.grafana_workspace_id),
+        ("GrafanaUrl", &out.grafana_url),
+        ("HelmValuesParameter", &out.helm_values_parameter),
+    ] {
+        d.insert(k.to_string(), Value::String(v.clone()));
+    }
+    d
+}
+
+/// The response body, at most [`MAX_RESPONSE_BYTES`]: the reason is shortened first, then `Data`
+/// fields are dropped from the end.
+pub fn body(mut resp: CfnResponse) -> Result<Vec<u8>> {
+    loop {
+        let bytes = serde_json::to_vec(&resp).map_err(|e| Error::Internal(e.to_string()))?;
+        if bytes.len() <= MAX_RESPONSE_BYTES {
+            return Ok(bytes);
+        }
+        let over = bytes.len() - MAX_RESPONSE_BYTES;
+        if resp.reason.chars().count() > 200 {
+            let keep = resp.reason.chars().count().saturating_sub(over + 3).max(200);
+            resp.reason = resp.reason.chars().take(keep).collect::<String>() + "...";
+        } else if let Some(last) = resp.data.keys().next_back().cloned() {
+            resp.data.remove(&last);
+        } else {
+            return Err(Error::LimitExceeded("the CloudFormation response cannot fit 4,096 bytes".into()));
+        }
+    }
+}
+
+/// Only CloudFormation's presigned S3 URLs are answered (https on an AWS domain), or, on the
+/// local stack, URLs under `O11Y_CFN_RESPONSE_URL_PREFIX`: a console user must not be able to
+/// make this function PUT anywhere.
+pub fn check_response_url(url: &str) -> Result<()> {
+    if let Ok(prefix) = std::env::var("O11Y_CFN_RESPONSE_URL_PREFIX") {
+        if !prefix.is_empty() && url.starts_with(&prefix) {
+            return Ok(());
+        }
+    }
+    let host = url.strip_prefix("https://").and_then(|r| r.split(['/', '?']).next()).unwrap_or_default();
+    if host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn") {
+        Ok(())
+    } else {
+        Err(Error::validation("ResponseURL", format!("is not a CloudFormation response URL (host {host:?})")))
+    }
+}
+
+/// PUTs the response (no content type, as CloudFormation expects).
+pub async fn respond(clients: &Clients, ctx: &CfnContext, resp: CfnResponse) -> Result<usize> {
+    check_response_url(&ctx.response_url)?;
+    let status = resp.status.clone();
+    let bytes = body(resp)?;
+    let len = bytes.len();
+    let out = clients.http.send("PUT", &ctx.response_url, &[], bytes, Duration::from_secs(30)).await?;
+    if !(200..300).contains(&out.status) {
+        return Err(Error::Transient {
+            operation: format!("PUT {}", http::redact(&ctx.response_url)),
+            message: format!("HTTP {}", out.status),
+        });
+    }
+    tracing::info!(status = %status, request_id = %ctx.request_id, bytes = len, "CloudFormation answered");
+    Ok(len)
+}
+
+fn response(ctx: &CfnContext, ok: bool, reason: String, data: Map<String, Value>) -> CfnResponse {
+    CfnResponse {
+        status: if ok { "SUCCESS" } else { "FAILED" }.to_string(),
+        reason,
+        physical_resource_id: if ok {
+            ctx.physical_resource_id.clone()
+        } else {
+            ctx.failure_physical_resource_id.clone()
+        },
+        stack_id: ctx.stack_id.clone(),
+        request_id: ctx.request_id.clone(),
+        logical_resource_id: ctx.logical_resource_id.clone(),
+        no_echo: false,
+        data,
+    }
+}
+
+/// The `cfn-respond` step: answers from the state (its error, or its output).
+pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Result<Value> {
+    let Some(ctx) = &state.cloud_formation else {
+        return Ok(json!({ "responded": false }));
+    };
+    let execution = state.execution.clone().unwrap_or_default();
+    let resp = match &state.error {
+        Some(err) => response(ctx, false, failure_reason(err), Map::new()),
+        None => {
+            let data = state.output.as_ref().map(data_of).unwrap_or_default();
+            response(ctx, true, format!("o11y-provisioner execution {execution} succeeded"), data)
+        }
+    };
+    let status = resp.status.clone();
+    let bytes = respond(clients, ctx, resp).await?;
+    Ok(json!({ "responded": true, "status": status, "bytes": bytes }))
+}
+
+/// What `cfn-handler` did with a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerOutcome {
+    /// `started`, `already-started`, or `answered` (responded directly).
+    pub outcome: String,
+    pub physical_resource_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_name: Option<String>,
+}
+
+/// Handles a custom resource request: starts the execution, or answers directly when there is
+/// nothing to run (Delete after a failed Create), the properties are invalid, or the execution
+/// cannot be started.
+pub async fn handle_request(
+    clients: &Clients,
+    state_machine_arn: &str,
+    req: CloudFormationCustomResourceRequest,
+) -> Result<HandlerOutcome> {
+    let (request_type, common, props, previous) = match req {
+        CloudFormationCustomResourceRequest::Create(r) => {
+            ("Create", (r.response_url, r.stack_id, r.request_id, r.logical_resource_id), r.resource_properties, None)
+        }
+        CloudFormationCustomResourceRequest::Update(r) => (
+            "Update",
+            (r.response_url, r.stack_id, r.request_id, r.logical_resource_id),
+            r.resource_properties,
+            Some(r.physical_resource_id),
+        ),
+        CloudFormationCustomResourceRequest::Delete(r) => (
+            "Delete",
+            (r.response_url, r.stack_id, r.request_id, r.logical_resource_id),
+            r.resource_properties,
+            Some(r.physical_resource_id),
+        ),
+        _ => return Err(Error::validation("RequestType", "must be Create, Update or Delete")),
+    };
+    let (response_url, stack_id, request_id, logical_resource_id) = common;
+    let failure_id = previous.clone().unwrap_or_else(|| format!("{CREATE_FAILED_PREFIX}{request_id}"));
+    let mut ctx = CfnContext {
+        request_type: request_type.to_string(),
+        response_url,
+        stack_id: stack_id.clone(),
+        request_id: request_id.clone(),
+        logical_resource_id: logical_resource_id.clone(),
+        physical_resource_id: failure_id.clone(),
+        failure_physical_resource_id: failure_id.clone(),
+    };
+    let answer = |ctx: CfnContext, ok: bool, reason: String| async move {
+        let id = if ok { ctx.physical_resource_id.clone() } else { ctx.failure_physical_resource_id.clone() };
+        respond(clients, &ctx, response(&ctx, ok, reason, Map::new())).await?;
+        Ok(HandlerOutcome { outcome: "answered".into(), physical_resource_id: id, execution_name: None })
+    };
+    check_response_url(&ctx.response_url)?;
+
+    // The Delete that follows a failed Create: nothing was kept, nothing to touch.
+    if request_type == "Delete" && failure_id.starts_with(CREATE_FAILED_PREFIX) {
+        return answer(ctx, true, "nothing to delete: the create had failed".into()).await;
+    }
+    let action = if request_type == "Delete" { Action::Delete } else { Action::Apply };
+    let (stack_account, stack_region) = stack_account_region(&stack_id);
+    let mut input = match properties_to_input(&props) {
+        Ok(i) => i,
+        Err(e) => return answer(ctx, false, format!("{}: {e}", e.name())).await,
+    };
+    if let Some(obj) = input.as_object_mut() {
+        obj.insert("action".into(), json!(action.as_str()));
+    }
+    let deployment = match input::resolve(&input, Some(&stack_region)) {
+        Ok(d) => d,
+        Err(e) => return answer(ctx, false, format!("{}: {e}", e.name())).await,
+    };
+    let account = deployment.target.as_ref().map(|(a, _)| a.clone()).unwrap_or(stack_account);
+    ctx.physical_resource_id = physical_id(&account, &deployment.region, &deployment.name);
+    if request_type == "Delete" {
+        ctx.physical_resource_id = failure_id.clone();
+        // A replaced resource's Delete names the old id: its properties describe the old one.
+    }
+    let name = start::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type]);
+    let exec_input = json!({ "input": input, "cloudFormation": ctx });
+    match start::start(clients, state_machine_arn, &name, &exec_input).await {
+        Ok(started) => Ok(HandlerOutcome {
+            outcome: if started { "started" } else { "already-started" }.into(),
+            physical_resource_id: ctx.physical_resource_id.clone(),
+            execution_name: Some(name),
+        }),
+        Err(e) => answer(ctx, false, format!("the workflow could not be started: {e}")).await,
+    }
+}
+
+/// Handles Step Functions' "Execution Status Change" event for an execution that ended without
+/// reaching its own answer (TIMED_OUT, ABORTED): answers FAILED if CloudFormation started it.
+pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<HandlerOutcome> {
+    let detail = &event["detail"];
+    let status = detail["status"].as_str().unwrap_or_default();
+    let input: Value = detail["input"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+    let ctx: Option<CfnContext> = serde_json::from_value(input["cloudFormation"].clone()).ok();
+    match (status, ctx) {
+        ("TIMED_OUT" | "ABORTED", Some(ctx)) => {
+            let reason =
+                format!("the o11y-provisioner execution {} ended {status}", detail["name"].as_str().unwrap_or(""));
+            respond(clients, &ctx, response(&ctx, false, reason, Map::new())).await?;
+            Ok(HandlerOutcome {
+                outcome: "answered".into(),
+                physical_resource_id: ctx.failure_physical_resource_id,
+                execution_name: detail["name"].as_str().map(str::to_string),
+            })
+        }
+        _ => {
+            Ok(HandlerOutcome { outcome: "ignored".into(), physical_resource_id: String::new(), execution_name: None })
+        }
+    }
+}
+
+/// The `cfn-handler` entry: a custom resource request, or a Step Functions status-change event.
+pub async fn handle(clients: &Clients, state_machine_arn: &str, event: Value) -> Result<Value> {
+    let out = if event.get("detail-type").and_then(Value::as_str) == Some("Step Functions Execution Status Change") {
+        handle_status_change(clients, &event).await?
+    } else {
+        let req: CloudFormationCustomResourceRequest = serde_json::from_value(event).map_err(|e| {
+            Error::validation("(request)", format!("not a CloudFormation custom resource request: {e}"))
+        })?;
+        handle_request(clients, state_machine_arn, req).await?
+    };
+    serde_json::to_value(out).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> CfnContext {
+        CfnContext {
+            request_type: "Create".into(),
+            response_url: "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?sig".into(),
+            stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/s/guid".into(),
+            request_id: "r".into(),
+            logical_resource_id: "Observability".into(),
+            physical_resource_id: physical_id("123456789012", "us-east-1", "dr-prod"),
+            failure_physical_resource_id: format!("{CREATE_FAILED_PREFIX}r"),
+        }
+    }
+
+    #[test]
+    fn properties_arrive_as_strings_and_become_the_input() {
+        let props = json!({"ServiceToken": "arn:aws:lambda:...", "deploymentName": "dr-prod", "retainMetrics": "false",
+                           "grafana": {"defaultDatasource": "True", "version": "10.4"}});
+        let input = properties_to_input(&props).unwrap();
+        assert_eq!(input["retainMetrics"], json!(false));
+        assert_eq!(input["grafana"]["defaultDatasource"], json!(true));
+        assert_eq!(input["grafana"]["version"], json!("10.4"));
+        assert!(input.get("ServiceToken").is_none());
+    }
+
+    #[test]
+    fn body_fits_4096_bytes_by_shortening_the_reason_first() {
+        let mut data = Map::new();
+        data.insert("GrafanaUrl".into(), json!("https://g-1.grafana-workspace.us-east-1.amazonaws.com"));
+        let resp = response(&ctx(), false, "x".repeat(10_000), data);
+        let b = body(resp).unwrap();
+        assert!(b.len() <= MAX_RESPONSE_BYTES, "{}", b.len());
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["Status"], "FAILED");
+        assert_eq!(v["PhysicalResourceId"], format!("{CREATE_FAILED_PREFIX}r"));
+        assert_eq!(v["Data"]["GrafanaUrl"], "https://g-1.grafana-workspace.us-east-1.amazonaws.com");
+    }
+
+    #[test]
+    fn failure_reason_names_the_error_and_the_step() {
+        let err = json!({"Error": "ValidationError", "Cause": "{\"errorType\":\"ValidationError\",\"errorMessage\":\"preflight: namespace: bad\"}"});
+        assert_eq!(failure_reason(&err), "ValidationError: preflight: namespace: bad");
+    }
+
+    #[test]
+    fn only_aws_response_urls_are_answered() {
+        assert!(
+            check_response_url("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a?b").is_ok()
+        );
+        assert!(check_response_url("https://evil.example.com/a").is_err());
+        assert!(
+            check_response_url("http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a").is_err()
+        );
+        assert!(check_response_url("https://x.amazonaws.com.evil.com/a").is_err());
+    }
+
+    #[test]
+    fn stack_arn_gives_account_and_region() {
+        assert_eq!(
+            stack_account_region("arn:aws:cloudformation:eu-west-1:210987654321:stack/s/g"),
+            ("210987654321".to_string(), "eu-west-1".to_string())
+        );
+    }
+}

@@ -1,0 +1,678 @@
+//! datasource: the workspace's Prometheus data source for the AMP workspace, and the Grafana
+//! admins of the input. Runs once the Grafana workspace is ACTIVE.
+//!
+//! - Credentials: the deployment's `ADMIN` service account (found by name, created once) and a
+//!   token per run that lives [`grafana_api::TOKEN_SECONDS_TO_LIVE`] seconds and is deleted at the
+//!   end of the step, also when it fails ([`grafana_api::with_token`]). No Grafana credential is
+//!   stored, logged or returned.
+//! - The data source has a fixed uid ([`datasource_uid`]) and exactly the fields of
+//!   [`desired_datasource`]; a live data source that differs in a field we own ([`drift`]) is
+//!   replaced by uid (`PUT`), keeping what we do not own. Its health check must then pass, or the
+//!   step fails with Grafana's message (`ResourceFailedError`).
+//! - `grafana.admins` users and groups get `ADMIN` through `UpdatePermissions`; only what
+//!   `ListPermissions` does not already show is added, and a per-entry error inside the HTTP 200
+//!   fails the step.
+//!
+//! **Plan.** Reading the data source needs a token, and creating a token is a write, so `plan`
+//! never reads it. What plan reports, honestly:
+//! - `create` when the Grafana workspace does not exist yet, or our service account does not
+//!   exist in it (the step never completed there: nothing of ours can be there);
+//! - `update` "unknown until apply (reading it needs a token)" when the settings apply would
+//!   write differ from the ones the last successful apply recorded (a different AMP endpoint,
+//!   region, Grafana version and so type, name or default flag), or none were recorded;
+//! - nothing when they are the same: a change made by hand in Grafana since then (drift) is
+//!   invisible to plan, and corrected by the next apply.
+//!
+//! The settings last applied are recorded as a fingerprint in the SSM record (key
+//! [`RECORD_SETTINGS_KEY`]); the record is only written when the fingerprint changes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use aws_sdk_grafana::types::{Role, UpdateAction, UpdateInstruction, User, UserType};
+
+use crate::error::{from_sdk, has_code, Error, Result};
+use crate::grafana_api::{self, GrafanaApi};
+use crate::record::{self, keys, ResourceRecord};
+use crate::state::{require, DeleteOutput, ProvisionState};
+use crate::steps::{Ctx, KNOWN_AFTER_APPLY};
+
+const STEP: &str = "datasource";
+
+/// Record key of the data source (`id` = its uid).
+pub const RECORD_KEY: &str = "grafanaDatasource";
+/// Record key of the fingerprint of the data source settings last applied (`id` = the hex digest).
+pub const RECORD_SETTINGS_KEY: &str = "grafanaDatasourceSettings";
+
+/// Grafana's core Prometheus data source type.
+pub const CORE_PROMETHEUS_TYPE: &str = "prometheus";
+/// The Amazon Managed Service for Prometheus data source plugin.
+pub const AMP_PLUGIN_TYPE: &str = "grafana-amazonprometheus-datasource";
+/// The first Grafana major version whose AMP data sources use [`AMP_PLUGIN_TYPE`].
+pub const PLUGIN_MIN_MAJOR: u32 = 11;
+/// `jsonData.sigV4AuthType` of the console's "Workspace IAM Role".
+pub const SIGV4_WORKSPACE_ROLE: &str = "ec2_iam_role";
+/// `UpdatePermissions` takes at most this many instructions per call.
+const PERMISSION_BATCH: usize = 20;
+
+/// The data source type for AMP with SigV4 in a workspace of `grafana_version`.
+///
+/// SigV4 authentication on Grafana's core `prometheus` data source was deprecated in favour of
+/// the Amazon Managed Service for Prometheus plugin (`grafana-amazonprometheus-datasource`)
+/// during Grafana 11.x/12.x, and later removed: from 13 on Grafana migrates such data sources to
+/// the plugin at startup (see the Grafana 11 "Prometheus SigV4 deprecation" notes and
+/// `/work/shared/notes/aws-facts.md`). Managed Grafana installs the plugin in 11+ workspaces, so:
+/// versions before [`PLUGIN_MIN_MAJOR`] (8.4, 9.4, 10.4) get the core type with
+/// `jsonData.sigV4Auth`, and 11 and later (12.4) the plugin type. A version whose major cannot be
+/// read (not a Managed Grafana version) gets the plugin, the type of every current version.
+pub fn datasource_type(grafana_version: &str) -> &'static str {
+    let major: Option<u32> = grafana_version.split('.').next().filter(|m| !m.is_empty()).and_then(|m| m.parse().ok());
+    match major {
+        Some(m) if m < PLUGIN_MIN_MAJOR => CORE_PROMETHEUS_TYPE,
+        _ => AMP_PLUGIN_TYPE,
+    }
+}
+
+/// The data source uid of a deployment: `o11y-` and 12 hex digits of the SHA-256 of its name
+/// (Grafana: at most 40 of `[a-zA-Z0-9-_]`).
+pub fn datasource_uid(deployment: &str) -> String {
+    let digest = Sha256::digest(deployment.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("o11y-{hex}")
+}
+
+/// The data source name of a deployment (unique per Grafana organisation).
+pub fn datasource_name(deployment: &str) -> String {
+    format!("Amazon Managed Prometheus ({deployment})")
+}
+
+/// Everything the data source depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasourceSpec {
+    pub uid: String,
+    pub name: String,
+    pub grafana_version: String,
+    /// `prometheusEndpoint` of the AMP workspace (with its trailing `/`).
+    pub prometheus_endpoint: String,
+    pub region: String,
+    pub is_default: bool,
+}
+
+/// The data source exactly as we create it: `access: proxy`, the AMP workspace's Prometheus
+/// endpoint, SigV4 with the workspace IAM role in the workspace's region, `POST` queries.
+pub fn desired_datasource(spec: &DatasourceSpec) -> Value {
+    json!({
+        "uid": spec.uid,
+        "name": spec.name,
+        "type": datasource_type(&spec.grafana_version),
+        "access": "proxy",
+        "url": spec.prometheus_endpoint,
+        "isDefault": spec.is_default,
+        "jsonData": {
+            "httpMethod": "POST",
+            "sigV4Auth": true,
+            "sigV4AuthType": SIGV4_WORKSPACE_ROLE,
+            "sigV4Region": spec.region,
+        }
+    })
+}
+
+/// The `jsonData` members we own.
+const OWNED_JSON_DATA: &[&str] = &["httpMethod", "sigV4Auth", "sigV4AuthType", "sigV4Region"];
+
+/// The top-level members we own. `isDefault` is owned only when the input asks for the default
+/// flag: with `defaultDatasource: false` (the default) whoever made it the default keeps it so.
+fn owned_fields(desired: &Value) -> Vec<&'static str> {
+    let mut f = vec!["name", "type", "access", "url"];
+    if desired.get("isDefault") == Some(&Value::Bool(true)) {
+        f.push("isDefault");
+    }
+    f
+}
+
+/// The owned fields where `live` differs from `desired`, as `field: live -> desired` (values are
+/// settings, never secrets: `secureJsonData` is neither read nor written).
+pub fn drift(live: &Value, desired: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in owned_fields(desired) {
+        let (l, d) = (live.get(f).unwrap_or(&Value::Null), desired.get(f).unwrap_or(&Value::Null));
+        if l != d {
+            out.push(format!("{f}: {l} -> {d}"));
+        }
+    }
+    for k in OWNED_JSON_DATA {
+        let l = live.get("jsonData").and_then(|j| j.get(*k)).unwrap_or(&Value::Null);
+        let d = desired.get("jsonData").and_then(|j| j.get(*k)).unwrap_or(&Value::Null);
+        if l != d {
+            out.push(format!("jsonData.{k}: {l} -> {d}"));
+        }
+    }
+    out
+}
+
+/// The `PUT` body that corrects `live`: our fields from `desired`, everything else (other
+/// `jsonData` members, `basicAuth`, `user`...) from `live`, and `live`'s `version` so that a
+/// concurrent edit is refused rather than overwritten. Secrets are not named, so Grafana keeps them.
+pub fn corrected(live: &Value, desired: &Value) -> Value {
+    let mut body = Map::new();
+    for k in ["user", "database", "basicAuth", "basicAuthUser", "withCredentials", "isDefault", "version"] {
+        if let Some(v) = live.get(k) {
+            body.insert(k.to_string(), v.clone());
+        }
+    }
+    for f in ["uid", "name", "type", "access", "url"].into_iter().chain(owned_fields(desired)) {
+        if let Some(v) = desired.get(f) {
+            body.insert(f.to_string(), v.clone());
+        }
+    }
+    let mut json_data = live.get("jsonData").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(ours) = desired.get("jsonData").and_then(Value::as_object) {
+        for (k, v) in ours {
+            json_data.insert(k.clone(), v.clone());
+        }
+    }
+    body.insert("jsonData".to_string(), Value::Object(json_data));
+    Value::Object(body)
+}
+
+/// Fingerprint of the settings we apply (see the module documentation on plan).
+pub fn fingerprint(desired: &Value) -> String {
+    let digest = Sha256::digest(desired.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the step did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasourceOutput {
+    pub workspace_id: String,
+    pub uid: String,
+    pub name: String,
+    /// `prometheus` or `grafana-amazonprometheus-datasource` (see [`datasource_type`]).
+    #[serde(rename = "type")]
+    pub datasource_type: String,
+    pub url: String,
+    pub is_default: bool,
+    /// `created`, `updated`, `unchanged`; while planning `create`, `update` or `unknown`.
+    pub action: String,
+    /// Owned fields that differed and were corrected (`field: live -> desired`).
+    pub drift: Vec<String>,
+    /// Grafana's health-check message (`None` while planning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The deployment's service account (name only; its tokens are never kept).
+    pub service_account: String,
+    /// Created by this run.
+    pub service_account_created: bool,
+    /// Permissions granted by this run (`SSO_USER:<id>`, `SSO_GROUP:<id>`), all `ADMIN`.
+    pub admins_added: Vec<String>,
+}
+
+fn spec_of(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceSpec> {
+    let amp = require(&state.amp_workspace, "amp-workspace")?;
+    let ws = require(&state.grafana_workspace, "grafana-workspace")?;
+    let d = &ctx.deployment;
+    Ok(DatasourceSpec {
+        uid: datasource_uid(&d.name),
+        name: datasource_name(&d.name),
+        grafana_version: if ws.grafana_version.is_empty() {
+            d.grafana_version.clone()
+        } else {
+            ws.grafana_version.clone()
+        },
+        prometheus_endpoint: amp.prometheus_endpoint.clone(),
+        region: d.region.clone(),
+        is_default: d.grafana_default_datasource,
+    })
+}
+
+fn output(ws_id: &str, spec: &DatasourceSpec, action: &str) -> DatasourceOutput {
+    DatasourceOutput {
+        workspace_id: ws_id.to_string(),
+        uid: spec.uid.clone(),
+        name: spec.name.clone(),
+        datasource_type: datasource_type(&spec.grafana_version).to_string(),
+        url: spec.prometheus_endpoint.clone(),
+        is_default: spec.is_default,
+        action: action.to_string(),
+        drift: Vec::new(),
+        health: None,
+        service_account: String::new(),
+        service_account_created: false,
+        admins_added: Vec::new(),
+    }
+}
+
+/// Upserts the data source, checks its health and grants the admins.
+pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> {
+    let ws = require(&state.grafana_workspace, "grafana-workspace")?;
+    let spec = spec_of(ctx, state)?;
+    let desired = desired_datasource(&spec);
+    let sa_name = grafana_api::service_account_name(&ctx.deployment.name);
+
+    if ws.workspace_id == KNOWN_AFTER_APPLY || spec.prometheus_endpoint == KNOWN_AFTER_APPLY {
+        // Plan on a deployment whose workspaces do not exist yet.
+        let mut out = output(&ws.workspace_id, &spec, "create");
+        out.service_account = sa_name.clone();
+        out.service_account_created = true;
+        ctx.planned(STEP, "create", format!("Grafana service account {sa_name}"), json!({"grafanaRole": "ADMIN"}));
+        ctx.planned(STEP, "create", format!("Grafana data source {}", spec.uid), desired.clone());
+        out.admins_added = missing_admins(ctx, &[]);
+        if !out.admins_added.is_empty() {
+            ctx.planned(
+                STEP,
+                "update",
+                "Grafana workspace permissions",
+                json!({"add": out.admins_added, "role": "ADMIN"}),
+            );
+        }
+        return Ok(out);
+    }
+    if ws.status != "ACTIVE" && !ctx.dry_run() {
+        return Err(Error::ResourceFailed(format!(
+            "Grafana workspace {} is {}, not ACTIVE: the data source can only be configured in an ACTIVE workspace",
+            ws.workspace_id, ws.status
+        )));
+    }
+
+    let (sa, sa_created) = grafana_api::ensure_service_account(ctx, &ws.workspace_id).await?;
+    let mut out = output(&ws.workspace_id, &spec, "unchanged");
+    out.service_account = sa_name.clone();
+    out.service_account_created = sa_created;
+
+    if ctx.dry_run() {
+        plan_datasource(ctx, &spec, &desired, sa.is_none(), &mut out).await?;
+    } else {
+        let Some(sa) = sa else {
+            return Err(Error::Internal(format!("service account {sa_name} neither found nor created")));
+        };
+        let endpoint = ws.endpoint.clone();
+        let (action, drifted, health) =
+            grafana_api::with_token(ctx, &ws.workspace_id, &endpoint, &sa.id, |api| upsert(api, &spec, &desired))
+                .await?;
+        out.action = action;
+        out.drift = drifted;
+        out.health = Some(health);
+        let settings = ResourceRecord { id: fingerprint(&desired), owned: true, attached_by_us: false };
+        let ds = ResourceRecord { id: spec.uid.clone(), owned: true, attached_by_us: false };
+        record::update(ctx, |r| {
+            r.resources.insert(RECORD_KEY.to_string(), ds);
+            r.resources.insert(RECORD_SETTINGS_KEY.to_string(), settings);
+        })
+        .await?;
+    }
+
+    out.admins_added = grant_admins(ctx, &ws.workspace_id).await?;
+    Ok(out)
+}
+
+/// The plan for the data source (no token: see the module documentation).
+async fn plan_datasource(
+    ctx: &Ctx,
+    spec: &DatasourceSpec,
+    desired: &Value,
+    no_service_account: bool,
+    out: &mut DatasourceOutput,
+) -> Result<()> {
+    let resource = format!("Grafana data source {}", spec.uid);
+    if no_service_account {
+        ctx.planned(
+            STEP,
+            "create",
+            format!("Grafana service account {}", out.service_account),
+            json!({"grafanaRole": "ADMIN"}),
+        );
+        ctx.planned(STEP, "create", resource, desired.clone());
+        out.action = "create".to_string();
+        return Ok(());
+    }
+    let rec = record::load(ctx).await?;
+    let recorded = rec.resource(RECORD_SETTINGS_KEY).map(|r| r.id.clone());
+    if recorded.as_deref() == Some(fingerprint(desired).as_str()) {
+        out.action = "unknown".to_string();
+        return Ok(());
+    }
+    ctx.planned(
+        STEP,
+        "update",
+        resource,
+        json!({
+            "datasource": "unknown until apply (reading it needs a token)",
+            "reason": if recorded.is_some() {
+                "the settings differ from those of the last apply"
+            } else {
+                "no apply of this step was recorded"
+            },
+            "desired": desired,
+        }),
+    );
+    out.action = "update".to_string();
+    Ok(())
+}
+
+/// Creates or corrects the data source, then checks its health. Returns the action, the
+/// corrected fields and Grafana's health message.
+async fn upsert(api: GrafanaApi, spec: &DatasourceSpec, desired: &Value) -> Result<(String, Vec<String>, String)> {
+    let (action, drifted) = match api.get_datasource(&spec.uid).await? {
+        None => {
+            api.create_datasource(desired).await?;
+            tracing::info!(uid = %spec.uid, r#type = %datasource_type(&spec.grafana_version), "Grafana data source created");
+            ("created", Vec::new())
+        }
+        Some(live) => {
+            let drifted = drift(&live, desired);
+            if drifted.is_empty() {
+                ("unchanged", drifted)
+            } else {
+                api.update_datasource(&spec.uid, &corrected(&live, desired)).await?;
+                tracing::info!(uid = %spec.uid, drift = ?drifted, "Grafana data source corrected");
+                ("updated", drifted)
+            }
+        }
+    };
+    let health = api.datasource_health(&spec.uid).await?;
+    if !health.ok {
+        return Err(Error::ResourceFailed(format!(
+            "Grafana data source {} ({}) failed its health check (HTTP {}): {}",
+            spec.uid,
+            datasource_type(&spec.grafana_version),
+            health.status,
+            health.message
+        )));
+    }
+    Ok((action.to_string(), drifted, health.message))
+}
+
+/// `SSO_USER:<id>` / `SSO_GROUP:<id>` of the input's admins that `have` does not list as ADMIN.
+fn missing_admins(ctx: &Ctx, have: &[String]) -> Vec<String> {
+    let d = &ctx.deployment;
+    let wanted = d
+        .grafana_admin_users
+        .iter()
+        .map(|u| format!("{}:{u}", UserType::SsoUser.as_str()))
+        .chain(d.grafana_admin_groups.iter().map(|g| format!("{}:{g}", UserType::SsoGroup.as_str())));
+    let mut out: Vec<String> = Vec::new();
+    for w in wanted {
+        if !have.contains(&w) && !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// The workspace's `ADMIN` permissions, as `SSO_USER:<id>` / `SSO_GROUP:<id>`.
+async fn current_admins(ctx: &Ctx, workspace_id: &str) -> Result<Vec<String>> {
+    let mut have = Vec::new();
+    let mut pages = ctx.clients.grafana.list_permissions().workspace_id(workspace_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| from_sdk("grafana:ListPermissions", e))?;
+        for p in page.permissions() {
+            if p.role() == &Role::Admin {
+                if let Some(u) = p.user() {
+                    have.push(format!("{}:{}", u.r#type().as_str(), u.id()));
+                }
+            }
+        }
+    }
+    Ok(have)
+}
+
+/// Grants `ADMIN` to the input's users and groups that do not have it; returns what was added.
+async fn grant_admins(ctx: &Ctx, workspace_id: &str) -> Result<Vec<String>> {
+    if ctx.deployment.grafana_admin_users.is_empty() && ctx.deployment.grafana_admin_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let missing = missing_admins(ctx, &current_admins(ctx, workspace_id).await?);
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    ctx.planned(STEP, "update", "Grafana workspace permissions", json!({"add": missing, "role": "ADMIN"}));
+    if ctx.dry_run() {
+        return Ok(missing);
+    }
+    let mut failures = Vec::new();
+    for batch in missing.chunks(PERMISSION_BATCH) {
+        let mut instructions = Vec::new();
+        for entry in batch {
+            let (kind, id) = entry.split_once(':').unwrap_or(("", entry));
+            let user = User::builder()
+                .id(id)
+                .r#type(UserType::from(kind))
+                .build()
+                .map_err(|e| Error::Internal(format!("UpdatePermissions user: {e}")))?;
+            instructions.push(
+                UpdateInstruction::builder()
+                    .action(UpdateAction::Add)
+                    .role(Role::Admin)
+                    .users(user)
+                    .build()
+                    .map_err(|e| Error::Internal(format!("UpdatePermissions instruction: {e}")))?,
+            );
+        }
+        let resp = ctx
+            .clients
+            .grafana
+            .update_permissions()
+            .workspace_id(workspace_id)
+            .set_update_instruction_batch(Some(instructions))
+            .send()
+            .await
+            .map_err(|e| from_sdk("grafana:UpdatePermissions", e))?;
+        for e in resp.errors() {
+            let who = e
+                .caused_by()
+                .map(|c| {
+                    c.users()
+                        .iter()
+                        .map(|u| format!("{} {}", u.r#type().as_str(), u.id()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            failures.push(format!("{who}: {} (code {})", e.message(), e.code()));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Aws {
+            operation: "grafana:UpdatePermissions".to_string(),
+            code: "UpdateError".to_string(),
+            message: format!(
+                "grafana.admins: {} of {} grants failed: {}",
+                failures.len(),
+                missing.len(),
+                failures.join("; ")
+            ),
+        });
+    }
+    tracing::info!(workspace_id, added = ?missing, "Grafana ADMIN permissions granted");
+    Ok(missing)
+}
+
+/// On delete: a workspace this deployment created takes the data source and the service account
+/// with it (the grafana-workspace delete step runs after this one), so nothing is done. In an
+/// adopted workspace, which is kept, our data source and our service account are removed (a
+/// token is created for that and deleted again). Granted admin permissions are kept (we cannot
+/// tell whether they were there before us). Idempotent.
+pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> {
+    let mut out = DeleteOutput::default();
+    let rec = record::load(ctx).await?;
+    let Some(ws_rec) = rec.resource(keys::GRAFANA_WORKSPACE).cloned() else { return Ok(out) };
+    let uid = datasource_uid(&ctx.deployment.name);
+    if ws_rec.owned {
+        return Ok(out);
+    }
+    let ws_id = ws_rec.id;
+    let described = match ctx.clients.grafana.describe_workspace().workspace_id(&ws_id).send().await {
+        Ok(d) => d,
+        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => return Ok(out),
+        Err(e) => return Err(from_sdk("grafana:DescribeWorkspace", e)),
+    };
+    let Some(ws) = described.workspace() else { return Ok(out) };
+    if ws.status().as_str() != "ACTIVE" {
+        return Err(Error::ResourceFailed(format!(
+            "adopted Grafana workspace {ws_id} is {}: our data source {uid} and service account can only be removed \
+             while it is ACTIVE; run the delete again then",
+            ws.status().as_str()
+        )));
+    }
+    let endpoint = ws.endpoint().to_string();
+    let name = grafana_api::service_account_name(&ctx.deployment.name);
+    let existing = grafana_api::find_service_account(ctx, &ws_id, &name).await?;
+    ctx.planned(
+        STEP,
+        "delete",
+        format!("Grafana data source {uid}"),
+        json!({"workspaceId": ws_id, "note": "if present (reading it needs a token)"}),
+    );
+    ctx.planned(STEP, "delete", format!("Grafana service account {name}"), json!({"workspaceId": ws_id}));
+    if ctx.dry_run() {
+        out.deleted.push(format!("{ws_id}: data source {uid}"));
+        out.deleted.push(format!("{ws_id}: service account {name}"));
+        return Ok(out);
+    }
+    // A service account is needed for a token; one removed by hand is recreated just for this.
+    let sa = match existing {
+        Some(sa) if grafana_api::check_service_account(&ws_id, &sa).is_ok() => sa,
+        Some(sa) => {
+            grafana_api::delete_service_account(ctx, &ws_id, &sa.id).await?;
+            grafana_api::ensure_service_account(ctx, &ws_id)
+                .await?
+                .0
+                .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?
+        }
+        None => grafana_api::ensure_service_account(ctx, &ws_id)
+            .await?
+            .0
+            .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?,
+    };
+    let target = uid.clone();
+    let removed =
+        grafana_api::with_token(
+            ctx,
+            &ws_id,
+            &endpoint,
+            &sa.id,
+            |api| async move { api.delete_datasource(&target).await },
+        )
+        .await?;
+    if removed {
+        out.deleted.push(format!("{ws_id}: data source {uid}"));
+    }
+    grafana_api::delete_service_account(ctx, &ws_id, &sa.id).await?;
+    out.deleted.push(format!("{ws_id}: service account {name}"));
+    record::update(ctx, |r| {
+        r.resources.remove(RECORD_KEY);
+        r.resources.remove(RECORD_SETTINGS_KEY);
+    })
+    .await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(version: &str) -> DatasourceSpec {
+        DatasourceSpec {
+            uid: datasource_uid("dr-prod"),
+            name: datasource_name("dr-prod"),
+            grafana_version: version.to_string(),
+            prometheus_endpoint: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/".to_string(),
+            region: "us-east-1".to_string(),
+            is_default: false,
+        }
+    }
+
+    #[test]
+    fn the_type_follows_the_grafana_version() {
+        for (v, t) in [
+            ("8.4", CORE_PROMETHEUS_TYPE),
+            ("9.4", CORE_PROMETHEUS_TYPE),
+            ("10.4", CORE_PROMETHEUS_TYPE),
+            ("11.0", AMP_PLUGIN_TYPE),
+            ("12.4", AMP_PLUGIN_TYPE),
+            ("13", AMP_PLUGIN_TYPE),
+            ("", AMP_PLUGIN_TYPE),
+        ] {
+            assert_eq!(datasource_type(v), t, "{v}");
+        }
+    }
+
+    #[test]
+    fn the_uid_is_short_stable_and_valid() {
+        let uid = datasource_uid("dr-prod");
+        assert_eq!(uid, datasource_uid("dr-prod"));
+        assert_ne!(uid, datasource_uid("dr-prod2"));
+        assert_eq!(uid.len(), 17);
+        assert!(uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn the_desired_data_source_is_exactly_the_documented_one() {
+        assert_eq!(
+            desired_datasource(&spec("10.4")),
+            json!({
+                "uid": datasource_uid("dr-prod"), "name": "Amazon Managed Prometheus (dr-prod)", "type": "prometheus",
+                "access": "proxy", "url": "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/",
+                "isDefault": false,
+                "jsonData": {"httpMethod": "POST", "sigV4Auth": true, "sigV4AuthType": "ec2_iam_role", "sigV4Region": "us-east-1"}
+            })
+        );
+        assert_eq!(desired_datasource(&spec("12.4"))["type"], AMP_PLUGIN_TYPE);
+    }
+
+    #[test]
+    fn drift_names_owned_fields_only() {
+        let desired = desired_datasource(&spec("10.4"));
+        let mut live = desired.clone();
+        live["id"] = json!(3);
+        live["version"] = json!(4);
+        live["isDefault"] = json!(true);
+        live["jsonData"]["timeInterval"] = json!("30s");
+        assert!(drift(&live, &desired).is_empty(), "isDefault is not ours when the input does not ask for it");
+        live["jsonData"]["sigV4AuthType"] = json!("workspace-iam-role");
+        live["type"] = json!(AMP_PLUGIN_TYPE);
+        assert_eq!(
+            drift(&live, &desired),
+            vec![
+                format!("type: \"{AMP_PLUGIN_TYPE}\" -> \"prometheus\""),
+                "jsonData.sigV4AuthType: \"workspace-iam-role\" -> \"ec2_iam_role\"".to_string()
+            ]
+        );
+        let mut wants_default = spec("10.4");
+        wants_default.is_default = true;
+        let d2 = desired_datasource(&wants_default);
+        let mut live2 = d2.clone();
+        live2["isDefault"] = json!(false);
+        assert_eq!(drift(&live2, &d2), vec!["isDefault: false -> true".to_string()]);
+    }
+
+    #[test]
+    fn the_correction_keeps_what_is_not_ours() {
+        let desired = desired_datasource(&spec("10.4"));
+        let live = json!({
+            "id": 3, "uid": desired["uid"], "name": "renamed", "type": "prometheus", "access": "proxy",
+            "url": desired["url"], "isDefault": true, "version": 7, "basicAuth": false,
+            "jsonData": {"httpMethod": "GET", "sigV4Auth": true, "sigV4AuthType": "keys", "sigV4Region": "us-east-1", "timeInterval": "30s"},
+            "secureJsonFields": {"x": true}
+        });
+        let body = corrected(&live, &desired);
+        assert_eq!(body["name"], desired["name"]);
+        assert_eq!(body["isDefault"], true);
+        assert_eq!(body["version"], 7);
+        assert_eq!(body["jsonData"]["timeInterval"], "30s");
+        assert_eq!(body["jsonData"]["httpMethod"], "POST");
+        assert_eq!(body["jsonData"]["sigV4AuthType"], "ec2_iam_role");
+        assert!(body.get("secureJsonFields").is_none() && body.get("secureJsonData").is_none());
+        assert!(drift(&body, &desired).is_empty());
+    }
+
+    #[test]
+    fn fingerprints_change_with_the_settings() {
+        let a = fingerprint(&desired_datasource(&spec("10.4")));
+        assert_eq!(a, fingerprint(&desired_datasource(&spec("10.4"))));
+        assert_ne!(a, fingerprint(&desired_datasource(&spec("12.4"))));
+        assert_eq!(a.len(), 32);
+    }
+}

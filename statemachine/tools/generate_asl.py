@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Writes statemachine/provision.asl.json. The ASL is checked in (the template and the tests read
+it); this script keeps its repetitive parts (Retry/Catch on every task, the wait loops) uniform.
+Run it after changing the flow: python3 statemachine/tools/generate_asl.py"""
+import json
+import os
+
+RETRY = [
+    {"ErrorEquals": ["TransientError", "Lambda.ServiceException", "Lambda.AWSLambdaException",
+                     "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
+     "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
+    {"ErrorEquals": ["IamPropagationError"],
+     "IntervalSeconds": 5, "MaxAttempts": 6, "BackoffRate": 1.5, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
+]
+CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Finish"}]
+
+
+def task(fn, result, nxt, comment, catch=CATCH):
+    return {"Type": "Task", "Comment": comment, "Resource": "${%sFunctionArn}" % fn, "ResultPath": result,
+            "TimeoutSeconds": 120, "Retry": RETRY, "Catch": catch, "Next": nxt}
+
+
+def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn, comment):
+    return {
+        choice: {"Type": "Choice", "Choices": [
+            {"Variable": path + ".status", "StringEquals": done_value, "Next": done_next}], "Default": wait},
+        wait: {"Type": "Wait", "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
+        status_state: task(status_fn, path, choice, comment),
+    }
+
+
+states = {
+    "Init": {"Type": "Choice", "Comment": "CloudFormation's cfn-handler sends {input, cloudFormation}; the console sends the input.",
+             "Choices": [{"Variable": "$.cloudFormation", "IsPresent": True, "Next": "InitCloudFormation"}],
+             "Default": "InitConsole"},
+    "InitConsole": {"Type": "Pass", "Comment": "Keep the raw input under $.input; each step adds its output beside it.",
+                    "Parameters": {"input.$": "$", "execution.$": "$$.Execution.Name"}, "Next": "Preflight"},
+    "InitCloudFormation": {"Type": "Pass", "Comment": "The same state, plus where to answer CloudFormation.",
+                           "Parameters": {"input.$": "$.input", "cloudFormation.$": "$.cloudFormation",
+                                          "execution.$": "$$.Execution.Name"}, "Next": "Preflight"},
+    "Preflight": task("Preflight", "$.preflight", "Route",
+                      "Validate the input (ValidationError naming the field), read the account, check the OIDC provider and the IRSA role."),
+    "Route": {"Type": "Choice", "Comment": "The validated action: plan, delete, or apply (default).", "Choices": [
+        {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Plan"},
+        {"Variable": "$.preflight.action", "StringEquals": "delete", "Next": "DeleteInit"}],
+        "Default": "IrsaTrust"},
+    # plan
+    "Plan": task("Plan", "$.plan", "Finish", "Every step without writing: what apply would change."),
+    # apply
+    "IrsaTrust": task("IrsaTrust", "$.irsaTrust", "AmpWorkspace",
+                      "Make the IRSA role trust observability-* service accounts of the namespace."),
+    "AmpWorkspace": task("AmpWorkspace", "$.ampWorkspace", "AmpActive?",
+                         "Find the AMP workspace by exact alias (renaming the recorded one on an alias change), or create it."),
+    "WritePolicy": task("WritePolicy", "$.writePolicy", "GrafanaRole",
+                        "Converge the write policy and attach it to the IRSA role."),
+    "GrafanaRole": task("GrafanaRole", "$.grafanaRole", "GrafanaWorkspace",
+                        "Converge the Grafana role, its trust and its read policy."),
+    "GrafanaWorkspace": task("GrafanaWorkspace", "$.grafanaWorkspace", "GrafanaActive?",
+                             "Find the Grafana workspace by exact name, or create it."),
+    "Publish": task("Publish", "$.output", "Finish",
+                    "Write the SSM parameters and the Helm values; returns the output contract."),
+    # delete
+    "DeleteInit": {"Type": "Pass", "Comment": "Delete reports go under $.deleted.", "Result": {}, "ResultPath": "$.deleted",
+                   "Next": "DeleteGrafanaWorkspace"},
+    "DeleteGrafanaWorkspace": task("GrafanaWorkspace", "$.deleted.grafanaWorkspace", "GrafanaGone?",
+                                   "Start deleting the Grafana workspace if this deployment created it."),
+    "DeleteGrafanaRole": task("GrafanaRole", "$.deleted.grafanaRole", "DeleteWritePolicy",
+                              "Remove the read policy and the Grafana role if ours."),
+    "DeleteWritePolicy": task("WritePolicy", "$.deleted.writePolicy", "DeleteAmpWorkspace",
+                              "Detach and delete the write policy if ours."),
+    "DeleteAmpWorkspace": task("AmpWorkspace", "$.deleted.ampWorkspace", "DeleteIrsaTrust",
+                               "Delete the AMP workspace only if ours and retainMetrics is false."),
+    "DeleteIrsaTrust": task("IrsaTrust", "$.deleted.irsaTrust", "DeleteOutputs",
+                            "Remove exactly the trust statement we added."),
+    "DeleteOutputs": task("Publish", "$.deleted.outputs", "Finish",
+                          "Delete our SSM parameters, the record last."),
+    # every path ends here: answer CloudFormation if it started the run, then succeed or fail
+    "Finish": {"Type": "Choice", "Comment": "Success or failure, CloudFormation gets exactly one answer.",
+               "Choices": [{"Variable": "$.cloudFormation", "IsPresent": True, "Next": "CfnRespond"}],
+               "Default": "Outcome"},
+    "CfnRespond": task("CfnRespond", "$.cfnResponse", "Outcome",
+                       "PUT the response to CloudFormation's ResponseURL: SUCCESS with Data, or FAILED with the step, error and cause.",
+                       catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.cfnResponseError", "Next": "Outcome"}]),
+    "Outcome": {"Type": "Choice", "Choices": [
+        {"Variable": "$.error", "IsPresent": True, "Next": "Failed"},
+        {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Planned"},
+        {"Variable": "$.preflight.action", "StringEquals": "delete", "Next": "Deleted"}],
+        "Default": "Done"},
+    "Done": {"Type": "Pass", "Comment": "The execution output is the output contract.", "OutputPath": "$.output", "End": True},
+    "Planned": {"Type": "Pass", "Comment": "The execution output is the plan.", "OutputPath": "$.plan", "End": True},
+    "Deleted": {"Type": "Pass", "Comment": "The execution output is what was deleted and what was kept.",
+                "OutputPath": "$.deleted", "End": True},
+    "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause names the step and why.",
+               "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+}
+states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
+                        "Look at the AMP workspace again; fails once the wait budget is spent."))
+states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Publish",
+                        "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent."))
+states.update(wait_loop("GrafanaGone?", "GrafanaDeletionWait", "GrafanaDeletionStatus", "$.deleted.grafanaWorkspace",
+                        "DELETED", "DeleteGrafanaRole", "GrafanaStatus", "Look again until the Grafana workspace is gone."))
+asl = {"Comment": "o11y-provisioner: plan, apply or delete the AMP, Managed Grafana and IAM setup of an EKS deployment (JSONPath).",
+       "QueryLanguage": "JSONPath", "StartAt": "Init", "TimeoutSeconds": 3000, "States": states}
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "provision.asl.json")
+with open(out, "w") as f:
+    f.write(json.dumps(asl, indent=2) + "\n")

@@ -1,0 +1,71 @@
+//! The Step Functions console: `statemachine/input.schema.json` is generated from the Rust input
+//! types and must be current (`UPDATE_SCHEMA=1 cargo test` rewrites it); every example in
+//! `statemachine/examples/` is a valid input that resolves, and is valid against the schema.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
+
+use o11y_shared::input::{self, Action};
+use serde_json::Value;
+
+#[test]
+fn the_checked_in_schema_is_generated_from_the_input_types() {
+    let path = o11y_tests::repo_root().join("statemachine/input.schema.json");
+    let generated = o11y_shared::schema::input_schema();
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{} is stale: run `UPDATE_SCHEMA=1 cargo test -p o11y-tests --test console_inputs`",
+        path.display()
+    );
+    let schema: Value = serde_json::from_str(&on_disk).unwrap();
+    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for field in ["deploymentName", "cluster", "namespace", "irsaRoleName"] {
+        assert!(required.contains(&field), "{field} must be required: {required:?}");
+    }
+    assert_eq!(schema["additionalProperties"], false, "unknown fields are rejected");
+}
+
+#[test]
+fn every_example_is_a_valid_input_and_valid_against_the_schema() {
+    let dir = o11y_tests::repo_root().join("statemachine/examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let d = input::resolve(&value, Some("us-east-1")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        match name.as_str() {
+            "plan" => assert_eq!(d.action, Action::Plan),
+            "delete" => assert_eq!(d.action, Action::Delete),
+            "cross-account" => assert!(d.target.is_some()),
+            "saml" => assert_eq!(d.grafana_authentication_providers, vec!["SAML".to_string()]),
+            _ => {}
+        }
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(names, ["cross-account", "delete", "full", "minimal", "plan", "saml"]);
+    // and against the schema, with a real JSON Schema validator (jsonschema, from the venv)
+    let script = r#"
+import json, sys, glob, jsonschema
+schema = json.load(open(sys.argv[1]))
+for f in sorted(glob.glob(sys.argv[2] + "/*.json")):
+    jsonschema.validate(json.load(open(f)), schema)
+bad = {"deploymentName": "x", "cluster": {"name": "c"}, "namespace": "n", "irsaRoleName": "r", "nope": 1}
+try:
+    jsonschema.validate(bad, schema); print("unknown field accepted"); sys.exit(1)
+except jsonschema.ValidationError:
+    pass
+print("ok")
+"#;
+    let out = std::process::Command::new(o11y_tests::python())
+        .args(["-c", script])
+        .arg(o11y_tests::repo_root().join("statemachine/input.schema.json"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

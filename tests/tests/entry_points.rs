@@ -1,0 +1,348 @@
+//! The three ways in, end to end on the local stack: the CloudFormation custom resource (Create,
+//! Update in place and with replacement, Delete, failed Create then Delete, malformed properties,
+//! the timeout answer), with `ResponseURL` a presigned URL of a moto S3 bucket; and account
+//! vending (a Control Tower event and a plain hook request, each into another account; a repeated
+//! event starts nothing new).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
+
+use std::time::Duration;
+
+use o11y_shared::aws::Clients;
+use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::{http, seed, ACCOUNT_ID};
+use serde_json::{json, Value};
+
+const BUCKET: &str = "cfn-responses";
+const STACK_ID: &str =
+    "arn:aws:cloudformation:us-east-1:123456789012:stack/cluster/1a2b3c4d-0000-1111-2222-333344445555";
+
+fn presign_put(stack: &FullStack, key: &str) -> String {
+    let script = format!(
+        "import boto3;print(boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
+         aws_secret_access_key='testing').generate_presigned_url('put_object',Params={{'Bucket':'{BUCKET}','Key':'{key}'}},ExpiresIn=3600))",
+        stack.endpoint()
+    );
+    let out = std::process::Command::new(o11y_tests::python()).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The response CloudFormation would read (a signed GetObject: moto needs the signature to know
+/// the request is for S3).
+fn response_body(stack: &FullStack, key: &str) -> Option<(Value, usize)> {
+    let script = format!(
+        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
+         aws_secret_access_key='testing')\ntry:\n  sys.stdout.buffer.write(s3.get_object(Bucket='{BUCKET}',Key='{key}')['Body'].read())\n\
+         except s3.exceptions.NoSuchKey:\n  sys.exit(3)",
+        stack.endpoint()
+    );
+    let out = std::process::Command::new(o11y_tests::python()).args(["-c", &script]).output().unwrap();
+    if out.status.code() == Some(3) {
+        return None;
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some((serde_json::from_slice(&out.stdout).unwrap(), out.stdout.len()))
+}
+
+fn response_puts(stack: &FullStack, key: &str) -> usize {
+    stack
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "PUT" && r["path"].as_str().is_some_and(|p| p.contains(&format!("/{BUCKET}/{key}"))))
+        .count()
+}
+
+fn invoke(stack: &FullStack, function: &str, event: &Value) -> Value {
+    let (status, body) = http(
+        "POST",
+        stack.router.port,
+        &format!("/2015-03-31/functions/{function}/invocations"),
+        Some(&event.to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn wait_execution(stack: &FullStack, name: &str) -> (String, Option<String>) {
+    let sfn = stack.sfn().await;
+    let arn = format!("arn:aws:states:us-east-1:{ACCOUNT_ID}:execution:o11y-provisioner:{name}");
+    for _ in 0..600 {
+        let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
+        if d.status().as_str() != "RUNNING" {
+            return (d.status().as_str().to_string(), d.error().map(str::to_string));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{name} still running");
+}
+
+fn request(
+    kind: &str,
+    key: &str,
+    stack: &FullStack,
+    props: Value,
+    physical: Option<&str>,
+    old: Option<Value>,
+) -> Value {
+    let mut r = json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
+        "ResponseURL": presign_put(stack, key),
+        "StackId": STACK_ID,
+        "RequestId": format!("req-{key}"),
+        "LogicalResourceId": "Observability",
+        "ResourceType": "Custom::O11yProvisioner",
+        "ResourceProperties": props,
+    });
+    if let Some(p) = physical {
+        r["PhysicalResourceId"] = json!(p);
+    }
+    if let Some(o) = old {
+        r["OldResourceProperties"] = o;
+    }
+    r
+}
+
+/// Properties as CloudFormation sends them: every scalar a string, plus the ServiceToken.
+fn props(deployment: &str, extra: Value) -> Value {
+    let mut p = json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
+        "deploymentName": deployment, "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa",
+        "retainMetrics": "false"});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+/// AWS writes other than the PUTs of CloudFormation responses.
+fn writes_besides_responses(stack: &FullStack) -> Vec<Value> {
+    let prefix = format!("/{BUCKET}/");
+    stack.aws_writes().into_iter().filter(|r| !r["path"].as_str().is_some_and(|p| p.starts_with(&prefix))).collect()
+}
+
+async fn setup() -> (FullStack, Clients) {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    stack.deploy().await;
+    let script = format!(
+        "import boto3;boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
+         aws_secret_access_key='testing').create_bucket(Bucket='{BUCKET}')",
+        stack.endpoint()
+    );
+    assert!(std::process::Command::new(o11y_tests::python()).args(["-c", &script]).status().unwrap().success());
+    (stack, clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resource_create_update_replace_and_delete_answer_exactly_once() {
+    let (stack, clients) = setup().await;
+    let id = "o11y-provisioner:123456789012:us-east-1:dr-prod";
+
+    // Create: started, then answered SUCCESS by the state machine with the contract's short fields
+    let create = request("Create", "create", &stack, props("dr-prod", json!({})), None, None);
+    let out = invoke(&stack, "cfn-handler", &create);
+    assert_eq!(out["outcome"], "started", "{out}");
+    assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
+    let (body, len) = response_body(&stack, "create").expect("a response");
+    assert!(len <= 4096, "{len}");
+    assert_eq!(body["Status"], "SUCCESS", "{body:#}");
+    assert_eq!(body["PhysicalResourceId"], id);
+    assert_eq!(body["StackId"], STACK_ID);
+    assert_eq!(body["RequestId"], "req-create");
+    assert_eq!(body["LogicalResourceId"], "Observability");
+    assert_eq!(body["Data"]["HelmValuesParameter"], "/o11y/dr-prod/helm-values");
+    let ws = body["Data"]["GrafanaWorkspaceId"].as_str().unwrap();
+    assert!(clients.grafana.describe_workspace().workspace_id(ws).send().await.is_ok());
+
+    // a redelivered Create starts nothing new and CloudFormation still gets one answer
+    let again = invoke(&stack, "cfn-handler", &create);
+    assert_eq!(again["outcome"], "already-started", "{again}");
+    assert_eq!(response_puts(&stack, "create"), 1, "exactly one response");
+
+    // Update in place: same id
+    let upd = request(
+        "Update",
+        "update",
+        &stack,
+        props("dr-prod", json!({"logs": {"streamName": "s2"}})),
+        Some(id),
+        Some(props("dr-prod", json!({}))),
+    );
+    let out = invoke(&stack, "cfn-handler", &upd);
+    assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
+    let (body, _) = response_body(&stack, "update").unwrap();
+    assert_eq!((body["Status"].as_str(), body["PhysicalResourceId"].as_str()), (Some("SUCCESS"), Some(id)));
+
+    // Update with a new deploymentName: a replacement, so a new id
+    let repl =
+        request("Update", "replace", &stack, props("dr-prod2", json!({})), Some(id), Some(props("dr-prod", json!({}))));
+    let out = invoke(&stack, "cfn-handler", &repl);
+    assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
+    let (body, _) = response_body(&stack, "replace").unwrap();
+    assert_eq!(body["PhysicalResourceId"], "o11y-provisioner:123456789012:us-east-1:dr-prod2");
+
+    // CloudFormation then deletes the old one (its old properties): SUCCESS with the old id
+    let del = request("Delete", "delete-old", &stack, props("dr-prod", json!({})), Some(id), None);
+    let out = invoke(&stack, "cfn-handler", &del);
+    assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
+    let (body, len) = response_body(&stack, "delete-old").unwrap();
+    assert_eq!((body["Status"].as_str(), body["PhysicalResourceId"].as_str()), (Some("SUCCESS"), Some(id)));
+    assert!(len <= 4096);
+    assert!(clients.iam.get_role().role_name("dr-prod-grafana").send().await.is_err(), "the old deployment is gone");
+    assert!(clients.iam.get_role().role_name("dr-prod2-grafana").send().await.is_ok(), "the new one stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_or_malformed_creates_answer_failed_and_the_following_delete_touches_nothing() {
+    let (stack, clients) = setup().await;
+
+    // malformed properties: answered FAILED by cfn-handler itself, with the field, zero AWS writes
+    stack.reset_requests();
+    let bad = request("Create", "bad", &stack, props("dr-prod", json!({"namespace": "dr-core:*"})), None, None);
+    let out = invoke(&stack, "cfn-handler", &bad);
+    assert_eq!(out["outcome"], "answered", "{out}");
+    let (body, _) = response_body(&stack, "bad").unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"].as_str().unwrap().contains("namespace"), "{body:#}");
+    let sentinel = body["PhysicalResourceId"].as_str().unwrap().to_string();
+    assert!(sentinel.starts_with("o11y-provisioner:create-failed:"), "{sentinel}");
+    let writes = writes_besides_responses(&stack);
+    assert_eq!(writes, Vec::<Value>::new(), "zero AWS writes for malformed properties");
+
+    // the Delete that follows the failed Create succeeds without touching anything
+    stack.reset_requests();
+    let del = request(
+        "Delete",
+        "bad-delete",
+        &stack,
+        props("dr-prod", json!({"namespace": "dr-core:*"})),
+        Some(&sentinel),
+        None,
+    );
+    let out = invoke(&stack, "cfn-handler", &del);
+    assert_eq!(out["outcome"], "answered");
+    assert_eq!(response_body(&stack, "bad-delete").unwrap().0["Status"], "SUCCESS");
+    let writes = writes_besides_responses(&stack);
+    assert_eq!(writes, Vec::<Value>::new());
+
+    // a Create that fails inside the workflow: FAILED, sentinel id, the step and the error named
+    let failing =
+        request("Create", "fails", &stack, props("dr-prod", json!({"grafana": {"version": "7.0"}})), None, None);
+    let out = invoke(&stack, "cfn-handler", &failing);
+    let (status, error) = wait_execution(&stack, out["executionName"].as_str().unwrap()).await;
+    assert_eq!((status.as_str(), error.as_deref()), ("FAILED", Some("ValidationError")));
+    let (body, len) = response_body(&stack, "fails").unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["PhysicalResourceId"].as_str().unwrap().starts_with("o11y-provisioner:create-failed:"));
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("grafana-workspace")
+            && reason.contains("ValidationError")
+            && reason.contains("grafana.version"),
+        "{reason}"
+    );
+    assert!(len <= 4096);
+    assert_eq!(response_puts(&stack, "fails"), 1);
+
+    // an execution that timed out is answered FAILED by cfn-handler from the status-change event
+    let ctx = json!({"requestType": "Create", "responseUrl": presign_put(&stack, "timeout"), "stackId": STACK_ID,
+        "requestId": "req-timeout", "logicalResourceId": "Observability",
+        "physicalResourceId": "o11y-provisioner:123456789012:us-east-1:dr-prod",
+        "failurePhysicalResourceId": "o11y-provisioner:create-failed:req-timeout"});
+    let event = json!({"detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "detail": {"status": "TIMED_OUT", "name": "cfn-x", "input": json!({"input": {}, "cloudFormation": ctx}).to_string()}});
+    assert_eq!(invoke(&stack, "cfn-handler", &event)["outcome"], "answered");
+    let (body, _) = response_body(&stack, "timeout").unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"].as_str().unwrap().contains("TIMED_OUT"));
+    let _ = clients;
+}
+
+async fn clients_in(stack: &FullStack, account: &str) -> Clients {
+    stack
+        .clients()
+        .await
+        .assume(&format!("arn:aws:iam::{account}:role/AWSControlTowerExecution"), "test-seed")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vending_provisions_new_accounts_once_per_event() {
+    let stack = FullStack::start(&StackOptions::default());
+    let hub = stack.clients().await;
+    stack.deploy().await;
+    // the organisation's defaults, in the hub account
+    let defaults = json!({"cluster": {"name": "{accountName}-eks"}, "namespace": "obs", "irsaRoleName": "obs-irsa"});
+    hub.ssm
+        .put_parameter()
+        .name("/o11y/vending-defaults")
+        .value(defaults.to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+
+    // GIVEN a new account vended by Control Tower, with its cluster
+    let b = "210987654321";
+    let in_b = clients_in(&stack, b).await;
+    seed::seed(&in_b, "team-b-eks", "obs-irsa", "obs").await;
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            o11y_tests::repo_root().join("tests/fixtures/control-tower-create-managed-account.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+
+    // WHEN the event arrives THEN the account is provisioned, its outputs in that account
+    let out = invoke(&stack, "vending-hook", &event);
+    assert_eq!(out["outcome"], "started", "{out}");
+    let (status, error) = wait_execution(&stack, out["executionName"].as_str().unwrap()).await;
+    assert_eq!(status, "SUCCEEDED", "{error:?}");
+    let p = in_b.ssm.get_parameter().name("/o11y/o11y-210987654321/grafana-url").send().await.unwrap();
+    assert!(p.parameter().unwrap().value().unwrap().starts_with("https://g-"));
+    assert!(
+        hub.ssm.get_parameter().name("/o11y/o11y-210987654321/grafana-url").send().await.is_err(),
+        "not in the hub"
+    );
+    let role = in_b.iam.get_role().role_name("o11y-210987654321-grafana").send().await.unwrap();
+    assert!(role.role().unwrap().arn().contains(b));
+
+    // WHEN the same event is delivered again THEN nothing new starts
+    let again = invoke(&stack, "vending-hook", &event);
+    assert_eq!(again["outcome"], "already-started", "{again}");
+    assert_eq!(again["executionName"], out["executionName"]);
+
+    // a failed Control Tower event is ignored
+    let mut failed = event.clone();
+    failed["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["state"] = json!("FAILED");
+    failed["id"] = json!("another-id");
+    assert_eq!(invoke(&stack, "vending-hook", &failed)["outcome"], "ignored");
+
+    // GIVEN a plain hook request for a third account WHEN sent THEN provisioned there
+    let c = "345678901234";
+    let in_c = clients_in(&stack, c).await;
+    seed::seed(&in_c, "c-eks", "obs-irsa", "team-c").await;
+    let plain = json!({"accountId": c, "region": "us-east-1", "accountName": "c", "namespace": "team-c",
+                       "deploymentName": "team-c"});
+    let out = invoke(&stack, "vending-hook", &plain);
+    assert_eq!(out["outcome"], "started", "{out}");
+    assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
+    assert!(in_c.ssm.get_parameter().name("/o11y/team-c/helm-values").send().await.is_ok());
+    assert_eq!(invoke(&stack, "vending-hook", &plain)["outcome"], "already-started");
+
+    // a request that is not valid starts nothing: the function fails naming the field
+    let (status, body) = http(
+        "POST",
+        stack.router.port,
+        "/2015-03-31/functions/vending-hook/invocations",
+        Some(&json!({"accountId": "12"}).to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("ValidationError") && body.contains("accountId"), "{body}");
+}
