@@ -1,6 +1,6 @@
 //! The CloudFormation custom resource: `cfn-handler` turns a request into an execution of the one
 //! state machine (`apply` for Create/Update, `delete` for Delete) and returns at once; the state
-//! machine answers at its end, success or failure, through the `cfn-respond` step.
+//! machine answers at its end, success or failure, through the `finish` step.
 //!
 //! The contract: exactly one response per request, before CloudFormation's one-hour timeout. The
 //! `PhysicalResourceId` is `o11y-provisioner:<account>:<region>:<deploymentName>`, so a change of
@@ -199,7 +199,7 @@ fn response(ctx: &CfnContext, ok: bool, reason: String, data: Map<String, Value>
     }
 }
 
-/// The `cfn-respond` step: answers from the state (its error, or its output).
+/// Answers from the state (its error, or its output).
 pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Result<Value> {
     let Some(ctx) = &state.cloud_formation else {
         return Ok(json!({ "responded": false }));

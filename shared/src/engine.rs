@@ -27,7 +27,7 @@ pub enum Step {
     GrafanaStatus,
     Publish,
     Plan,
-    CfnRespond,
+    Finish,
 }
 
 impl Step {
@@ -43,7 +43,7 @@ impl Step {
         Step::GrafanaStatus,
         Step::Publish,
         Step::Plan,
-        Step::CfnRespond,
+        Step::Finish,
     ];
 
     /// kebab-case name: the function's package and binary name.
@@ -59,7 +59,7 @@ impl Step {
             Step::GrafanaStatus => "grafana-status",
             Step::Publish => "publish",
             Step::Plan => "plan",
-            Step::CfnRespond => "cfn-respond",
+            Step::Finish => "finish",
         }
     }
 
@@ -69,7 +69,7 @@ impl Step {
         match (action, self) {
             (_, Step::Preflight) => "preflight",
             (_, Step::Plan) => "plan",
-            (_, Step::CfnRespond) => "cfnResponse",
+            (_, Step::Finish) => "finish",
             (Action::Delete, Step::IrsaTrust) => "deleted.irsaTrust",
             (Action::Delete, Step::AmpWorkspace | Step::AmpStatus) => "deleted.ampWorkspace",
             (Action::Delete, Step::WritePolicy) => "deleted.writePolicy",
@@ -95,6 +95,19 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialising a step output: {e}")))
 }
 
+/// The last step of every path: releases the lease this execution holds, then answers
+/// CloudFormation when it started the run.
+pub async fn finish(clients: &Clients, state: &ProvisionState) -> Result<Value> {
+    let mut released = false;
+    if let (Some(execution), Ok(ctx)) = (&state.execution, Ctx::new(clients, state).await) {
+        if ctx.deployment.action != Action::Plan {
+            released = crate::lease::release(&ctx, execution).await?;
+        }
+    }
+    let cfn = crate::cfn::respond_from_state(clients, state).await?;
+    Ok(serde_json::json!({ "leaseReleased": released, "cloudFormation": cfn }))
+}
+
 /// `None` once ACTIVE; otherwise when to look again.
 fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> Result<Option<Poll>> {
     if status == "ACTIVE" {
@@ -105,9 +118,9 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
 
 /// Runs one step over `state` and returns its output as JSON (what the Lambda returns).
 pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    // Answering CloudFormation must work whatever went wrong, invalid input included.
-    if step == Step::CfnRespond {
-        return crate::cfn::respond_from_state(clients, state).await;
+    // Finishing must work whatever went wrong, invalid input included.
+    if step == Step::Finish {
+        return finish(clients, state).await;
     }
     let ctx = Ctx::new(clients, state).await?;
     match ctx.deployment.action {
@@ -158,7 +171,7 @@ async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result
             to_json(&now)
         }
         Step::Publish => to_json(&steps::publish::run(ctx, state).await?),
-        Step::Plan | Step::CfnRespond => Err(Error::Internal(format!("{} runs through run_step", step.name()))),
+        Step::Plan | Step::Finish => Err(Error::Internal(format!("{} runs through run_step", step.name()))),
     }
 }
 
@@ -183,7 +196,7 @@ async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Resul
         Step::AmpWorkspace => to_json(&steps::amp_workspace::delete(ctx, state).await?),
         Step::IrsaTrust => to_json(&steps::irsa_trust::delete(ctx, state).await?),
         Step::Publish => to_json(&steps::publish::delete(ctx).await?),
-        Step::AmpStatus | Step::Plan | Step::CfnRespond => {
+        Step::AmpStatus | Step::Plan | Step::Finish => {
             Err(Error::Internal(format!("the {} step has nothing to do on delete", step.name())))
         }
     }

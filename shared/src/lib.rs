@@ -10,6 +10,7 @@ pub mod grafana_api;
 pub mod http;
 pub mod input;
 pub mod lambda;
+pub mod lease;
 pub mod names;
 pub mod policy;
 pub mod poll;

@@ -39,9 +39,9 @@ pub struct ProvisionState {
     /// `action: plan`: the plan report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanReport>,
-    /// What `cfn-respond` sent.
+    /// What `finish` did (lease released, CloudFormation answered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cfn_response: Option<Value>,
+    pub finish: Option<Value>,
     /// `action: delete`: each step's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<DeletedState>,

@@ -74,13 +74,11 @@ states = {
                             "Remove exactly the trust statement we added."),
     "DeleteOutputs": task("Publish", "$.deleted.outputs", "Finish",
                           "Delete our SSM parameters, the record last."),
-    # every path ends here: answer CloudFormation if it started the run, then succeed or fail
-    "Finish": {"Type": "Choice", "Comment": "Success or failure, CloudFormation gets exactly one answer.",
-               "Choices": [{"Variable": "$.cloudFormation", "IsPresent": True, "Next": "CfnRespond"}],
-               "Default": "Outcome"},
-    "CfnRespond": task("CfnRespond", "$.cfnResponse", "Outcome",
-                       "PUT the response to CloudFormation's ResponseURL: SUCCESS with Data, or FAILED with the step, error and cause.",
-                       catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.cfnResponseError", "Next": "Outcome"}]),
+    # every path ends here: release the lease, answer CloudFormation if it started the run, then
+    # succeed or fail
+    "Finish": task("Finish", "$.finish", "Outcome",
+                   "Release this run's lease; when CloudFormation started the run, PUT its one response: SUCCESS with Data, or FAILED with the step, error and cause.",
+                   catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.finishError", "Next": "Outcome"}]),
     "Outcome": {"Type": "Choice", "Choices": [
         {"Variable": "$.error", "IsPresent": True, "Next": "Failed"},
         {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Planned"},

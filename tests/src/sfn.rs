@@ -153,7 +153,8 @@ async fn history(client: &aws_sdk_sfn::Client, arn: &str) -> Result<(Option<Stri
         for ev in page.events() {
             if let Some(d) = ev.state_entered_event_details() {
                 transitions += 1;
-                if ev.r#type() == &HistoryEventType::TaskStateEntered {
+                // `Finish` runs on every path: the failing state is the task before it.
+                if ev.r#type() == &HistoryEventType::TaskStateEntered && d.name() != "Finish" {
                     last_task = Some(d.name().to_string());
                 }
             }

@@ -251,11 +251,21 @@ impl FullStack {
         http("POST", self.router.port, "/_router/reset", Some("{}")).expect("router reset");
     }
 
-    /// AWS write calls (not Lambda invokes, not Step Functions) since the last reset.
+    /// AWS write calls (not Lambda invokes, not Step Functions, not the deployment lease's own
+    /// put and delete) since the last reset.
     pub fn aws_writes(&self) -> Vec<Value> {
         self.requests()
             .into_iter()
             .filter(|r| r["write"] == true && r["service"] != "states" && r["service"] != "lambda")
+            .filter(|r| !r["name"].as_str().is_some_and(|n| n.ends_with("/lease")))
+            .collect()
+    }
+
+    /// The lease's own writes since the last reset (put when a run starts, delete when it ends).
+    pub fn lease_writes(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["write"] == true && r["name"].as_str().is_some_and(|n| n.ends_with("/lease")))
             .collect()
     }
 

@@ -101,6 +101,9 @@ async fn fresh_create_then_a_second_execution_with_zero_writes() {
     assert_eq!(second.status, "SUCCEEDED", "{second:?}");
     assert_eq!(second.output, first.output);
     assert_eq!(stack.aws_writes(), Vec::<Value>::new(), "a converged re-run writes nothing");
+    let lease: Vec<String> =
+        stack.lease_writes().iter().map(|r| r["operation"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(lease.len(), 2, "only the run's own lease is taken and released: {lease:?}");
     assert_eq!(ssm_map(&clients, "/o11y/dr-prod").await, params);
     let versions =
         clients.iam.list_policy_versions().policy_arn(out["writePolicyArn"].as_str().unwrap()).send().await.unwrap();
@@ -127,7 +130,7 @@ async fn invalid_input_fails_with_validation_error_naming_the_field_and_zero_wri
     assert!(cause.contains("namespace") && cause.contains("preflight"), "{cause}");
     assert_eq!(out.failed_state.as_deref(), Some("Preflight"));
     assert_eq!(stack.aws_writes(), Vec::<Value>::new());
-    let invokes = stack.requests().into_iter().filter(|r| r["service"] == "lambda").count();
+    let invokes = stack.requests().into_iter().filter(|r| r["function"] == "preflight").count();
     assert_eq!(invokes, 1, "ValidationError is not retried");
 }
 
@@ -169,4 +172,41 @@ async fn grafana_slow_to_become_active_is_polled_by_the_wait_loop() {
     assert_eq!(out.status, "SUCCEEDED", "{out:?}");
     let polls = stack.requests().into_iter().filter(|r| r["function"] == "grafana-status").count();
     assert!(polls >= 2, "the wait loop polled {polls} times");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_for_one_deployment_make_one_set_of_resources() {
+    // GIVEN a Grafana workspace slow to become ACTIVE, so that a first run takes a while
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 4.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let sfn = stack.sfn().await;
+
+    // WHEN the console starts the same deployment twice, the second while the first runs
+    let first =
+        sfn.start_execution().state_machine_arn(&sm).name("first").input(minimal().to_string()).send().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = stack.execute(&sm, "second", &minimal()).await;
+
+    // THEN the second fails cleanly, saying another run holds the deployment
+    assert_eq!(second.status, "FAILED", "{second:?}");
+    assert_eq!(second.error.as_deref(), Some("ConflictError"));
+    assert!(second.cause.as_deref().unwrap_or_default().contains("another run holds the deployment"), "{second:?}");
+    // and the first one completes
+    let mut status = String::new();
+    for _ in 0..600 {
+        let d = sfn.describe_execution().execution_arn(first.execution_arn()).send().await.unwrap();
+        status = d.status().as_str().to_string();
+        if status != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "SUCCEEDED");
+    // exactly one set of resources
+    assert_eq!(clients.amp.list_workspaces().send().await.unwrap().workspaces().len(), 1);
+    assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces().len(), 1);
+    // and the lease is free again: a later run goes through
+    assert_eq!(stack.execute(&sm, "third", &minimal()).await.status, "SUCCEEDED");
 }

@@ -9,7 +9,7 @@ use crate::state::{PreflightOutput, ProvisionState};
 use crate::steps::Ctx;
 
 /// Runs the preflight checks.
-pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> {
+pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     let d = &ctx.deployment;
     let c = &ctx.clients;
 
@@ -75,6 +75,10 @@ pub async fn run(ctx: &Ctx, _state: &ProvisionState) -> Result<PreflightOutput> 
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
+    // One run at a time: taken last, so a run that fails its checks writes nothing.
+    if let (Some(execution), false) = (&state.execution, d.action == Action::Plan) {
+        crate::lease::acquire(ctx, execution).await?;
+    }
     Ok(PreflightOutput {
         action: d.action.as_str().to_string(),
         account_id,

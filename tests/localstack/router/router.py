@@ -207,6 +207,20 @@ def classify(method: str, path: str, query: dict, headers, body: bytes) -> Class
 
 FAULT_KINDS = ("throttle", "500", "503", "reset", "latency")
 
+# How a faulted Lambda Invoke is answered. "http": the Invoke API's own error (429, 500, 503, or a
+# reset connection). "function-error": what AWS Step Functions reports for that Lambda service
+# failure (a 200 with X-Amz-Function-Error and errorType Lambda.TooManyRequestsException,
+# Lambda.ServiceException or Lambda.SdkClientException), since moto's interpreter names every
+# Invoke client error `Exception` and a dropped connection `States.TaskFailed`, which no
+# ASL Retry written for AWS matches. The function is not run in either mode.
+INVOKE_FAULT_MODES = ("http", "function-error")
+INVOKE_FAULT_ERROR_TYPES = {
+    "throttle": ("Lambda.TooManyRequestsException", "Rate Exceeded."),
+    "500": ("Lambda.ServiceException", "Lambda encountered an internal error (HTTP 500)."),
+    "503": ("Lambda.ServiceException", "Lambda is unavailable (HTTP 503)."),
+    "reset": ("Lambda.SdkClientException", "Unable to execute HTTP request: Connection reset"),
+}
+
 
 class Faults:
     def __init__(self):
@@ -223,6 +237,9 @@ class Faults:
         for k in kinds:
             if k not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {k!r}; known: {', '.join(FAULT_KINDS)}")
+        invoke_faults = cfg.get("invoke_faults") or "http"
+        if invoke_faults not in INVOKE_FAULT_MODES:
+            raise ValueError(f"invoke_faults must be one of {', '.join(INVOKE_FAULT_MODES)}")
         with self.lock:
             self.config = {
                 "rate": rate,
@@ -232,6 +249,7 @@ class Faults:
                 "operations": cfg.get("operations"),
                 "latency_ms": int(cfg.get("latency_ms", 1000)),
                 "max": cfg.get("max"),
+                "invoke_faults": invoke_faults,
             }
             self.rng = random.Random(cfg.get("seed"))
             self.injected = 0
@@ -262,6 +280,10 @@ class Faults:
     def latency_s(self) -> float:
         with self.lock:
             return self.config.get("latency_ms", 1000) / 1000.0
+
+    def invoke_mode(self) -> str:
+        with self.lock:
+            return self.config.get("invoke_faults") or "http"
 
 
 def fault_response(kind: str, c: Classified) -> tuple[int, dict, bytes]:
@@ -1054,6 +1076,15 @@ class RouterHandler(BaseHTTPRequestHandler):
             return self.handle_router_api(path_only, body)
         r = self.router
         entry = {"time": round(time.time(), 3), "method": self.command, "path": path_only}
+        # The resource a JSON-protocol call names (SSM parameter names, ...), so that tests can
+        # tell bookkeeping writes (the deployment's lease) from resource writes.
+        if body[:1] == b"{" and self.headers.get("X-Amz-Target"):
+            try:
+                named = json.loads(body).get("Name")
+                if isinstance(named, str):
+                    entry["name"] = named
+            except (ValueError, AttributeError):
+                pass
         logged = r.record_start(entry)
         m = INVOKE_RE.match(path_only)
         try:
@@ -1126,6 +1157,14 @@ class RouterHandler(BaseHTTPRequestHandler):
                      backend="function", fault=None)
         c = Classified("lambda", region, "Invoke", "rest", False)
         fault = r.faults.pick(c)
+        if fault and fault != "latency" and r.faults.invoke_mode() == "function-error":
+            entry["fault"] = fault
+            etype, msg = INVOKE_FAULT_ERROR_TYPES[fault]
+            entry["function_error"] = etype
+            rid = str(uuid.uuid4())
+            return write_simple(self, 200, error_body(etype, msg),
+                                {"X-Amz-Function-Error": "Unhandled", "x-amzn-RequestId": rid,
+                                 "X-Amz-Executed-Version": "$LATEST"})
         if fault and self.apply_fault(fault, c, entry):
             return
         pool = r.pool(name)

@@ -744,6 +744,29 @@ def main() -> int:
             faults = [e for e in reqlog() if e.get("fault")]
             kinds = {e["fault"] for e in faults}
             t.check("log: faults counted", {"throttle", "503", "reset", "latency", "500"} <= kinds, kinds)
+            # Invokes: the Invoke API's own error by default, or (invoke_faults: function-error) the
+            # error name AWS Step Functions reports for it; the function does not run either way.
+            post_json("/_router/faults", {"rate": 1.0, "kinds": ["throttle"], "services": ["lambda"]})
+            lam = client("lambda", **nore)
+            try:
+                lam.invoke(FunctionName="echo", Payload=b"{}")
+                t.check("fault invoke (http): TooManyRequestsException 429", False, "no error")
+            except botocore.exceptions.ClientError as e:
+                t.check("fault invoke (http): TooManyRequestsException 429",
+                        e.response["Error"]["Code"] == "TooManyRequestsException"
+                        and e.response["ResponseMetadata"]["HTTPStatusCode"] == 429, e.response)
+            shapes = {}
+            for kind in ("throttle", "500", "reset"):
+                post_json("/_router/faults", {"rate": 1.0, "kinds": [kind], "services": ["lambda"],
+                                              "invoke_faults": "function-error"})
+                r = lam.invoke(FunctionName="echo", Payload=b"{}")
+                shapes[kind] = (r["StatusCode"], r.get("FunctionError"),
+                                json.loads(r["Payload"].read()).get("errorType"))
+            t.check("fault invoke (function-error): Step Functions' Lambda error names",
+                    shapes == {"throttle": (200, "Unhandled", "Lambda.TooManyRequestsException"),
+                               "500": (200, "Unhandled", "Lambda.ServiceException"),
+                               "reset": (200, "Unhandled", "Lambda.SdkClientException")}, shapes)
+            urllib.request.urlopen(urllib.request.Request(R + "/_router/faults", method="DELETE")).read()
 
         # ---------------------------------------------------------------- Step Functions
         sfn = client("stepfunctions")
