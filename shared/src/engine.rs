@@ -25,14 +25,16 @@ pub enum Step {
     GrafanaRole,
     GrafanaWorkspace,
     GrafanaStatus,
+    Datasource,
     Publish,
+    Verify,
     Plan,
     Finish,
 }
 
 impl Step {
     /// All steps.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 13] = [
         Step::Preflight,
         Step::IrsaTrust,
         Step::AmpWorkspace,
@@ -41,7 +43,9 @@ impl Step {
         Step::GrafanaRole,
         Step::GrafanaWorkspace,
         Step::GrafanaStatus,
+        Step::Datasource,
         Step::Publish,
+        Step::Verify,
         Step::Plan,
         Step::Finish,
     ];
@@ -57,7 +61,9 @@ impl Step {
             Step::GrafanaRole => "grafana-role",
             Step::GrafanaWorkspace => "grafana-workspace",
             Step::GrafanaStatus => "grafana-status",
+            Step::Datasource => "datasource",
             Step::Publish => "publish",
+            Step::Verify => "verify",
             Step::Plan => "plan",
             Step::Finish => "finish",
         }
@@ -76,6 +82,10 @@ impl Step {
             (Action::Delete, Step::GrafanaRole) => "deleted.grafanaRole",
             (Action::Delete, Step::GrafanaWorkspace | Step::GrafanaStatus) => "deleted.grafanaWorkspace",
             (Action::Delete, Step::Publish) => "deleted.outputs",
+            (Action::Delete, Step::Datasource) => "deleted.datasource",
+            (_, Step::Datasource) => "datasource",
+            // Verify's result goes into the output contract (`verification`).
+            (_, Step::Verify) => "output",
             (_, Step::IrsaTrust) => "irsaTrust",
             (_, Step::AmpWorkspace | Step::AmpStatus) => "ampWorkspace",
             (_, Step::WritePolicy) => "writePolicy",
@@ -170,7 +180,14 @@ async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result
             now.poll = next_poll(Resource::Grafana, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
         }
+        Step::Datasource => to_json(&steps::datasource::run(ctx, state).await?),
         Step::Publish => to_json(&steps::publish::run(ctx, state).await?),
+        Step::Verify => {
+            let verification = steps::verify::run(ctx, state).await?;
+            let mut out = require(&state.output, "publish")?.clone();
+            out.verification = Some(verification);
+            to_json(&out)
+        }
         Step::Plan | Step::Finish => Err(Error::Internal(format!("{} runs through run_step", step.name()))),
     }
 }
@@ -196,7 +213,8 @@ async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Resul
         Step::AmpWorkspace => to_json(&steps::amp_workspace::delete(ctx, state).await?),
         Step::IrsaTrust => to_json(&steps::irsa_trust::delete(ctx, state).await?),
         Step::Publish => to_json(&steps::publish::delete(ctx).await?),
-        Step::AmpStatus | Step::Plan | Step::Finish => {
+        Step::Datasource => to_json(&steps::datasource::delete(ctx, state).await?),
+        Step::AmpStatus | Step::Plan | Step::Finish | Step::Verify => {
             Err(Error::Internal(format!("the {} step has nothing to do on delete", step.name())))
         }
     }
@@ -223,7 +241,9 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
         Step::WritePolicy,
         Step::GrafanaRole,
         Step::GrafanaWorkspace,
+        Step::Datasource,
         Step::Publish,
+        Step::Verify,
     ];
     for step in order {
         if step == Step::Preflight && st.preflight.is_some() {
@@ -341,7 +361,7 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
         "plan" => run_chain(clients, &mut state, &[Step::Plan]).await?,
         "delete" => {
             state.deleted = Some(DeletedState::default());
-            run_chain(clients, &mut state, &[Step::GrafanaWorkspace]).await?;
+            run_chain(clients, &mut state, &[Step::Datasource, Step::GrafanaWorkspace]).await?;
             let gone = |s: &ProvisionState| {
                 s.deleted.as_ref().and_then(|d| d.grafana_workspace.as_ref()).and_then(|g| g.status.clone())
             };
@@ -360,7 +380,7 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
             run_chain(clients, &mut state, &[Step::WritePolicy, Step::GrafanaRole, Step::GrafanaWorkspace]).await?;
             let grafana = |s: &ProvisionState| s.grafana_workspace.as_ref().map(|w| w.status.clone());
             wait_until(Step::GrafanaStatus, clients, &mut state, wait, grafana, "ACTIVE").await?;
-            run_chain(clients, &mut state, &[Step::Publish]).await?;
+            run_chain(clients, &mut state, &[Step::Datasource, Step::Publish, Step::Verify]).await?;
         }
     }
     Ok(state)

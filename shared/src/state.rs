@@ -35,6 +35,8 @@ pub struct ProvisionState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_workspace: Option<GrafanaWorkspaceOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<crate::steps::datasource::DatasourceOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputContract>,
     /// `action: plan`: the plan report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +90,8 @@ pub struct DeleteOutput {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeletedState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<DeleteOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_workspace: Option<DeleteOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,4 +245,8 @@ pub struct OutputContract {
     /// Resources found rather than created (`ampWorkspace`, `writePolicy`, `grafanaRole`,
     /// `readPolicy`, `grafanaWorkspace`): a later delete never removes them.
     pub adopted: Vec<String>,
+    /// The final step's checks (policies, trust, the remote-write probe); also in SSM
+    /// `<ssmPrefix>/verification`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::steps::verify::VerifyOutput>,
 }

@@ -57,11 +57,17 @@ states = {
                         "Converge the Grafana role, its trust and its read policy."),
     "GrafanaWorkspace": task("GrafanaWorkspace", "$.grafanaWorkspace", "GrafanaActive?",
                              "Find the Grafana workspace by exact name, or create it."),
-    "Publish": task("Publish", "$.output", "Finish",
+    "Datasource": task("Datasource", "$.datasource", "Publish",
+                       "Upsert the SigV4 Prometheus datasource (a short-lived token, deleted after use), check its health, grant the admins."),
+    "Publish": task("Publish", "$.output", "Verify",
                     "Write the SSM parameters and the Helm values; returns the output contract."),
+    "Verify": task("Verify", "$.output", "Finish",
+                   "Check the policies, the trust and a remote-write probe; the result joins the output contract and SSM."),
     # delete
     "DeleteInit": {"Type": "Pass", "Comment": "Delete reports go under $.deleted.", "Result": {}, "ResultPath": "$.deleted",
-                   "Next": "DeleteGrafanaWorkspace"},
+                   "Next": "DeleteDatasource"},
+    "DeleteDatasource": task("Datasource", "$.deleted.datasource", "DeleteGrafanaWorkspace",
+                             "In an adopted workspace, remove our datasource and service account (ours go with the workspace)."),
     "DeleteGrafanaWorkspace": task("GrafanaWorkspace", "$.deleted.grafanaWorkspace", "GrafanaGone?",
                                    "Start deleting the Grafana workspace if this deployment created it."),
     "DeleteGrafanaRole": task("GrafanaRole", "$.deleted.grafanaRole", "DeleteWritePolicy",
@@ -93,7 +99,7 @@ states = {
 }
 states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
                         "Look at the AMP workspace again; fails once the wait budget is spent."))
-states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Publish",
+states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Datasource",
                         "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent."))
 states.update(wait_loop("GrafanaGone?", "GrafanaDeletionWait", "GrafanaDeletionStatus", "$.deleted.grafanaWorkspace",
                         "DELETED", "DeleteGrafanaRole", "GrafanaStatus", "Look again until the Grafana workspace is gone."))

@@ -219,7 +219,7 @@ impl FullStack {
 
     /// Engine clients through the router (Grafana routed by credential scope).
     pub async fn clients(&self) -> Clients {
-        Clients::new(&sdk_config_for(&self.endpoint()).await)
+        Clients::new(&sdk_config_for(&self.endpoint()).await).with_grafana_api_url(self.endpoint())
     }
 
     /// A Step Functions client on the stack.
@@ -258,6 +258,23 @@ impl FullStack {
             .into_iter()
             .filter(|r| r["write"] == true && r["service"] != "states" && r["service"] != "lambda")
             .filter(|r| !r["name"].as_str().is_some_and(|n| n.ends_with("/lease")))
+            .collect()
+    }
+
+    /// Writes that change a provisioned resource: [`FullStack::aws_writes`] without what every
+    /// apply does on purpose, the per-run Grafana service-account token (created, then deleted)
+    /// and the verification probe's one remote-written sample.
+    pub fn resource_writes(&self) -> Vec<Value> {
+        self.aws_writes()
+            .into_iter()
+            .filter(|r| {
+                let path = r["path"].as_str().unwrap_or_default();
+                {
+                    let token = path.contains("/serviceaccounts/") && path.contains("/tokens");
+                    let probe = path.ends_with("/api/v1/remote_write");
+                    !token && !probe
+                }
+            })
             .collect()
     }
 

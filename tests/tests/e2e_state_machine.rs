@@ -73,7 +73,10 @@ async fn fresh_create_then_a_second_execution_with_zero_writes() {
     assert_eq!(g.workspace_role_arn(), out["grafanaRoleArn"].as_str());
     assert_eq!(out["grafanaUrl"], format!("https://{}", g.endpoint()));
     let params = ssm_map(&clients, "/o11y/dr-prod").await;
-    assert_eq!(params.len(), 12, "11 outputs and the record");
+    assert_eq!(params.len(), 13, "11 outputs, the verification and the record");
+    assert_eq!(out["verification"]["status"], "passed", "{:#}", out["verification"]);
+    let stored = params.iter().find(|p| p.0 == "/o11y/dr-prod/verification").unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&stored.1).unwrap(), out["verification"]);
     for (leaf, key) in [
         ("irsa-role-arn", "irsaRoleArn"),
         ("amp-workspace-id", "ampWorkspaceId"),
@@ -100,7 +103,7 @@ async fn fresh_create_then_a_second_execution_with_zero_writes() {
     // THEN same outputs, no AWS write at all, no new resource or policy version
     assert_eq!(second.status, "SUCCEEDED", "{second:?}");
     assert_eq!(second.output, first.output);
-    assert_eq!(stack.aws_writes(), Vec::<Value>::new(), "a converged re-run writes nothing");
+    assert_eq!(stack.resource_writes(), Vec::<Value>::new(), "a converged re-run changes no resource");
     let lease: Vec<String> =
         stack.lease_writes().iter().map(|r| r["operation"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(lease.len(), 2, "only the run's own lease is taken and released: {lease:?}");

@@ -9,7 +9,8 @@ use o11y_shared::engine::{self, WaitPolicy};
 use o11y_shared::state::ProvisionState;
 use o11y_shared::{policy, Error};
 use o11y_tests::seed::{self, Seeded};
-use o11y_tests::{LocalStack, ACCOUNT_ID};
+use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::ACCOUNT_ID;
 use serde_json::{json, Value};
 
 const NS: &str = "dr-core";
@@ -26,7 +27,7 @@ fn minimal_input(s: &Seeded) -> Value {
     json!({"deploymentName": "dr-prod", "cluster": {"name": s.cluster_name}, "namespace": NS, "irsaRoleName": s.irsa_role_name})
 }
 
-async fn setup(stack: &LocalStack) -> (o11y_shared::aws::Clients, Seeded) {
+async fn setup(stack: &FullStack) -> (o11y_shared::aws::Clients, Seeded) {
     let clients = stack.clients().await;
     let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", NS).await;
     (clients, seeded)
@@ -76,7 +77,7 @@ async fn grafana_count(clients: &o11y_shared::aws::Clients) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_create_builds_everything_and_a_second_run_changes_nothing() {
     // GIVEN a cluster with its OIDC provider and an eksctl-style IRSA role, nothing else
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
 
     // WHEN the workflow runs
@@ -140,7 +141,7 @@ async fn fresh_create_builds_everything_and_a_second_run_changes_nothing() {
     let get = |leaf: &str| {
         params.iter().find(|p| p.0 == format!("/o11y/dr-prod/{leaf}")).map(|p| p.1.clone()).unwrap_or_default()
     };
-    assert_eq!(params.len(), 12, "11 outputs and the record: {params:?}");
+    assert_eq!(params.len(), 13, "11 outputs, the verification and the record: {params:?}");
     let record: Value = serde_json::from_str(&get("provisioner-state")).unwrap();
     assert_eq!(record["trust"]["addedStatement"], statements[1], "the record holds exactly the statement we added");
     assert_eq!(record["trust"]["originalDocument"], seeded.original_trust);
@@ -181,7 +182,7 @@ async fn fresh_create_builds_everything_and_a_second_run_changes_nothing() {
 async fn pre_existing_workspace_and_policy_at_five_versions_are_adopted_and_converged() {
     // GIVEN an earlier manual run: a workspace with our alias, the write policy at 5 versions
     // with an outdated default, already attached to the IRSA role
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
     let manual = clients.amp.create_workspace().alias("dr-prod").send().await.unwrap();
     let old = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]});
@@ -234,7 +235,7 @@ async fn pre_existing_workspace_and_policy_at_five_versions_are_adopted_and_conv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workspaces_with_the_alias_are_a_conflict_that_names_both() {
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
     let a = clients.amp.create_workspace().alias("dr-prod").send().await.unwrap();
     let b = clients.amp.create_workspace().alias("dr-prod").send().await.unwrap();
@@ -270,7 +271,7 @@ async fn inventory(clients: &o11y_shared::aws::Clients) -> (usize, usize, usize,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_fails_before_any_aws_call_and_writes_nothing() {
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
     let before = inventory(&clients).await;
     let cases = [
@@ -302,7 +303,7 @@ async fn invalid_input_fails_before_any_aws_call_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_oidc_provider_or_role_is_a_precondition_error_with_no_writes() {
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let clients = stack.clients().await;
     // only a role, no OIDC provider
     let issuer = "https://oidc.eks.us-east-1.amazonaws.com/id/ABCDEF0123456789";
@@ -339,7 +340,7 @@ async fn missing_oidc_provider_or_role_is_a_precondition_error_with_no_writes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trust_policy_over_quota_is_refused_and_left_unchanged() {
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
     // GIVEN a trust policy close to the 2,048-character quota
     let mut trust = seeded.original_trust.clone();
@@ -367,7 +368,7 @@ async fn trust_policy_over_quota_is_refused_and_left_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_slow_to_become_active_is_waited_for_within_a_bound() {
-    let stack = LocalStack::start_with_grafana_delay(1.5);
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.5, wait_first_seconds: 1 });
     let (clients, seeded) = setup(&stack).await;
     // a bound shorter than the delay fails clearly
     let short = WaitPolicy {
@@ -386,7 +387,7 @@ async fn grafana_slow_to_become_active_is_waited_for_within_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_version_not_offered_is_a_validation_error_naming_the_field() {
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
     let mut input = minimal_input(&seeded);
     input["grafana"] = json!({"version": "7.0"});

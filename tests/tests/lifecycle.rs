@@ -14,7 +14,6 @@ use o11y_shared::policy;
 use o11y_shared::trust::{self, AssumeRequest};
 use o11y_tests::seed;
 use o11y_tests::stack::{FullStack, StackOptions};
-use o11y_tests::LocalStack;
 use serde_json::{json, Value};
 
 fn minimal() -> Value {
@@ -329,7 +328,7 @@ fn requests(docs: &[&Value], provider: &str) -> Vec<AssumeRequest> {
 async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
     // GIVEN the corpus of real-world trust shapes (shared/tests/fixtures/trust), each on its own
     // IRSA role trusting the same cluster's provider
-    let stack = LocalStack::start();
+    let stack = FullStack::start(&StackOptions::default());
     let clients = stack.clients().await;
     let issuer = "https://oidc.eks.us-east-1.amazonaws.com/id/5C6D7E8F9A0B1C2D3E4F5A6B7C8D9E0F";
     let provider = clients
@@ -380,6 +379,8 @@ async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
             "amp": {"alias": format!("corpus-{i}")},
             "writePolicyName": format!("w-{i}"),
             "grafana": {"workspaceName": format!("corpus-{i}"), "roleName": format!("g-{i}"), "readPolicyName": format!("r-{i}")},
+            // Some shapes (a Deny guard) block our service accounts on purpose: verify reports it.
+            "verify": "warn",
         });
 
         // WHEN applied THEN our service accounts are admitted (unless a Deny in the shape blocks them)

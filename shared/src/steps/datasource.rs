@@ -67,12 +67,19 @@ const PERMISSION_BATCH: usize = 20;
 /// `jsonData.sigV4Auth`, and 11 and later (12.4) the plugin type. A version whose major cannot be
 /// read (not a Managed Grafana version) gets the plugin, the type of every current version.
 pub fn datasource_type(grafana_version: &str) -> &'static str {
-    let major: Option<u32> = grafana_version.split('.').next().filter(|m| !m.is_empty()).and_then(|m| m.parse().ok());
-    match major {
+    match grafana_major(grafana_version) {
         Some(m) if m < PLUGIN_MIN_MAJOR => CORE_PROMETHEUS_TYPE,
         _ => AMP_PLUGIN_TYPE,
     }
 }
+
+/// The major version of a Grafana version string (`10.4` → 10).
+pub fn grafana_major(grafana_version: &str) -> Option<u32> {
+    grafana_version.split('.').next().filter(|m| !m.is_empty()).and_then(|m| m.parse().ok())
+}
+
+/// The first Grafana major version with service accounts (which the step authenticates with).
+pub const SERVICE_ACCOUNT_MIN_MAJOR: u32 = 9;
 
 /// The data source uid of a deployment: `o11y-` and 12 hex digits of the SHA-256 of its name
 /// (Grafana: at most 40 of `[a-zA-Z0-9-_]`).
@@ -251,6 +258,13 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     let desired = desired_datasource(&spec);
     let sa_name = grafana_api::service_account_name(&ctx.deployment.name);
 
+    if grafana_major(&spec.grafana_version).is_some_and(|m| m < SERVICE_ACCOUNT_MIN_MAJOR) {
+        return Err(Error::Precondition(format!(
+            "Grafana workspace {} runs Grafana {}: configuring its data source needs a service account, which Managed \
+             Grafana offers from Grafana {SERVICE_ACCOUNT_MIN_MAJOR}; upgrade the workspace (grafana.version, e.g. 10.4)",
+            ws.workspace_id, spec.grafana_version
+        )));
+    }
     if ws.workspace_id == KNOWN_AFTER_APPLY || spec.prometheus_endpoint == KNOWN_AFTER_APPLY {
         // Plan on a deployment whose workspaces do not exist yet.
         let mut out = output(&ws.workspace_id, &spec, "create");
@@ -519,6 +533,10 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
     let endpoint = ws.endpoint().to_string();
     let name = grafana_api::service_account_name(&ctx.deployment.name);
     let existing = grafana_api::find_service_account(ctx, &ws_id, &name).await?;
+    if existing.is_none() && rec.resource(RECORD_KEY).is_none() {
+        // Neither our service account nor a data source of ours: nothing to remove.
+        return Ok(out);
+    }
     ctx.planned(
         STEP,
         "delete",

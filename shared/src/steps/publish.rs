@@ -65,6 +65,7 @@ pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         grafana_url: ws.url.clone(),
         helm_values_parameter: parameter_name(&ctx.deployment.ssm_prefix, "helm-values"),
         adopted,
+        verification: None,
     })
 }
 
