@@ -384,7 +384,8 @@ async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
         });
 
         // WHEN applied THEN our service accounts are admitted (unless a Deny in the shape blocks them)
-        engine::run(&clients, input.clone(), &wait).await.unwrap_or_else(|e| panic!("{name}: apply: {e}"));
+        let state_output =
+            engine::run(&clients, input.clone(), &wait).await.unwrap_or_else(|e| panic!("{name}: apply: {e}")).output;
         let applied = trust_of(&clients, &role).await;
         let collector = AssumeRequest::WebIdentity {
             provider_arn: provider.clone(),
@@ -393,6 +394,11 @@ async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
         };
         if !name.starts_with("deny-guard") {
             assert!(trust::admits(&applied, &collector), "{name}: collector not admitted: {applied:#}");
+        } else {
+            // verify (in warn mode) says it is a Deny, not a missing statement
+            let out = state_output.as_ref().and_then(|o| o.verification.clone()).expect("verification");
+            let failure = out.failures.join("; ");
+            assert!(failure.contains("a Deny statement"), "{name}: {failure}");
         }
         // WHEN deleted THEN every request is decided exactly as by the original policy
         input["action"] = json!("delete");

@@ -596,6 +596,22 @@ fn mode_name(m: VerifyMode) -> &'static str {
     }
 }
 
+/// The document with its Deny statements removed: tells "blocked by a Deny" from "not allowed".
+fn without_denies(doc: &Value) -> Value {
+    let mut out = doc.clone();
+    let kept: Vec<Value> = match doc.get("Statement") {
+        Some(Value::Array(a)) => {
+            a.iter().filter(|s| s.get("Effect").and_then(Value::as_str) != Some("Deny")).cloned().collect()
+        }
+        Some(s @ Value::Object(_)) if s.get("Effect").and_then(Value::as_str) != Some("Deny") => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("Statement".into(), Value::Array(kept));
+    }
+    out
+}
+
 /// Runs every check, stores the result in SSM, and fails unless all passed or the mode is `warn`.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
     let d = &ctx.deployment;
@@ -657,6 +673,13 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
         passed: admitted,
         detail: if admitted {
             format!("role {} trusts {}", d.irsa_role_name, describe_request(&collector))
+        } else if trust::admits(&without_denies(&current), &collector) {
+            format!(
+                "the trust policy of role {} does not admit {}: a Deny statement in it blocks the namespace's \
+                 observability service accounts (remove or narrow that Deny)",
+                d.irsa_role_name,
+                describe_request(&collector)
+            )
         } else {
             format!(
                 "the trust policy of role {} does not admit {}: the trust statement for namespace {} is missing (run apply again)",
