@@ -1,7 +1,7 @@
 //! The local stack the integration tests run on: real moto server, the Managed Grafana emulator
 //! and (for the AMP data plane) Prometheus, started on free loopback ports through
 //! `localstack/watchdog.py` (so a dying test never leaves a server behind) and stopped when the
-//! [`LocalStack`] (or [`Prometheus`]) is dropped.
+//! [`stack::FullStack`] (or [`Prometheus`]) is dropped.
 
 // Harness code fails tests by panicking, which is what a test harness is for.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -301,80 +301,6 @@ pub fn remote_write_body(series: &[(&[(&str, &str)], f64)], timestamp_ms: i64) -
         out.extend_from_slice(chunk);
     }
     out
-}
-
-/// moto server plus the Grafana emulator.
-pub struct LocalStack {
-    pub moto: Server,
-    pub grafana: Server,
-}
-
-impl LocalStack {
-    /// Starts both servers on free ports.
-    pub fn start() -> LocalStack {
-        Self::start_with_grafana_delay(0.0)
-    }
-
-    /// Starts both servers; Grafana workspaces stay CREATING for `active_delay` seconds.
-    pub fn start_with_grafana_delay(active_delay: f64) -> LocalStack {
-        let moto_port = free_port();
-        let venv_bin = python().parent().map(Path::to_path_buf).unwrap_or_default();
-        let moto = Server::start(
-            "moto",
-            moto_port,
-            &[
-                venv_bin.join("moto_server").display().to_string(),
-                "-H".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                moto_port.to_string(),
-            ],
-            "/moto-api/",
-        );
-        let g_port = free_port();
-        let grafana = Server::start(
-            "grafana-emulator",
-            g_port,
-            &[
-                python().display().to_string(),
-                repo_root().join("tests/grafana_emulator/emulator.py").display().to_string(),
-                "--port".into(),
-                g_port.to_string(),
-                "--region".into(),
-                REGION.into(),
-                "--account-id".into(),
-                ACCOUNT_ID.into(),
-                "--active-delay".into(),
-                active_delay.to_string(),
-            ],
-            "/_emulator/health",
-        );
-        LocalStack { moto, grafana }
-    }
-
-    /// moto's URL.
-    pub fn moto_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.moto.port)
-    }
-
-    /// The Grafana emulator's URL.
-    pub fn grafana_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grafana.port)
-    }
-
-    /// An SDK config pointing every service at moto, with static test credentials.
-    pub async fn sdk_config(&self) -> SdkConfig {
-        sdk_config_for(&self.moto_url()).await
-    }
-
-    /// The engine's clients on this stack (Grafana at the emulator).
-    pub async fn clients(&self) -> Clients {
-        let conf = self.sdk_config().await;
-        let grafana = aws_sdk_grafana::Client::from_conf(
-            aws_sdk_grafana::config::Builder::from(&conf).endpoint_url(self.grafana_url()).build(),
-        );
-        Clients::new(&conf).with_grafana(grafana)
-    }
 }
 
 /// An SDK config with static test credentials pointing every service at `endpoint`.
