@@ -607,6 +607,9 @@ class GrafanaService:
         self.region = region
         self.account_id = account_id
         self.lock = threading.RLock()
+        # The access key id of the control-plane call being served (from its SigV4 scope): a
+        # workspace remembers its creator's, so that its account's AMP workspaces are found.
+        self.caller = threading.local()
         self.initial_config = dict(config)
         self.config = dict(config)
         self._reset_state()
@@ -880,6 +883,7 @@ class GrafanaService:
             "_clientToken": token,
         }
         self._transition(ws, "CREATING", "create", "ACTIVE")
+        ws["_creatorAccessKey"] = getattr(self.caller, "access_key", None)
         self.workspaces[ws_id] = ws
         if token is not None:
             self.client_tokens[token] = (fingerprint, ws_id)
@@ -1652,9 +1656,10 @@ class DataPlane:
             ds = copy.deepcopy(ds)
             version = ws["grafanaVersion"]
             role_arn = ws.get("workspaceRoleArn")
-        return self.check_health(ds, version, role_arn)
+            creator = ws.get("_creatorAccessKey")
+        return self.check_health(ds, version, role_arn, creator)
 
-    def check_health(self, ds: dict, version: str, role_arn: str | None):
+    def check_health(self, ds: dict, version: str, role_arn: str | None, creator: str | None = None):
         """Grafana's health check of a Prometheus data source pointed at AMP.
 
         Runs outside the service lock (it may call the AMP and Prometheus backends).
@@ -1721,7 +1726,7 @@ class DataPlane:
             return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
                          "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
         if self.amp_url:
-            problem = self._amp_workspace_problem(amp_ws_id)
+            problem = self._amp_workspace_problem(amp_ws_id, creator)
             if problem:
                 return error(f"Post \"{query_url}\": {problem}")
         if self.prometheus_url:
@@ -1730,12 +1735,14 @@ class DataPlane:
                 return error(f"Post \"{query_url}\": {problem}")
         return 200, {"status": "OK", "message": PROM_HEALTH_OK}
 
-    def _amp_workspace_problem(self, amp_ws_id: str) -> str | None:
-        """None when the AMP workspace exists and is usable, else what is wrong."""
+    def _amp_workspace_problem(self, amp_ws_id: str, creator: str | None = None) -> str | None:
+        """None when the AMP workspace exists and is usable, else what is wrong. Looked up as the
+        Grafana workspace's creator (moto maps an access key id to its account), so a workspace
+        made in another account (AssumeRole) sees that account's AMP workspaces, as in AWS."""
         date = time.strftime("%Y%m%d", time.gmtime())
         req = urllib.request.Request(
             f"{self.amp_url}/workspaces/{quote(amp_ws_id, safe='')}",
-            headers={"Authorization": "AWS4-HMAC-SHA256 Credential=grafana-emulator/"
+            headers={"Authorization": f"AWS4-HMAC-SHA256 Credential={creator or 'grafana-emulator'}/"
                                       f"{date}/{self.service.region}/aps/aws4_request, "
                                       "SignedHeaders=host, Signature=0"},
         )
@@ -1920,6 +1927,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError("AccessDeniedException", "Missing Authentication Token")
             if op_name not in IMPLEMENTED_OPERATIONS:
                 service.call(op_name, {})  # raises NotImplementedException
+            auth_header = self.headers.get("Authorization") or ""
+            key = re.search(r"Credential=([^/,\s]+)/", auth_header) or re.search(
+                r"X-Amz-Credential=([^%/&]+)", raw_query or "")
+            service.caller.access_key = key.group(1) if key else None
             params = model.parse_request(op_name, labels, query, self.headers, body)
             model.validate_input(op_name, params)
             entry["params"] = params  # this model has no secret inputs
