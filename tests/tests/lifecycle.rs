@@ -419,7 +419,13 @@ async fn a_delete_that_fails_half_way_completes_when_run_again() {
     let clients = stack.clients().await;
     let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;
-    assert_eq!(stack.execute(&sm, "create", &minimal()).await.status, "SUCCEEDED");
+    // The setup create (not what this test is about) failed once under CI load for a reason not
+    // yet understood: show it, and retry once (issue note).
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    if created.status != "SUCCEEDED" {
+        eprintln!("setup create failed, retrying once: {created:?}");
+        assert_eq!(stack.execute(&sm, "create-again", &minimal()).await.status, "SUCCEEDED");
+    }
 
     // GIVEN someone put our Grafana role in an instance profile: IAM refuses to delete the role
     clients.iam.create_instance_profile().instance_profile_name("in-the-way").send().await.unwrap();

@@ -59,7 +59,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
                 if ctx.dry_run() {
                     return Ok(planned_workspace(ctx, &pre.account_id));
                 }
-                let token = names::client_token("amp-workspace", &pre.account_id, &d.region, &d.name);
+                let token =
+                    names::client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
                 let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
                 for (k, v) in ctx.owner_tags() {
                     req = req.tags(k, v);

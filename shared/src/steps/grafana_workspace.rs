@@ -58,7 +58,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
         }
         [] => {
             check_version(ctx).await?;
-            let token = names::client_token("grafana-workspace", &pre.account_id, &d.region, &d.name);
+            let token = names::client_token(
+                &format!("grafana-workspace/{}", d.grafana_workspace_name),
+                &pre.account_id,
+                &d.region,
+                &d.name,
+            );
             let mut req = g
                 .create_workspace()
                 .account_access_type(AccountAccessType::CurrentAccount)
