@@ -617,6 +617,14 @@ def cfn_cycle_run(stack: Stack, res: Results, kind: str, d: str, key: str, since
 
 def phase_faults(stack: Stack, res: Results, seeded: dict, args) -> None:
     kinds = ["throttle", "500", "503", "reset", "latency"]
+    reruns_before = res.figures["reruns"]
+    try:
+        fault_cycles(stack, res, seeded, args, kinds)
+    finally:
+        res.figures["reruns_faults"] = res.figures["reruns"] - reruns_before
+
+
+def fault_cycles(stack: Stack, res: Results, seeded: dict, args, kinds: list) -> None:
     for i in range(args.cycles):
         d = f"chaos-f{args.seed % 1000}-{i}"
         seed = args.seed + i
@@ -685,7 +693,7 @@ class Killer(threading.Thread):
         super().__init__(daemon=True)
         self.stack, self.step, self.nth, self.since = stack, step, nth, since
         self.stop = threading.Event()
-        self.outcome = "not reached"
+        self.outcome = "not reached: the step was not invoked"
         self.killed_pid = None
 
     def busy_pid(self) -> int | None:
@@ -697,7 +705,7 @@ class Killer(threading.Thread):
         try:
             self.watch()
         finally:
-            if self.outcome != "not reached":
+            if not self.outcome.startswith("not reached"):
                 try:
                     self.stack.set_faults(BASE_LATENCY)  # the rest of the execution at the base latency
                 except Exception:  # noqa: BLE001
@@ -1366,7 +1374,7 @@ def summary(res: Results, args, elapsed: float) -> str:
         ("retries", f"state machine {f['sfn_retries']}, in functions (faulted AWS calls) {f['sdk_retries']}"),
         ("runs converged (apply/delete)", f"{f['runs_converged']}/{f['runs']} "
                                           f"({f['executions']} executions, {f['converged']} succeeded)"),
-        ("re-runs", str(f["reruns"])),
+        ("re-runs", f"{f['reruns']} ({f.get('reruns_faults', 0)} in the fault cycles, the rest after crashes)"),
         ("crashes (killed/recovered)", f"{f['crashes_killed']}/{f['crashes_recovered']} "
                                         f"(planned {f['crashes_planned']}, missed {f['crashes_missed']})"),
         ("concurrency checks passed", f"{f['concurrency_ok']}/{f['concurrency_checks']}"),
