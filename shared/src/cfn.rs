@@ -150,18 +150,33 @@ pub fn body(mut resp: CfnResponse) -> Result<Vec<u8>> {
 
 /// Only CloudFormation's presigned S3 URLs are answered (https on an AWS domain), or, on the
 /// local stack, URLs under `O11Y_CFN_RESPONSE_URL_PREFIX`: a console user must not be able to
-/// make this function PUT anywhere.
+/// make this function PUT anywhere. The authority is parsed strictly (RFC 3986 ends it at `/`,
+/// `?` or `#`; HTTP clients also honour `\\`, `@` userinfo and `:port`), so a foreign host cannot
+/// hide behind a fragment, userinfo or a backslash: only a bare lowercase DNS name is accepted.
 pub fn check_response_url(url: &str) -> Result<()> {
     if let Ok(prefix) = std::env::var("O11Y_CFN_RESPONSE_URL_PREFIX") {
-        if !prefix.is_empty() && url.starts_with(&prefix) {
+        if !prefix.is_empty() && prefix.ends_with('/') && url.starts_with(&prefix) {
             return Ok(());
         }
     }
-    let host = url.strip_prefix("https://").and_then(|r| r.split(['/', '?']).next()).unwrap_or_default();
-    if host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn") {
+    let reject = |why: String| Err(Error::validation("ResponseURL", why));
+    let Some(rest) = url.strip_prefix("https://") else {
+        return reject("is not a CloudFormation response URL (not https)".into());
+    };
+    if url.contains(['#', '\\']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return reject("is not a CloudFormation response URL (fragment, backslash or whitespace)".into());
+    }
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let bare_dns = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if bare_dns && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")) {
         Ok(())
     } else {
-        Err(Error::validation("ResponseURL", format!("is not a CloudFormation response URL (host {host:?})")))
+        reject(format!("is not a CloudFormation response URL (host {host:?})"))
     }
 }
 
@@ -400,6 +415,21 @@ mod tests {
             check_response_url("http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a").is_err()
         );
         assert!(check_response_url("https://x.amazonaws.com.evil.com/a").is_err());
+        // a foreign host disguised as an AWS one: fragment, userinfo, port, backslash, case, space
+        for url in [
+            "https://127.0.0.1:8443#.s3.amazonaws.com/r",
+            "https://evil.example.com#x.s3.amazonaws.com",
+            "https://evil.example.com@x.s3.amazonaws.com/r",
+            "https://x.s3.amazonaws.com@evil.example.com/r",
+            "https://evil.example.com\\.s3.amazonaws.com/r",
+            "https://x.s3.amazonaws.com:8443/r",
+            "https://X.S3.AMAZONAWS.COM/r",
+            "https://x.s3.amazonaws.com /r",
+            "https://.amazonaws.com/r",
+            "https://x..amazonaws.com/r",
+        ] {
+            assert!(check_response_url(url).is_err(), "{url} was accepted");
+        }
     }
 
     #[test]
