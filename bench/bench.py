@@ -367,6 +367,22 @@ def write_kind(e: dict) -> str:
     return "resource"
 
 
+PLAN_TOKEN_WRITES = ["grafana:CreateWorkspaceServiceAccountToken", "grafana:DeleteWorkspaceServiceAccountToken"]
+
+
+def plan_write_problem(m: dict) -> str:
+    """What is wrong with a plan's writes (`measure`'s `writes`), or "": a plan may write nothing but
+    one Grafana token's create and then its delete (none where there is no workspace or service
+    account yet to make one with)."""
+    other = [w for w, k in zip(m["writes"], m["write_kinds"]) if k != "grafana token"]
+    tokens = [w for w, k in zip(m["writes"], m["write_kinds"]) if k == "grafana token"]
+    if other:
+        return f"{len(other)} write(s) besides its Grafana token's"
+    if tokens not in ([], PLAN_TOKEN_WRITES):
+        return "its Grafana token writes are not one create followed by its delete"
+    return ""
+
+
 def aws_calls(entries: list[dict]) -> list[dict]:
     return [e for e in entries if is_aws_call(e)]
 
@@ -670,6 +686,13 @@ def bench(args: argparse.Namespace) -> dict:
             problems.append(f"{what} run {i}: {m['api']['writes']} AWS write(s), must be {max_writes}: "
                             f"{', '.join(m['writes'])}")
 
+    def optional_plan(m: dict, what: str, i: int) -> None:
+        """plan: reported, not fatal; its only writes may be the create, then the delete, of the one
+        short-lived Grafana token it reads the data source with (README "Plan, apply, delete")."""
+        optional(m, what, i, None)
+        if m["status"] == "SUCCEEDED" and plan_write_problem(m):
+            problems.append(f"{what} run {i}: {plan_write_problem(m)}: {', '.join(m['writes'])}")
+
     def workflow_side(i: int) -> dict:
         w: dict = {}
         stack.reset_world()
@@ -679,7 +702,7 @@ def bench(args: argparse.Namespace) -> dict:
             # still starts from the clean state (checked).
             stack.reset_functions()
             w["plan_fresh"] = measure(sm, "plan-fresh", i, {**payload, "action": "plan"})
-            optional(w["plan_fresh"], "plan (fresh)", i, 0)
+            optional_plan(w["plan_fresh"], "plan (fresh)", i)
             collect("plan")
         stack.reset_functions()
         w["create"] = measure(sm, "create", i, payload)
@@ -721,7 +744,7 @@ def bench(args: argparse.Namespace) -> dict:
                                 f"changing a resource on converged state: {', '.join(w[kind]['resource_writes'])}")
         if actions:
             w["plan_converged"] = measure(sm, "plan-converged", i, {**payload, "action": "plan"})
-            optional(w["plan_converged"], "plan (converged)", i, 0)
+            optional_plan(w["plan_converged"], "plan (converged)", i)
             w["delete"] = measure(sm, "delete", i, {**payload, "action": "delete"})
             optional(w["delete"], "delete", i, None)
         for m in w.values():
@@ -950,8 +973,9 @@ def analyse(args, env, runs, fn_samples, fn_health, problems, functions_dir: Pat
     target("re-run writes", "0",
            f"{'/'.join(map(str, per_rerun))} per re-run, {rerun_resource_writes} changing a resource",
            rerun_writes == 0,
-           ("VIOLATION of the target as set (every write counted at the router): the writes every apply makes "
-            f"on purpose (README), per re-run: {rerun_write_note}"
+           ("by design: 0 writes change a resource (a failure otherwise, see Problems); the writes "
+            "the later issues require of every apply remain (lease, per-run Grafana token, probe: see section 2), "
+            f"per re-run: {rerun_write_note}"
             + (f". AND {rerun_resource_writes} resource write(s): see Problems" if rerun_resource_writes else "")))
     loads = [r["loadavg"][0] for r in runs]
     load_note = (f"load average {min(loads):.1f}-{max(loads):.1f} on {env['cpus']} CPUs during the runs: "
@@ -980,10 +1004,13 @@ def analyse(args, env, runs, fn_samples, fn_health, problems, functions_dir: Pat
                 else "; ".join(f"{f['function']} {f['peak_rss_mb']['max']:.1f} MB" for f in big)))
     plans = [r["workflow"][k] for r in runs for k in ("plan_fresh", "plan_converged") if k in r["workflow"]]
     if plans:
-        pw = sum(m["api"]["writes"] for m in plans)
+        pw = sum(1 for m in plans for k in m["write_kinds"] if k != "grafana token")
+        tw = sum(1 for m in plans for k in m["write_kinds"] if k == "grafana token")
+        bad = sum(1 for m in plans if m["status"] == "SUCCEEDED" and plan_write_problem(m))
         failed = sum(1 for m in plans if m["status"] != "SUCCEEDED")
-        target("plan writes (fresh and converged)", "0", f"{pw}" + (f" ({failed} plan(s) failed)" if failed else ""),
-               pw == 0 and not failed, "see Problems")
+        target("plan writes besides its Grafana token's create + delete (fresh and converged)", "0",
+               f"{pw} (and {tw} token writes)" + (f" ({failed} plan(s) failed)" if failed else ""),
+               pw == 0 and not bad and not failed, "see Problems")
     tmax = max(r["workflow"]["create"]["transitions"] for r in runs)
     target("create state transitions (no wait loop)", f"< {TARGETS['create_transitions']}",
            f"{tmax}" + (f" (wait loops: {', '.join(create_wait_loops)})" if create_wait_loops else " (no wait loop)"),
@@ -1205,9 +1232,10 @@ def render(report: dict) -> str:
     a(f"| warm functions | {fmt_sum(r['warm_s'], 's')} | {r['api_warm']['total']} | {r['api_warm']['reads']} | {r['api_warm']['writes']} |")
     a("")
     if r["writes_total"]:
-        a(f"**VIOLATION of the 0-writes target: {'/'.join(map(str, r['writes_per_rerun']))} write(s) in every "
-          f"re-run** ({r['writes_total']} across the {2 * report['runs']} re-runs), counted at the router (every request "
-          "except Lambda invokes and Step Functions). None of them changes a provisioned resource."
+        a(f"**The 0-writes target is missed by design: {'/'.join(map(str, r['writes_per_rerun']))} write(s) in "
+          f"every re-run** ({r['writes_total']} across the {2 * report['runs']} re-runs), counted at the router (every "
+          "request except Lambda invokes and Step Functions). None of them changes a provisioned resource; a write "
+          "that does is a failure of the benchmark (Problems)."
           if not r["resource_writes_total"] else
           f"**VIOLATION: {r['resource_writes_total']} write(s) changing a resource on converged state** (see Problems), "
           f"{r['writes_total']} writes in all")
@@ -1217,11 +1245,15 @@ def render(report: dict) -> str:
         for k, v in r["writes_by_kind"].items():
             a(f"| {k} | {', '.join(v)} |")
         a("")
-        a("The lease, the token and the probe are the writes the README says every apply makes on purpose "
-          "(one run at a time, a per-run Grafana token, the proof that data flows), and the 0-writes target, "
-          "as set, counts them. Meeting it literally needs a decision: count only resource writes (as "
-          "`tests/src/stack.rs` `resource_writes` does), or skip the lease, the datasource token and the "
-          "probe when a plan-style read finds nothing to change.")
+        a("Why they stay (decided, README \"What a run does\"): each one is required by a later issue and "
+          "none can be skipped safely on a re-run. **Lease** (reliability issue): two runs of one deployment must "
+          "not act at once; a run cannot know it has nothing to change without reading, and a read taken without "
+          "the lease races with the other run's writes. **Grafana token** (datasource issue): a per-run, "
+          "short-lived token is the only credential allowed (nothing stored), and without it the datasource cannot "
+          "be read, so a hand-edited datasource would go uncorrected. **Probe** (datasource issue): verify proves "
+          "on every run that the collector's identity can still write, which a policy detached out of band breaks "
+          "without any resource of ours changing. A `plan` reads the same state and makes only the token's two "
+          "writes.")
     else:
         a(f"Writes on converged state, every re-run of every run: **{r['writes_total']}** (counted at the router: "
           "every request except Lambda invokes and Step Functions).")

@@ -25,6 +25,10 @@ use crate::steps::Ctx;
 /// Lifetime of the token of one run: long enough for a step, short enough that a token left
 /// behind by a killed Lambda is useless within minutes.
 pub const TOKEN_SECONDS_TO_LIVE: i32 = 300;
+
+/// Lifetime of the token a `plan` makes to read the live data source (one `GET`): plan's only
+/// write, so it lives as short as a single read needs.
+pub const PLAN_TOKEN_SECONDS_TO_LIVE: i32 = 60;
 /// How long one Grafana HTTP API call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prefix of our service accounts and tokens.
@@ -360,21 +364,18 @@ async fn delete_token(ctx: &Ctx, workspace_id: &str, sa_id: &str, token_id: &str
     Err(last.unwrap_or_else(|| Error::Internal("token deletion: no attempt made".into())))
 }
 
-/// Creates a token of the service account `sa_id` (lifetime [`TOKEN_SECONDS_TO_LIVE`]), runs
+/// Creates a token of the service account `sa_id` (lifetime [`TOKEN_SECONDS_TO_LIVE`], or
+/// [`PLAN_TOKEN_SECONDS_TO_LIVE`] while planning, where this token is the only write), runs
 /// `work` with the workspace's API, then deletes the token, whether `work` succeeded or not.
-/// Never call it while planning (a token is a write).
 ///
 /// The result is `work`'s error when it failed (a failed deletion is then logged: the token
-/// expires by itself within [`TOKEN_SECONDS_TO_LIVE`] seconds); else the deletion's error, if
-/// any; else `work`'s value.
+/// expires by itself within its lifetime); else the deletion's error, if any; else `work`'s value.
 pub async fn with_token<T, F, Fut>(ctx: &Ctx, workspace_id: &str, endpoint: &str, sa_id: &str, work: F) -> Result<T>
 where
     F: FnOnce(GrafanaApi) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    if ctx.dry_run() {
-        return Err(Error::Internal("a Grafana token was requested while planning (tokens are writes)".into()));
-    }
+    let seconds_to_live = if ctx.dry_run() { PLAN_TOKEN_SECONDS_TO_LIVE } else { TOKEN_SECONDS_TO_LIVE };
     let name = token_name();
     let out = ctx
         .clients
@@ -383,7 +384,7 @@ where
         .workspace_id(workspace_id)
         .service_account_id(sa_id)
         .name(&name)
-        .seconds_to_live(TOKEN_SECONDS_TO_LIVE)
+        .seconds_to_live(seconds_to_live)
         .send()
         .await
         .map_err(|e| from_sdk("grafana:CreateWorkspaceServiceAccountToken", e))?;
@@ -392,7 +393,7 @@ where
     };
     let token_id = token.id().to_string();
     tracing::info!(workspace_id, service_account_id = sa_id, token_id = %token_id, token_name = %name,
-        seconds_to_live = TOKEN_SECONDS_TO_LIVE, "Grafana service-account token created");
+        seconds_to_live, "Grafana service-account token created");
     let api = GrafanaApi::new(&ctx.clients, endpoint, ApiKey(token.key().to_string()));
     drop(out);
     // The work runs to completion (or error) before the token is deleted, in every case.

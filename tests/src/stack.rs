@@ -278,6 +278,74 @@ impl FullStack {
             .collect()
     }
 
+    /// The workspace's Grafana service-account tokens the emulator still holds: the live ones, or
+    /// with `include_expired` also those that expired without being deleted (never the key).
+    pub fn grafana_tokens(&self, workspace_id: &str, include_expired: bool) -> Vec<Value> {
+        let v = self
+            .grafana_emulator_control(&format!("/_emulator/tokens?workspaceId={workspace_id}&all={include_expired}"));
+        v["tokens"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Edits the data source `uid` by hand, as a person would in Grafana: through the workspace's
+    /// Grafana HTTP API (via the router, with the workspace's `Host`), as a service account of
+    /// their own (`hand-editor`, ADMIN, created once) with a token made and deleted for the edit,
+    /// so that nothing of the deployment's is used. `edit` changes the data source as `GET`
+    /// returns it; the result is `PUT` back. Returns the data source as it is after the edit.
+    pub async fn edit_datasource_by_hand(
+        &self,
+        clients: &Clients,
+        workspace_id: &str,
+        workspace_endpoint: &str,
+        uid: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Value {
+        use aws_sdk_grafana::types::Role;
+        const EDITOR: &str = "hand-editor";
+        let g = &clients.grafana;
+        let sas = g.list_workspace_service_accounts().workspace_id(workspace_id).send().await.expect("list SAs");
+        let sa = match sas.service_accounts().iter().find(|s| s.name() == EDITOR) {
+            Some(sa) => sa.id().to_string(),
+            None => g
+                .create_workspace_service_account()
+                .workspace_id(workspace_id)
+                .name(EDITOR)
+                .grafana_role(Role::Admin)
+                .send()
+                .await
+                .expect("create the editor's service account")
+                .id()
+                .to_string(),
+        };
+        let created = g
+            .create_workspace_service_account_token()
+            .workspace_id(workspace_id)
+            .service_account_id(&sa)
+            .name(format!("hand-edit-{}", std::process::id()))
+            .seconds_to_live(60)
+            .send()
+            .await
+            .expect("the editor's token");
+        let token = created.service_account_token().expect("a token");
+        let (token_id, key) = (token.id().to_string(), token.key().to_string());
+        let path = format!("/api/datasources/uid/{uid}");
+        let (status, body) = self.grafana_api("GET", workspace_endpoint, &path, Some(&key), None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        let mut ds: Value = serde_json::from_str(&body).expect("data source JSON");
+        edit(&mut ds);
+        let (status, body) = self.grafana_api("PUT", workspace_endpoint, &path, Some(&key), Some(&ds.to_string()));
+        assert_eq!(status, 200, "PUT {path}: {body}");
+        let (status, body) = self.grafana_api("GET", workspace_endpoint, &path, Some(&key), None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        g.delete_workspace_service_account_token()
+            .workspace_id(workspace_id)
+            .service_account_id(&sa)
+            .token_id(&token_id)
+            .send()
+            .await
+            .expect("delete the editor's token");
+        serde_json::from_str(&body).expect("data source JSON")
+    }
+
     /// The lease's own writes since the last reset (put when a run starts, delete when it ends).
     pub fn lease_writes(&self) -> Vec<Value> {
         self.requests()
@@ -289,6 +357,41 @@ impl FullStack {
     /// Sends a control request to the router (faults...).
     pub fn router_control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         http(method, self.router.port, path, Some(body)).expect("router control")
+    }
+}
+
+/// Checks that `writes` ([`FullStack::aws_writes`] of a plan) are nothing but Grafana
+/// service-account token create/delete pairs, in order: each successful
+/// `POST /workspaces/<ws>/serviceaccounts/<sa>/tokens` followed, before any other write, by a
+/// successful `DELETE /workspaces/<ws>/serviceaccounts/<sa>/tokens/<id>` of the same service
+/// account. Returns the number of pairs, or what is wrong with the writes.
+pub fn token_pairs(writes: &[Value]) -> Result<usize, String> {
+    let show = |r: &Value| format!("{} {} (HTTP {})", r["method"], r["path"], r["status"]);
+    let mut open: Option<String> = None;
+    let mut pairs = 0;
+    for r in writes {
+        let path = r["path"].as_str().unwrap_or_default();
+        let ok = r["status"].as_u64().is_some_and(|s| (200..300).contains(&s));
+        let grafana =
+            r["service"] == "grafana" && path.starts_with("/workspaces/") && path.contains("/serviceaccounts/");
+        match (r["method"].as_str(), open.take()) {
+            (Some("POST"), None) if grafana && ok && path.ends_with("/tokens") => open = Some(path.to_string()),
+            (Some("DELETE"), Some(tokens))
+                if grafana
+                    && ok
+                    && path
+                        .strip_prefix(&format!("{tokens}/"))
+                        .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+            {
+                pairs += 1
+            }
+            (_, Some(tokens)) => return Err(format!("the token made by POST {tokens} is followed by {}", show(r))),
+            (_, None) => return Err(format!("a write that is not a token's create: {}", show(r))),
+        }
+    }
+    match open {
+        Some(tokens) => Err(format!("the token made by POST {tokens} was not deleted")),
+        None => Ok(pairs),
     }
 }
 
@@ -311,4 +414,36 @@ pub fn function_env(endpoint: &str, opts: &StackOptions) -> Vec<(String, String)
         ("O11Y_STATE_MACHINE_ARN".into(), crate::sfn::local_state_machine_arn()),
         ("O11Y_CFN_RESPONSE_URL_PREFIX".into(), format!("{endpoint}/")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn w(method: &str, service: &str, path: &str, status: u16) -> Value {
+        json!({"method": method, "service": service, "path": path, "status": status, "write": true})
+    }
+
+    #[test]
+    fn only_token_create_delete_pairs_pass() {
+        let create = w("POST", "grafana", "/workspaces/g-1/serviceaccounts/2/tokens", 200);
+        let delete = w("DELETE", "grafana", "/workspaces/g-1/serviceaccounts/2/tokens/7", 200);
+        assert_eq!(token_pairs(&[]), Ok(0));
+        assert_eq!(token_pairs(&[create.clone(), delete.clone()]), Ok(1));
+        assert_eq!(token_pairs(&[create.clone(), delete.clone(), create.clone(), delete.clone()]), Ok(2));
+        // a token never deleted, a delete without a create, another service account's token
+        assert!(token_pairs(std::slice::from_ref(&create)).unwrap_err().contains("was not deleted"));
+        assert!(token_pairs(std::slice::from_ref(&delete)).is_err());
+        let other_sa = w("DELETE", "grafana", "/workspaces/g-1/serviceaccounts/3/tokens/7", 200);
+        assert!(token_pairs(&[create.clone(), other_sa]).is_err());
+        // a failed delete, and any other write in between or alone
+        let failed = w("DELETE", "grafana", "/workspaces/g-1/serviceaccounts/2/tokens/7", 500);
+        assert!(token_pairs(&[create.clone(), failed]).is_err());
+        let sa = w("POST", "grafana", "/workspaces/g-1/serviceaccounts", 200);
+        assert!(token_pairs(&[create.clone(), sa.clone(), delete.clone()]).is_err());
+        assert!(token_pairs(&[sa]).is_err());
+        let ssm = w("POST", "ssm", "/", 200);
+        assert!(token_pairs(&[create, delete, ssm]).unwrap_err().contains("not a token's create"));
+    }
 }

@@ -267,59 +267,89 @@ async fn a_12_4_workspace_gets_the_plugin_type_and_the_default_flag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_is_corrected_and_plan_reports_setting_changes_without_a_token() {
+async fn plan_reads_drift_with_one_short_lived_token_and_apply_corrects_it() {
     // GIVEN a configured data source that someone broke by hand (the value people guess) and
     // gave an extra setting of their own
     let env = provision(json!({"version": "10.4"})).await;
     env.datasource(&env.state).await.expect("datasource");
     let uid = datasource::datasource_uid(DEPLOYMENT);
-    let (sa, tok, key) = env.own_token().await;
-    let mut broken = env.datasources()[0].clone();
-    broken["jsonData"]["sigV4AuthType"] = json!("workspace-iam-role");
-    broken["jsonData"]["timeInterval"] = json!("30s");
-    let (status, body) = env.stack.grafana_api(
-        "PUT",
-        &env.ws_endpoint(),
-        &format!("/api/datasources/uid/{uid}"),
-        Some(&key),
-        Some(&broken.to_string()),
-    );
-    assert_eq!(status, 200, "{body}");
-    env.revoke(&sa, &tok).await;
+    let broken = env
+        .stack
+        .edit_datasource_by_hand(&env.clients, &env.ws_id(), &env.ws_endpoint(), &uid, |ds| {
+            ds["jsonData"]["sigV4AuthType"] = json!("workspace-iam-role");
+            ds["jsonData"]["timeInterval"] = json!("30s");
+        })
+        .await;
+    let puts_before = env.emulator_calls("updateDataSourceByUID");
 
     // WHEN a plan runs with the same settings
     let tokens_before = env.emulator_calls("CreateWorkspaceServiceAccountToken");
+    let deletes_before = env.emulator_calls("DeleteWorkspaceServiceAccountToken");
     let plan_state = env.with_input(json!({"action": "plan"}));
     let (planned, ctx) = env.datasource(&plan_state).await.expect("plan");
 
-    // THEN it reports nothing (hand-made drift is invisible without a token) and creates no token
-    assert_eq!(planned.action, "unknown");
-    assert_eq!(ctx.plan.as_ref().unwrap().changes(), vec![]);
-    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before);
+    // THEN it reports an update naming the drifted field with its live and desired values
+    assert_eq!(planned.action, "update");
+    assert_eq!(planned.drift, vec!["jsonData.sigV4AuthType: \"workspace-iam-role\" -> \"ec2_iam_role\"".to_string()]);
+    let changes = ctx.plan.as_ref().unwrap().changes();
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].action, "update");
+    assert_eq!(changes[0].resource, format!("Grafana data source {uid}"));
+    assert_eq!(
+        changes[0].details,
+        json!({"drift": {"jsonData.sigV4AuthType": {"live": "workspace-iam-role", "desired": "ec2_iam_role"}}})
+    );
+    // AND it read it with exactly one token of our service account, deleted again (not left to
+    // expire), and changed nothing: no service account, no data source write
+    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before + 1);
+    assert_eq!(env.emulator_calls("DeleteWorkspaceServiceAccountToken"), deletes_before + 1);
+    assert_eq!(env.stack.grafana_tokens(&env.ws_id(), true), Vec::<Value>::new());
+    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccount"), 2, "ours (apply) and the hand editor's");
+    assert_eq!(env.emulator_calls("updateDataSourceByUID"), puts_before);
+    assert_eq!(env.datasources()[0]["jsonData"], broken["jsonData"]);
+    assert_no_secret("plan", &serde_json::to_string(&json!([planned, changes])).unwrap());
 
     // WHEN a plan runs with different settings (the default flag)
     let plan_state =
         env.with_input(json!({"action": "plan", "grafana": {"version": "10.4", "defaultDatasource": true}}));
     let (planned, ctx) = env.datasource(&plan_state).await.expect("plan");
 
-    // THEN it reports an update whose content is unknown until apply, still without a token
+    // THEN it reports both the setting change and the hand-made drift, field by field
     let changes = ctx.plan.as_ref().unwrap().changes();
     assert_eq!(planned.action, "update");
     assert_eq!(changes.len(), 1, "{changes:#?}");
-    assert_eq!(changes[0].action, "update");
-    assert_eq!(changes[0].details["datasource"], "unknown until apply (reading it needs a token)");
-    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before);
+    assert_eq!(
+        changes[0].details,
+        json!({"drift": {
+            "isDefault": {"live": false, "desired": true},
+            "jsonData.sigV4AuthType": {"live": "workspace-iam-role", "desired": "ec2_iam_role"}
+        }})
+    );
+    assert_eq!(env.stack.grafana_tokens(&env.ws_id(), true), Vec::<Value>::new());
 
     // WHEN a plan runs where the Grafana workspace does not exist yet
+    let tokens_before = env.emulator_calls("CreateWorkspaceServiceAccountToken");
     let mut fresh = env.with_input(json!({"action": "plan"}));
     fresh.grafana_workspace.as_mut().unwrap().workspace_id = KNOWN_AFTER_APPLY.to_string();
     let (planned, ctx) = env.datasource(&fresh).await.expect("plan");
 
-    // THEN it plans the service account and the data source, with the data source's exact JSON
+    // THEN it plans the service account and the data source, with the data source's exact JSON,
+    // and makes no token
     let changes = ctx.plan.as_ref().unwrap().changes();
     assert_eq!(planned.action, "create");
     assert_eq!(changes.iter().map(|c| c.action.as_str()).collect::<Vec<_>>(), ["create", "create"]);
     assert_eq!(changes[1].details, required(&env, CORE_PROMETHEUS_TYPE, false));
+    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before);
+
+    // WHEN a plan runs while the workspace is not ACTIVE (its Grafana cannot be read)
+    let mut updating = env.with_input(json!({"action": "plan"}));
+    updating.grafana_workspace.as_mut().unwrap().status = "UPDATING".to_string();
+    let (planned, ctx) = env.datasource(&updating).await.expect("plan");
+
+    // THEN it compares the settings with those apply recorded (the same: nothing known to
+    // change), without a token
+    assert_eq!(planned.action, "unknown");
+    assert_eq!(ctx.plan.as_ref().unwrap().changes(), vec![]);
     assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before);
 
     // WHEN apply runs again
@@ -332,6 +362,52 @@ async fn drift_is_corrected_and_plan_reports_setting_changes_without_a_token() {
     assert_eq!(ds["jsonData"]["sigV4AuthType"], "ec2_iam_role");
     assert_eq!(ds["jsonData"]["timeInterval"], "30s");
     assert_eq!(out.health.as_deref(), Some("Successfully queried the Prometheus API."));
+    assert_eq!(env.live_tokens(), Vec::<Value>::new());
+
+    // WHEN the data source is deleted by hand and a plan runs
+    let (sa, tok, key) = env.own_token().await;
+    let (status, body) =
+        env.stack.grafana_api("DELETE", &env.ws_endpoint(), &format!("/api/datasources/uid/{uid}"), Some(&key), None);
+    assert_eq!(status, 200, "{body}");
+    env.revoke(&sa, &tok).await;
+    let (planned, ctx) = env.datasource(&env.with_input(json!({"action": "plan"}))).await.expect("plan");
+
+    // THEN it plans to create it again, with its exact JSON (the service account exists)
+    let changes = ctx.plan.as_ref().unwrap().changes();
+    assert_eq!(planned.action, "create");
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].details, required(&env, CORE_PROMETHEUS_TYPE, false));
+    assert_eq!(env.datasources(), Vec::<Value>::new());
+    assert_eq!(env.stack.grafana_tokens(&env.ws_id(), true), Vec::<Value>::new());
+
+    // WHEN our service account is deleted by hand and a plan runs
+    let tokens_before = env.emulator_calls("CreateWorkspaceServiceAccountToken");
+    env.clients
+        .grafana
+        .delete_workspace_service_account()
+        .workspace_id(env.ws_id())
+        .service_account_id(&sa)
+        .send()
+        .await
+        .unwrap();
+    let (planned, ctx) = env.datasource(&env.with_input(json!({"action": "plan"}))).await.expect("plan");
+
+    // THEN it plans the service account and the data source, and neither creates the service
+    // account nor makes a token (it has none to make one with)
+    let changes = ctx.plan.as_ref().unwrap().changes();
+    assert_eq!(planned.action, "create");
+    assert!(planned.service_account_created);
+    assert_eq!(changes.iter().map(|c| c.action.as_str()).collect::<Vec<_>>(), ["create", "create"]);
+    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccountToken"), tokens_before);
+    assert_eq!(env.emulator_calls("CreateWorkspaceServiceAccount"), 2);
+
+    // WHEN apply runs
+    let (out, _) = env.datasource(&env.state).await.expect("datasource");
+
+    // THEN the service account and the data source are back, exactly as required
+    assert_eq!(out.action, "created");
+    assert!(out.service_account_created);
+    assert_eq!(as_created(&env.datasources()[0]), required(&env, CORE_PROMETHEUS_TYPE, false));
     assert_eq!(env.live_tokens(), Vec::<Value>::new());
 }
 
@@ -570,7 +646,8 @@ async fn no_key_appears_in_outputs_parameters_or_the_function_logs() {
     // GIVEN an applied deployment with admins
     let env = provision(json!({"version": "12.4", "admins": {"users": [ADMIN_USER]}})).await;
 
-    // WHEN both steps run in a separate process with the functions' JSON logging at info level
+    // WHEN both steps, and a plan of the data source, run in a separate process with the
+    // functions' JSON logging at info level
     let child = serde_json::to_string(&json!({"endpoint": env.stack.endpoint(), "state": env.state})).unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_process_runs_both_steps", "--nocapture", "--test-threads=1"])
@@ -583,12 +660,14 @@ async fn no_key_appears_in_outputs_parameters_or_the_function_logs() {
 
     // THEN they succeed, logging what they did (the token's id and name, never its key)
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("Grafana service-account token created"), "{stdout}");
-    assert!(stdout.contains("Grafana service-account token deleted"), "{stdout}");
+    // (one token for apply, one for the plan)
+    assert_eq!(stdout.matches("Grafana service-account token created").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("Grafana service-account token deleted").count(), 2, "{stdout}");
     let outputs = stdout.lines().find_map(|l| l.strip_prefix("CHILD-OUTPUT ")).expect("the child's outputs");
     let outputs: Value = serde_json::from_str(outputs).unwrap();
     assert_eq!(outputs["verify"]["status"], "passed", "{outputs:#}");
     assert_eq!(outputs["datasource"]["type"], AMP_PLUGIN_TYPE, "{outputs:#}");
+    assert_eq!(outputs["plan"]["datasource"]["action"], "none", "{outputs:#}");
     // AND no key, bearer header or signature is in the logs, the outputs or the SSM parameters
     assert_no_secret("child stdout", &stdout);
     assert_no_secret("child stderr", &stderr);
@@ -614,5 +693,14 @@ async fn child_process_runs_both_steps() {
     let ctx = Ctx::new(&clients, &state).await.unwrap();
     let ds = datasource::run(&ctx, &state).await.unwrap();
     let v = verify::run(&ctx, &state).await.unwrap();
-    println!("CHILD-OUTPUT {}", json!({"datasource": ds, "verify": v}));
+    // and a plan of the data source, which reads it with a token of its own
+    let mut plan_state = state.clone();
+    plan_state.input["action"] = json!("plan");
+    let plan_ctx = Ctx::new(&clients, &plan_state).await.unwrap();
+    let planned = datasource::run(&plan_ctx, &plan_state).await.unwrap();
+    let plan = plan_ctx.plan.as_ref().unwrap().changes();
+    println!(
+        "CHILD-OUTPUT {}",
+        json!({"datasource": ds, "verify": v, "plan": {"datasource": planned, "changes": plan}})
+    );
 }

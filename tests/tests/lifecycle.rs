@@ -1,4 +1,6 @@
-//! Lifecycle on the local stack: `plan` (read-only, zero writes counted at the router), `apply`
+//! Lifecycle on the local stack: `plan` (no write counted at the router but the create and delete
+//! of the one short-lived Grafana token it reads the data source with; a data source edited by
+//! hand is reported, then put back by apply), `apply`
 //! with changed input (namespace, log group, alias), and `delete` (after create, twice, never
 //! created, after a failed create, with adopted resources), through the real state machine; and
 //! a corpus of real-world trust shapes whose meaning must survive apply-then-delete.
@@ -11,9 +13,10 @@ use std::time::Duration;
 use o11y_shared::aws::Clients;
 use o11y_shared::engine::{self, WaitPolicy};
 use o11y_shared::policy;
+use o11y_shared::steps::datasource::{self, DatasourceSpec};
 use o11y_shared::trust::{self, AssumeRequest};
 use o11y_tests::seed;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::stack::{token_pairs, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 fn minimal() -> Value {
@@ -76,19 +79,33 @@ fn step<'a>(plan: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {plan:#}"))
 }
 
+/// Asserts that the writes since the last reset are what a plan may make and no more: no write
+/// to any resource, and nothing but `pairs` create/delete pairs of a Grafana token, none of which
+/// is left behind in the workspace `grafana_ws` (not even expired).
+fn assert_plan_writes(stack: &FullStack, pairs: usize, grafana_ws: Option<&str>) {
+    assert_eq!(stack.resource_writes(), Vec::<Value>::new(), "plan changes no resource");
+    let writes = stack.aws_writes();
+    assert_eq!(token_pairs(&writes), Ok(pairs), "plan's only writes are its Grafana token's: {writes:#?}");
+    if let Some(ws) = grafana_ws {
+        assert_eq!(stack.grafana_tokens(ws, true), Vec::<Value>::new(), "plan deletes its token");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_is_read_only_and_reports_none_on_a_converged_deployment() {
+async fn plan_writes_only_its_grafana_token_and_reports_none_on_a_converged_deployment() {
     let stack = FullStack::start(&StackOptions::default());
     let clients = stack.clients().await;
     seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;
 
-    // GIVEN nothing provisioned WHEN planning THEN every resource is to be created, with zero writes
+    // GIVEN nothing provisioned WHEN planning THEN every resource is to be created, with zero
+    // writes (no Grafana workspace: no token)
     stack.reset_requests();
     let plan = stack.execute(&sm, "plan-empty", &with(minimal(), json!({"action": "plan"}))).await;
     assert_eq!(plan.status, "SUCCEEDED", "{plan:?}");
     let p = plan.output.unwrap();
     assert_eq!(stack.aws_writes(), Vec::<Value>::new(), "plan writes nothing");
+    assert_plan_writes(&stack, 0, None);
     assert_eq!(step(&p, "preflight")["action"], "none");
     assert_eq!(step(&p, "irsa-trust")["action"], "update");
     let added = &step(&p, "irsa-trust")["changes"][0]["details"]["statementsAdded"];
@@ -101,8 +118,11 @@ async fn plan_is_read_only_and_reports_none_on_a_converged_deployment() {
     assert!(!role_exists(&clients, "dr-prod-grafana").await);
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
 
-    // GIVEN a converged deployment WHEN planning THEN none everywhere, still zero writes
-    assert_eq!(stack.execute(&sm, "apply", &minimal()).await.status, "SUCCEEDED");
+    // GIVEN a converged deployment WHEN planning THEN none everywhere, and no write but the one
+    // short-lived token the data source was read with, created then deleted
+    let applied = stack.execute(&sm, "apply", &minimal()).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+    let ws = applied.output.unwrap()["grafanaWorkspaceId"].as_str().unwrap().to_string();
     stack.reset_requests();
     let plan = stack.execute(&sm, "plan-converged", &with(minimal(), json!({"action": "plan"}))).await;
     let p = plan.output.unwrap();
@@ -110,7 +130,112 @@ async fn plan_is_read_only_and_reports_none_on_a_converged_deployment() {
     for s in p["steps"].as_array().unwrap() {
         assert_eq!(s["action"], "none", "{s:#}");
     }
-    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+    assert_plan_writes(&stack, 1, Some(&ws));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_a_data_source_edited_by_hand_and_apply_puts_it_back() {
+    // GIVEN a converged deployment
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let applied = stack.execute(&sm, "apply", &minimal()).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+    let out = applied.output.unwrap();
+    let ws = out["grafanaWorkspaceId"].as_str().unwrap().to_string();
+    let endpoint = out["grafanaUrl"].as_str().unwrap().trim_start_matches("https://").to_string();
+    let uid = datasource::datasource_uid("dr-prod");
+    let endpoint_url = out["prometheusEndpoint"].as_str().unwrap().to_string();
+    let desired = datasource::desired_datasource(&DatasourceSpec {
+        uid: uid.clone(),
+        name: datasource::datasource_name("dr-prod"),
+        grafana_version: "10.4".into(),
+        prometheus_endpoint: endpoint_url.clone(),
+        region: o11y_tests::REGION.into(),
+        is_default: false,
+    });
+    let live = |stack: &FullStack| {
+        let v = stack.grafana_emulator_control(&format!("/_emulator/datasources?workspaceId={ws}"));
+        let all = v["datasources"].as_array().unwrap().clone();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all[0].clone()
+    };
+    let owned = |ds: &Value| {
+        json!({"uid": ds["uid"], "name": ds["name"], "type": ds["type"], "access": ds["access"], "url": ds["url"],
+               "isDefault": ds["isDefault"], "jsonData": ds["jsonData"]})
+    };
+    let as_applied = live(&stack);
+    assert_eq!(owned(&as_applied), desired);
+
+    // WHEN planning with no hand edit
+    stack.reset_requests();
+    let plan = stack.execute(&sm, "plan-clean", &with(minimal(), json!({"action": "plan"}))).await;
+    assert_eq!(plan.status, "SUCCEEDED", "{plan:?}");
+    let p = plan.output.unwrap();
+
+    // THEN the data source has no change, and only the plan's token was written (and deleted)
+    assert_eq!(step(&p, "datasource")["action"], "none", "{p:#}");
+    assert_eq!(step(&p, "datasource")["changes"], json!([]), "{p:#}");
+    assert_plan_writes(&stack, 1, Some(&ws));
+
+    // WHEN someone edits the data source's URL and SigV4 region by hand in Grafana, and plans
+    let edited = stack
+        .edit_datasource_by_hand(&clients, &ws, &endpoint, &uid, |ds| {
+            ds["url"] = json!("https://prometheus.example.com/");
+            ds["jsonData"]["sigV4Region"] = json!("eu-west-1");
+        })
+        .await;
+    stack.reset_requests();
+    let plan = stack.execute(&sm, "plan-drift", &with(minimal(), json!({"action": "plan"}))).await;
+    assert_eq!(plan.status, "SUCCEEDED", "{plan:?}");
+    let p = plan.output.unwrap();
+
+    // THEN the plan reports an update of the data source naming both fields, live and desired,
+    // and nothing else
+    assert_eq!(p["changes"], 1, "{p:#}");
+    let ds_step = step(&p, "datasource");
+    assert_eq!(ds_step["action"], "update", "{p:#}");
+    assert_eq!(ds_step["changes"].as_array().unwrap().len(), 1, "{p:#}");
+    let change = &ds_step["changes"][0];
+    assert_eq!(change["action"], "update");
+    assert_eq!(change["resource"], format!("Grafana data source {uid}"));
+    assert_eq!(
+        change["details"],
+        json!({"drift": {
+            "url": {"live": "https://prometheus.example.com/", "desired": endpoint_url},
+            "jsonData.sigV4Region": {"live": "eu-west-1", "desired": "us-east-1"}
+        }})
+    );
+    // AND no resource was written, its token was the only write and is gone, no key is in the plan
+    assert_plan_writes(&stack, 1, Some(&ws));
+    let text = p.to_string();
+    assert!(!text.contains("glsa_") && !text.contains("Bearer") && !text.contains("\"key\""), "{text}");
+    // AND the data source is still as edited
+    assert_eq!(owned(&live(&stack)), owned(&edited));
+    assert_eq!(edited["url"], "https://prometheus.example.com/");
+
+    // WHEN apply runs
+    let fixed = stack.execute(&sm, "apply-fix", &minimal()).await;
+    assert_eq!(fixed.status, "SUCCEEDED", "{fixed:?}");
+
+    // THEN the data source is back to exactly the desired JSON, every other field as before the
+    // edit (only Grafana's version counter and update time moved on)
+    let now = live(&stack);
+    assert_eq!(owned(&now), desired);
+    let strip = |ds: &Value| {
+        let mut d = ds.clone();
+        d.as_object_mut().unwrap().retain(|k, _| k != "version" && k != "updated");
+        d
+    };
+    assert_eq!(strip(&now), strip(&as_applied));
+    assert!(now["version"].as_i64() > as_applied["version"].as_i64());
+
+    // AND a plan finds nothing to do again
+    let plan = stack.execute(&sm, "plan-after-fix", &with(minimal(), json!({"action": "plan"}))).await;
+    let p = plan.output.unwrap();
+    assert_eq!(p["changes"], 0, "{p:#}");
+    assert_eq!(step(&p, "datasource")["action"], "none", "{p:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,18 +13,27 @@
 //!   `ListPermissions` does not already show is added, and a per-entry error inside the HTTP 200
 //!   fails the step.
 //!
-//! **Plan.** Reading the data source needs a token, and creating a token is a write, so `plan`
-//! never reads it. What plan reports, honestly:
-//! - `create` when the Grafana workspace does not exist yet, or our service account does not
-//!   exist in it (the step never completed there: nothing of ours can be there);
-//! - `update` "unknown until apply (reading it needs a token)" when the settings apply would
-//!   write differ from the ones the last successful apply recorded (a different AMP endpoint,
-//!   region, Grafana version and so type, name or default flag), or none were recorded;
-//! - nothing when they are the same: a change made by hand in Grafana since then (drift) is
-//!   invisible to plan, and corrected by the next apply.
+//! **Plan.** Reading the data source needs a token, and creating a token is a write. `plan`
+//! reads it anyway, because a hand edit in Grafana (drift) is otherwise invisible to it: its
+//! **only writes** are one short-lived service-account token's create and delete, made through
+//! the same [`grafana_api::with_token`] as apply (lifetime [`grafana_api::PLAN_TOKEN_SECONDS_TO_LIVE`],
+//! deleted right after the read, also when the read fails; the key is never stored, logged or
+//! returned), and only where apply would find everything it needs to make one: the Grafana
+//! workspace exists and is ACTIVE, and our service account exists in it (plan never creates a
+//! service account). With the token, one `GET` of the data source by uid, then:
+//! - `create` when the Grafana workspace does not exist yet, our service account does not exist
+//!   in it (the step never completed there: nothing of ours can be there), or the data source is
+//!   missing;
+//! - `update` with every owned field that differs ([`drift_fields`]): the field, its live and its
+//!   desired value (settings, never secrets: `secureJsonData` is neither read nor reported, and
+//!   user information in a live `url` is masked, [`masked`]);
+//! - nothing when the live data source matches.
 //!
-//! The settings last applied are recorded as a fingerprint in the SSM record (key
-//! [`RECORD_SETTINGS_KEY`]); the record is only written when the fingerprint changes.
+//! The workspace's admin permissions are read with `ListPermissions` (no token) and the missing
+//! grants reported. Only when the workspace exists but is not ACTIVE (its Grafana cannot be read)
+//! does plan fall back to the fingerprint of the settings the last successful apply recorded in
+//! the SSM record (key [`RECORD_SETTINGS_KEY`]; written by apply only when it changes): `update`
+//! "unknown until apply" when they differ or none were recorded, `unknown` when they are the same.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -33,9 +42,9 @@ use sha2::{Digest, Sha256};
 use aws_sdk_grafana::types::{Role, UpdateAction, UpdateInstruction, User, UserType};
 
 use crate::error::{from_sdk, has_code, Error, Result};
-use crate::grafana_api::{self, GrafanaApi};
+use crate::grafana_api::{self, GrafanaApi, ServiceAccount};
 use crate::record::{self, keys, ResourceRecord};
-use crate::state::{require, DeleteOutput, ProvisionState};
+use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
 use crate::steps::{Ctx, KNOWN_AFTER_APPLY};
 
 const STEP: &str = "datasource";
@@ -138,24 +147,41 @@ fn owned_fields(desired: &Value) -> Vec<&'static str> {
     f
 }
 
-/// The owned fields where `live` differs from `desired`, as `field: live -> desired` (values are
-/// settings, never secrets: `secureJsonData` is neither read nor written).
-pub fn drift(live: &Value, desired: &Value) -> Vec<String> {
+/// The owned fields where `live` differs from `desired`: `(field, live value, desired value)`,
+/// `jsonData` members as `jsonData.<member>`; a missing member is `null`.
+pub fn drift_fields(live: &Value, desired: &Value) -> Vec<(String, Value, Value)> {
     let mut out = Vec::new();
     for f in owned_fields(desired) {
         let (l, d) = (live.get(f).unwrap_or(&Value::Null), desired.get(f).unwrap_or(&Value::Null));
         if l != d {
-            out.push(format!("{f}: {l} -> {d}"));
+            out.push((f.to_string(), l.clone(), d.clone()));
         }
     }
     for k in OWNED_JSON_DATA {
         let l = live.get("jsonData").and_then(|j| j.get(*k)).unwrap_or(&Value::Null);
         let d = desired.get("jsonData").and_then(|j| j.get(*k)).unwrap_or(&Value::Null);
         if l != d {
-            out.push(format!("jsonData.{k}: {l} -> {d}"));
+            out.push((format!("jsonData.{k}"), l.clone(), d.clone()));
         }
     }
     out
+}
+
+/// The owned fields where `live` differs from `desired`, as `field: live -> desired` (values are
+/// settings, never secrets: `secureJsonData` is neither read nor written).
+pub fn drift(live: &Value, desired: &Value) -> Vec<String> {
+    drift_fields(live, desired).into_iter().map(|(f, l, d)| format!("{f}: {l} -> {d}")).collect()
+}
+
+/// `value` with the user information of a URL masked (`https://***@host/`), for reporting a live
+/// `url` that someone may have edited to carry credentials. Other values as they are.
+pub fn masked(value: &Value) -> Value {
+    let Some(s) = value.as_str() else { return value.clone() };
+    let Some((scheme, rest)) = s.split_once("://") else { return value.clone() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((_userinfo, host)) = authority.rsplit_once('@') else { return value.clone() };
+    Value::String(format!("{scheme}://***@{host}{tail}"))
 }
 
 /// The `PUT` body that corrects `live`: our fields from `desired`, everything else (other
@@ -201,9 +227,11 @@ pub struct DatasourceOutput {
     pub datasource_type: String,
     pub url: String,
     pub is_default: bool,
-    /// `created`, `updated`, `unchanged`; while planning `create`, `update` or `unknown`.
+    /// `created`, `updated`, `unchanged`; while planning `create`, `update`, `none`, or `unknown`
+    /// (the workspace is not ACTIVE, so its Grafana cannot be read: see the module documentation).
     pub action: String,
-    /// Owned fields that differed and were corrected (`field: live -> desired`).
+    /// Owned fields that differed and were corrected (`field: live -> desired`); while planning,
+    /// the ones apply would correct.
     pub drift: Vec<String>,
     /// Grafana's health-check message (`None` while planning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,7 +324,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     out.service_account_created = sa_created;
 
     if ctx.dry_run() {
-        plan_datasource(ctx, &spec, &desired, sa.is_none(), &mut out).await?;
+        plan_datasource(ctx, ws, &spec, &desired, sa.as_ref(), &mut out).await?;
     } else {
         let Some(sa) = sa else {
             return Err(Error::Internal(format!("service account {sa_name} neither found nor created")));
@@ -321,16 +349,18 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     Ok(out)
 }
 
-/// The plan for the data source (no token: see the module documentation).
+/// The plan for the data source: read with a short-lived token where our service account exists
+/// in an ACTIVE workspace (see the module documentation).
 async fn plan_datasource(
     ctx: &Ctx,
+    ws: &GrafanaWorkspaceOutput,
     spec: &DatasourceSpec,
     desired: &Value,
-    no_service_account: bool,
+    sa: Option<&ServiceAccount>,
     out: &mut DatasourceOutput,
 ) -> Result<()> {
     let resource = format!("Grafana data source {}", spec.uid);
-    if no_service_account {
+    let Some(sa) = sa else {
         ctx.planned(
             STEP,
             "create",
@@ -340,7 +370,43 @@ async fn plan_datasource(
         ctx.planned(STEP, "create", resource, desired.clone());
         out.action = "create".to_string();
         return Ok(());
+    };
+    if ws.status != "ACTIVE" {
+        return plan_from_record(ctx, &ws.status, &resource, desired, out).await;
     }
+    let uid = spec.uid.clone();
+    let live = grafana_api::with_token(ctx, &ws.workspace_id, &ws.endpoint, &sa.id, |api| async move {
+        api.get_datasource(&uid).await
+    })
+    .await?;
+    let Some(live) = live else {
+        ctx.planned(STEP, "create", resource, desired.clone());
+        out.action = "create".to_string();
+        return Ok(());
+    };
+    let drifted: Vec<(String, Value, Value)> =
+        drift_fields(&live, desired).into_iter().map(|(f, l, d)| (f, masked(&l), masked(&d))).collect();
+    if drifted.is_empty() {
+        out.action = "none".to_string();
+        return Ok(());
+    }
+    out.drift = drifted.iter().map(|(f, l, d)| format!("{f}: {l} -> {d}")).collect();
+    let fields: Map<String, Value> =
+        drifted.into_iter().map(|(f, l, d)| (f, json!({"live": l, "desired": d}))).collect();
+    ctx.planned(STEP, "update", resource, json!({ "drift": fields }));
+    out.action = "update".to_string();
+    Ok(())
+}
+
+/// The plan when the workspace exists but is not ACTIVE (its Grafana cannot be read): the settings
+/// apply would write against the fingerprint the last successful apply recorded.
+async fn plan_from_record(
+    ctx: &Ctx,
+    status: &str,
+    resource: &str,
+    desired: &Value,
+    out: &mut DatasourceOutput,
+) -> Result<()> {
     let rec = record::load(ctx).await?;
     let recorded = rec.resource(RECORD_SETTINGS_KEY).map(|r| r.id.clone());
     if recorded.as_deref() == Some(fingerprint(desired).as_str()) {
@@ -352,7 +418,7 @@ async fn plan_datasource(
         "update",
         resource,
         json!({
-            "datasource": "unknown until apply (reading it needs a token)",
+            "datasource": format!("unknown until apply (the Grafana workspace is {status}, so it cannot be read)"),
             "reason": if recorded.is_some() {
                 "the settings differ from those of the last apply"
             } else {
@@ -664,6 +730,46 @@ mod tests {
         let mut live2 = d2.clone();
         live2["isDefault"] = json!(false);
         assert_eq!(drift(&live2, &d2), vec!["isDefault: false -> true".to_string()]);
+    }
+
+    #[test]
+    fn drift_fields_give_each_field_with_its_live_and_desired_value() {
+        // GIVEN a live data source whose url and region were edited by hand, and a member removed
+        let desired = desired_datasource(&spec("10.4"));
+        let mut live = desired.clone();
+        live["url"] = json!("https://example.com/prometheus/");
+        live["jsonData"]["sigV4Region"] = json!("eu-west-1");
+        live["jsonData"].as_object_mut().unwrap().remove("httpMethod");
+        // WHEN comparing THEN each owned field that differs is named, with both values, in order
+        assert_eq!(
+            drift_fields(&live, &desired),
+            vec![
+                ("url".to_string(), json!("https://example.com/prometheus/"), desired["url"].clone()),
+                ("jsonData.httpMethod".to_string(), Value::Null, json!("POST")),
+                ("jsonData.sigV4Region".to_string(), json!("eu-west-1"), json!("us-east-1")),
+            ]
+        );
+        // AND the string form apply reports is built from the same fields
+        assert_eq!(drift(&live, &desired)[2], "jsonData.sigV4Region: \"eu-west-1\" -> \"us-east-1\"");
+        assert!(drift_fields(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn credentials_in_a_reported_url_are_masked() {
+        assert_eq!(
+            masked(&json!("https://user:s3cret@prom.example.com/x?y#z")),
+            json!("https://***@prom.example.com/x?y#z")
+        );
+        assert_eq!(masked(&json!("https://glsa_abc@prom.example.com")), json!("https://***@prom.example.com"));
+        let plain = json!("https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/");
+        assert_eq!(masked(&plain), plain);
+        assert_eq!(
+            masked(&json!("https://h/path@x")),
+            json!("https://h/path@x"),
+            "an @ after the host is not userinfo"
+        );
+        assert_eq!(masked(&json!(true)), json!(true));
+        assert_eq!(masked(&json!("eu-west-1")), json!("eu-west-1"));
     }
 
     #[test]
