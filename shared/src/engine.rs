@@ -3,6 +3,7 @@
 //! resource, `delete` removes what this deployment created, and `plan` (one step that runs every
 //! other step without writing) reports what apply would change.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -126,30 +127,136 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
     PollPolicy::from_env(resource).next(prev, id, status).map(Some)
 }
 
-/// Runs one step over `state` and returns its output as JSON (what the Lambda returns).
+/// Runs one step over `state` and returns its output as JSON (what the Lambda returns): the
+/// run-time dispatch to the step's [`StepLambda`] (the in-process runner); a step's own binary
+/// serves its type directly.
 pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    // Finishing must work whatever went wrong, invalid input included.
-    if step == Step::Finish {
-        return finish(clients, state).await;
-    }
-    let ctx = Ctx::new(clients, state).await?;
-    match ctx.deployment.action {
-        Action::Delete => run_delete_step(step, &ctx, state).await,
-        Action::Plan | Action::Apply if step == Step::Plan => to_json(&plan(&ctx, state).await?),
-        Action::Plan | Action::Apply => run_apply_step(step, &ctx, state).await,
+    match step {
+        Step::Preflight => lambdas::Preflight::run(clients, state).await,
+        Step::IrsaTrust => lambdas::IrsaTrust::run(clients, state).await,
+        Step::AmpWorkspace => lambdas::AmpWorkspace::run(clients, state).await,
+        Step::AmpStatus => lambdas::AmpStatus::run(clients, state).await,
+        Step::WritePolicy => lambdas::WritePolicy::run(clients, state).await,
+        Step::GrafanaRole => lambdas::GrafanaRole::run(clients, state).await,
+        Step::GrafanaWorkspace => lambdas::GrafanaWorkspace::run(clients, state).await,
+        Step::GrafanaStatus => lambdas::GrafanaStatus::run(clients, state).await,
+        Step::Datasource => lambdas::Datasource::run(clients, state).await,
+        Step::Publish => lambdas::Publish::run(clients, state).await,
+        Step::Verify => lambdas::Verify::run(clients, state).await,
+        Step::Plan => lambdas::Plan::run(clients, state).await,
+        Step::Finish => lambdas::Finish::run(clients, state).await,
     }
 }
 
+/// An apply step of [`plan`], over the plan-mode context.
 async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
     match step {
-        Step::Preflight => to_json(&steps::preflight::run(ctx, state).await?),
-        Step::IrsaTrust => to_json(&steps::irsa_trust::run(ctx, state).await?),
-        Step::AmpWorkspace => {
+        Step::Preflight => lambdas::Preflight::apply(ctx, state).await,
+        Step::IrsaTrust => lambdas::IrsaTrust::apply(ctx, state).await,
+        Step::AmpWorkspace => lambdas::AmpWorkspace::apply(ctx, state).await,
+        Step::WritePolicy => lambdas::WritePolicy::apply(ctx, state).await,
+        Step::GrafanaRole => lambdas::GrafanaRole::apply(ctx, state).await,
+        Step::GrafanaWorkspace => lambdas::GrafanaWorkspace::apply(ctx, state).await,
+        Step::Datasource => lambdas::Datasource::apply(ctx, state).await,
+        Step::Publish => lambdas::Publish::apply(ctx, state).await,
+        Step::Verify => lambdas::Verify::apply(ctx, state).await,
+        Step::AmpStatus | Step::GrafanaStatus | Step::Plan | Step::Finish => {
+            Err(Error::Internal(format!("{} is not a step of plan", step.name())))
+        }
+    }
+}
+
+/// What one step's Lambda runs, as a type. A step's binary serves exactly its own type
+/// (`lambda::serve::<lambdas::Preflight>()`), so that it links that step's code and AWS calls and
+/// no other step's; [`run_step`] dispatches to the same types at run time.
+pub trait StepLambda {
+    /// The step.
+    const STEP: Step;
+
+    /// The whole invocation: the context for the input (validation, region, target account),
+    /// then [`StepLambda::apply`] or, when the input's `action` is `delete`,
+    /// [`StepLambda::delete`].
+    fn run<'a>(clients: &'a Clients, state: &'a ProvisionState) -> impl Future<Output = Result<Value>> + Send + 'a {
+        async move {
+            let ctx = Ctx::new(clients, state).await?;
+            match ctx.deployment.action {
+                Action::Delete => Self::delete(&ctx, state).await,
+                Action::Plan | Action::Apply => Self::apply(&ctx, state).await,
+            }
+        }
+    }
+
+    /// `apply` (and, over a plan-mode context, `plan`).
+    fn apply<'a>(ctx: &'a Ctx, state: &'a ProvisionState) -> impl Future<Output = Result<Value>> + Send + 'a;
+
+    /// `delete`: by default, nothing to do.
+    fn delete<'a>(_ctx: &'a Ctx, _state: &'a ProvisionState) -> impl Future<Output = Result<Value>> + Send + 'a {
+        async { Err(Error::Internal(format!("the {} step has nothing to do on delete", Self::STEP.name()))) }
+    }
+}
+
+/// One type per step (see [`StepLambda`]); the name is the [`Step`]'s.
+pub mod lambdas {
+    use super::*;
+
+    macro_rules! step_lambda {
+        ($($name:ident),* $(,)?) => {$(
+            #[doc = concat!("The `", stringify!($name), "` step's Lambda.")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+        )*};
+    }
+    step_lambda!(
+        Preflight,
+        IrsaTrust,
+        AmpWorkspace,
+        AmpStatus,
+        WritePolicy,
+        GrafanaRole,
+        GrafanaWorkspace,
+        GrafanaStatus,
+        Datasource,
+        Publish,
+        Verify,
+        Plan,
+        Finish
+    );
+
+    impl StepLambda for Preflight {
+        const STEP: Step = Step::Preflight;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::preflight::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::preflight::run(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for IrsaTrust {
+        const STEP: Step = Step::IrsaTrust;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::irsa_trust::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::irsa_trust::delete(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for AmpWorkspace {
+        const STEP: Step = Step::AmpWorkspace;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             let mut out = steps::amp_workspace::run(ctx, state).await?;
             out.poll = next_poll(Resource::Amp, None, &out.workspace_id, &out.status)?;
             to_json(&out)
         }
-        Step::AmpStatus => {
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::amp_workspace::delete(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for AmpStatus {
+        const STEP: Step = Step::AmpStatus;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             let prev = require(&state.amp_workspace, "amp-workspace")?;
             let mut now = steps::amp_workspace::describe(ctx, &prev.workspace_id).await?;
             now.adopted = prev.adopted;
@@ -160,14 +267,45 @@ async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result
             now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
         }
-        Step::WritePolicy => to_json(&steps::write_policy::run(ctx, state).await?),
-        Step::GrafanaRole => to_json(&steps::grafana_role::run(ctx, state).await?),
-        Step::GrafanaWorkspace => {
+    }
+
+    impl StepLambda for WritePolicy {
+        const STEP: Step = Step::WritePolicy;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::write_policy::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::write_policy::delete(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for GrafanaRole {
+        const STEP: Step = Step::GrafanaRole;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::grafana_role::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::grafana_role::delete(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for GrafanaWorkspace {
+        const STEP: Step = Step::GrafanaWorkspace;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             let mut out = steps::grafana_workspace::run(ctx, state).await?;
             out.poll = next_poll(Resource::Grafana, None, &out.workspace_id, &out.status)?;
             to_json(&out)
         }
-        Step::GrafanaStatus => {
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            let mut out = steps::grafana_workspace::delete(ctx, state).await?;
+            out.poll = deletion_poll(&out, None)?;
+            to_json(&out)
+        }
+    }
+
+    impl StepLambda for GrafanaStatus {
+        const STEP: Step = Step::GrafanaStatus;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             let pre = require(&state.preflight, "preflight")?;
             let prev = require(&state.grafana_workspace, "grafana-workspace")?;
             let mut now = steps::grafana_workspace::describe(ctx, &pre.account_id, &prev.workspace_id).await?;
@@ -180,27 +318,7 @@ async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result
             now.poll = next_poll(Resource::Grafana, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
         }
-        Step::Datasource => to_json(&steps::datasource::run(ctx, state).await?),
-        Step::Publish => to_json(&steps::publish::run(ctx, state).await?),
-        Step::Verify => {
-            let verification = steps::verify::run(ctx, state).await?;
-            let mut out = require(&state.output, "publish")?.clone();
-            out.verification = Some(verification);
-            to_json(&out)
-        }
-        Step::Plan | Step::Finish => Err(Error::Internal(format!("{} runs through run_step", step.name()))),
-    }
-}
-
-async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-    match step {
-        Step::Preflight => to_json(&steps::preflight::run(ctx, state).await?),
-        Step::GrafanaWorkspace => {
-            let mut out = steps::grafana_workspace::delete(ctx, state).await?;
-            out.poll = deletion_poll(&out, None)?;
-            to_json(&out)
-        }
-        Step::GrafanaStatus => {
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             let prev = state.deleted.as_ref().and_then(|d| d.grafana_workspace.clone()).unwrap_or_default();
             let Some(id) = prev.id.clone() else { return to_json(&prev) };
             let poll = prev.poll;
@@ -208,14 +326,54 @@ async fn run_delete_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Resul
             out.poll = deletion_poll(&out, poll)?;
             to_json(&out)
         }
-        Step::GrafanaRole => to_json(&steps::grafana_role::delete(ctx, state).await?),
-        Step::WritePolicy => to_json(&steps::write_policy::delete(ctx, state).await?),
-        Step::AmpWorkspace => to_json(&steps::amp_workspace::delete(ctx, state).await?),
-        Step::IrsaTrust => to_json(&steps::irsa_trust::delete(ctx, state).await?),
-        Step::Publish => to_json(&steps::publish::delete(ctx).await?),
-        Step::Datasource => to_json(&steps::datasource::delete(ctx, state).await?),
-        Step::AmpStatus | Step::Plan | Step::Finish | Step::Verify => {
-            Err(Error::Internal(format!("the {} step has nothing to do on delete", step.name())))
+    }
+
+    impl StepLambda for Datasource {
+        const STEP: Step = Step::Datasource;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::datasource::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::datasource::delete(ctx, state).await?)
+        }
+    }
+
+    impl StepLambda for Publish {
+        const STEP: Step = Step::Publish;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::publish::run(ctx, state).await?)
+        }
+        async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<Value> {
+            to_json(&steps::publish::delete(ctx).await?)
+        }
+    }
+
+    impl StepLambda for Verify {
+        const STEP: Step = Step::Verify;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            let verification = steps::verify::run(ctx, state).await?;
+            let mut out = require(&state.output, "publish")?.clone();
+            out.verification = Some(verification);
+            to_json(&out)
+        }
+    }
+
+    /// Every apply step without writing: runs only with `"action": "plan"`.
+    impl StepLambda for Plan {
+        const STEP: Step = Step::Plan;
+        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+            to_json(&plan(ctx, state).await?)
+        }
+    }
+
+    /// Finishing must work whatever went wrong, invalid input included: no context first.
+    impl StepLambda for Finish {
+        const STEP: Step = Step::Finish;
+        fn run<'a>(clients: &'a Clients, state: &'a ProvisionState) -> impl Future<Output = Result<Value>> + Send + 'a {
+            finish(clients, state)
+        }
+        async fn apply(_ctx: &Ctx, _state: &ProvisionState) -> Result<Value> {
+            Err(Error::Internal("finish runs without a context".into()))
         }
     }
 }

@@ -52,6 +52,11 @@ pub const ERROR_NAMES: &[&str] = &[
     "InternalError",
 ];
 
+/// What Step Functions reports when a function process dies mid-invocation (killed, out of
+/// memory, a crash outside the handler): not our names, AWS Lambda's. Every step is idempotent,
+/// so the state machine retries them a couple of times rather than failing the run.
+pub const CRASH_ERROR_NAMES: &[&str] = &["Runtime.ExitError", "Lambda.Unknown"];
+
 impl Error {
     /// The stable error name (one of [`ERROR_NAMES`]).
     pub fn name(&self) -> &'static str {

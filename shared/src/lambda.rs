@@ -6,7 +6,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::aws::Clients;
-use crate::engine::{self, Step};
+use crate::engine::{Step, StepLambda};
 use crate::error::Error;
 use crate::state::ProvisionState;
 
@@ -40,23 +40,24 @@ pub fn parse_state(payload: Value) -> Result<ProvisionState, Error> {
         .map_err(|e| Error::Internal(format!("the state passed between steps is malformed: {e}")))
 }
 
-/// The handler of the Lambda for `step`: runs the step over the state and returns its output.
-pub async fn handler(step: Step, clients: &Clients, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+/// The handler of the Lambda for step `S`: runs the step over the state and returns its output.
+pub async fn handler<S: StepLambda>(clients: &Clients, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let result = match parse_state(event.payload) {
-        Ok(state) => engine::run_step(step, clients, &state).await,
+        Ok(state) => S::run(clients, &state).await,
         Err(e) => Err(e),
     };
     result.map_err(|e| {
-        tracing::error!(step = step.name(), error = e.name(), message = %e, "step failed");
-        diagnostic(step, &e)
+        tracing::error!(step = S::STEP.name(), error = e.name(), message = %e, "step failed");
+        diagnostic(S::STEP, &e)
     })
 }
 
-/// Builds the clients once per cold start and serves `step` on the Lambda runtime API.
-pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
+/// Builds the clients once per cold start and serves step `S` on the Lambda runtime API. A step's
+/// `main` is `serve::<lambdas::X>()`: its binary links step `X`'s code only (see [`StepLambda`]).
+pub async fn serve<S: StepLambda>() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let clients = Clients::from_env().await;
-    lambda_runtime::run(lambda_runtime::service_fn(|event| handler(step, &clients, event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(|event| handler::<S>(&clients, event))).await
 }
 
 #[cfg(test)]

@@ -11,6 +11,11 @@ RETRY = [
      "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
     {"ErrorEquals": ["IamPropagationError"],
      "IntervalSeconds": 5, "MaxAttempts": 6, "BackoffRate": 1.5, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
+    # a function process that died mid-invocation (shared/src/error.rs CRASH_ERROR_NAMES): every
+    # step is idempotent, so run it again; Finish above all, or the lease stays and CloudFormation
+    # waits for its one-hour timeout
+    {"ErrorEquals": ["Runtime.ExitError", "Lambda.Unknown"],
+     "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2.0, "MaxDelaySeconds": 10, "JitterStrategy": "FULL"},
 ]
 CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Finish"}]
 
@@ -87,6 +92,7 @@ states = {
                    catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.finishError", "Next": "Outcome"}]),
     "Outcome": {"Type": "Choice", "Choices": [
         {"Variable": "$.error", "IsPresent": True, "Next": "Failed"},
+        {"Variable": "$.finishError", "IsPresent": True, "Next": "FinishFailed"},
         {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Planned"},
         {"Variable": "$.preflight.action", "StringEquals": "delete", "Next": "Deleted"}],
         "Default": "Done"},
@@ -94,6 +100,8 @@ states = {
     "Planned": {"Type": "Pass", "Comment": "The execution output is the plan.", "OutputPath": "$.plan", "End": True},
     "Deleted": {"Type": "Pass", "Comment": "The execution output is what was deleted and what was kept.",
                 "OutputPath": "$.deleted", "End": True},
+    "FinishFailed": {"Type": "Fail", "Comment": "The run's work succeeded but Finish did not (the lease then expires by itself; CloudFormation may not have its answer).",
+                     "ErrorPath": "$.finishError.Error", "CausePath": "$.finishError.Cause"},
     "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause names the step and why.",
                "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
 }

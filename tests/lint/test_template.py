@@ -26,19 +26,17 @@ SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 SERVERLESS_STATE_MACHINE = "AWS::Serverless::StateMachine"
 PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
-# The custom resource's Data keys: the output contract's short fields.
-OUTPUT_DATA_KEYS = {
-    "irsaRoleArn",
-    "ampWorkspaceId",
-    "ampWorkspaceArn",
-    "remoteWriteUrl",
-    "writePolicyArn",
-    "grafanaRoleArn",
-    "readPolicyArn",
-    "grafanaWorkspaceId",
-    "grafanaUrl",
-    "helmValuesParameter",
-}
+# The custom resource's Data keys (what `!GetAtt <custom resource>.<key>` may read): the keys of
+# cfn.rs's data_of.
+CFN_DATA_OF = re.compile(r"pub fn data_of\(.*?\n\}", re.S)
+
+
+def output_data_keys() -> set[str]:
+    body = CFN_DATA_OF.search((REPO / "shared" / "src" / "cfn.rs").read_text())
+    assert body, "shared/src/cfn.rs has no data_of: has the code changed?"
+    keys = set(re.findall(r'\(\s*"(\w+)"\s*,', body.group(0)))
+    assert keys, "cfn.rs data_of inserts no key: has the code changed?"
+    return keys
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -416,9 +414,10 @@ def test_examples_follow_the_contracts(path: Path) -> None:
             for v in node:
                 yield from getatts(v)
 
+    data_keys = output_data_keys()
     for target, attribute in getatts(example):
-        if target in custom and attribute not in OUTPUT_DATA_KEYS:
-            problems.append(f"!GetAtt {target}.{attribute}: not an output-contract field")
+        if target in custom and attribute not in data_keys:
+            problems.append(f"!GetAtt {target}.{attribute}: not a Data key of cfn.rs data_of {sorted(data_keys)}")
     assert not problems, "\n".join(problems)
 
 
@@ -429,6 +428,9 @@ SHARED = REPO / "shared" / "src"
 SDK_ACTION = re.compile(r'from_sdk\(\s*"([a-z0-9-]+:[A-Za-z0-9]+)"')
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
 READ_VERBS = ("Get", "List", "Describe")
+# plan's only writes: a short-lived Grafana token to read the live data source, deleted right
+# after (shared/src/steps/datasource.rs, "Plan").
+PLAN_WRITES = {"grafana:CreateWorkspaceServiceAccountToken", "grafana:DeleteWorkspaceServiceAccountToken"}
 # What every role may do besides the step's own calls: its logs, X-Ray, the vending role.
 INFRASTRUCTURE = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords", "sts:AssumeRole"}
 
@@ -444,21 +446,32 @@ def role_actions(resources: dict[str, Any], function: dict[str, Any]) -> set[str
 
 ITEM_START = re.compile(r"^(pub|async|fn|impl|mod|const|static|struct|enum|use|type|#\[cfg\(test\)\])\b")
 FN_DEF = re.compile(r"^(?:pub(?:\([^)]*\))? )?(?:async )?fn (\w+)")
+# engine.rs: `impl StepLambda for X {` (inside `mod lambdas`): what step X's Lambda runs, traced as
+# the pseudo-function (engine, "StepLambda for X").
+STEP_IMPL = re.compile(r"^\s*impl StepLambda for (\w+)\s*\{")
+IMPL_METHOD = re.compile(r"^\s+(?:async )?fn (\w+)")
+STEP_LAMBDA_CALL = re.compile(r"\blambdas::(\w+)::(\w+)\s*\(")
 QUALIFIED_CALL = re.compile(r"\b(\w+)::(\w+)\s*\(")
 LOCAL_CALL = re.compile(r"(?<![\w:.])(\w+)\s*\(")
 
 
 def rust_functions() -> dict[tuple[str, str], str]:
-    """(module, function) -> body, for the top-level functions of shared/src (tests excluded)."""
+    """(module, function) -> body, for the top-level functions of shared/src (tests excluded), and
+    the methods of engine.rs's `impl StepLambda for X` blocks as (engine, "StepLambda for X::method")."""
     out: dict[tuple[str, str], str] = {}
     for path in SHARED.rglob("*.rs"):
-        module, current, body = path.stem, None, []
+        module, current, body, step_impl = path.stem, None, [], None
         for line in path.read_text().splitlines():
-            if ITEM_START.match(line):
+            impl_start = STEP_IMPL.match(line)
+            method = IMPL_METHOD.match(line) if step_impl else None
+            if ITEM_START.match(line) or impl_start or method:
                 if current:
                     out[(module, current)] = "\n".join(body)
+                if impl_start or ITEM_START.match(line):
+                    step_impl = impl_start.group(1) if impl_start else None
                 m = FN_DEF.match(line)
-                current, body = (m.group(1) if m else None), []
+                current = m.group(1) if m else f"StepLambda for {step_impl}::{method.group(1)}" if method else None
+                body = []
             if current:
                 body.append(line)
         if current:
@@ -466,24 +479,39 @@ def rust_functions() -> dict[tuple[str, str], str]:
     return out
 
 
-def reachable_actions(functions: dict[tuple[str, str], str], starts: list[tuple[str, str]]) -> set[str]:
-    """The IAM actions of the functions `starts` and of what they call in shared/src."""
+def reachable(
+    functions: dict[tuple[str, str], str], starts: list[tuple[str, str]], opaque: frozenset[tuple[str, str]] = frozenset()
+) -> set[tuple[str, str]]:
+    """The functions `starts` and what they call in shared/src, transitively (not through `opaque`)."""
     seen: set[tuple[str, str]] = set()
     todo = list(starts)
-    actions: set[str] = set()
     while todo:
         key = todo.pop()
         if key in seen:
             continue
         seen.add(key)
+        if key in opaque:
+            continue
         body = functions[key]
-        actions |= set(SDK_ACTION.findall(body))
         todo += [(m, f) for m, f in QUALIFIED_CALL.findall(body) if (m, f) in functions]
         todo += [(key[0], f) for f in LOCAL_CALL.findall(body) if (key[0], f) in functions]
+        for lam, method in STEP_LAMBDA_CALL.findall(body):
+            # `run` is the trait's default unless overridden: the step's apply and delete.
+            todo += [
+                k
+                for m in ([method] if ("engine", f"StepLambda for {lam}::{method}") in functions else ["apply", "delete"])
+                if (k := ("engine", f"StepLambda for {lam}::{m}")) in functions
+            ]
+    return seen
+
+
+def reachable_actions(functions: dict[tuple[str, str], str], starts: list[tuple[str, str]]) -> set[str]:
+    """The IAM actions of the functions `starts` and of what they call in shared/src."""
+    actions = {a for key in reachable(functions, starts) for a in SDK_ACTION.findall(functions[key])}
     return actions - NEEDS_NO_PERMISSION
 
 
-STEP_ENUM = re.compile(r"\bStep::(\w+)")
+STEP_LAMBDA = re.compile(r"\bserve::<(?:\w+::)*(\w+)>")
 ENTRY_ENUM = re.compile(r"\bEntry::(\w+)")
 SHARED_CALL = re.compile(r"\bo11y_shared::(\w+)::(\w+)\s*\(")
 
@@ -495,21 +523,21 @@ def snake(pascal_name: str) -> str:
 def entry_points(code: dict[tuple[str, str], str], binary: str) -> list[tuple[str, str]] | None:
     """Where function `binary`'s AWS calls start in shared/src, or None when it cannot be told.
 
-    A step Lambda (`lambda::serve(Step::X)`) runs shared/src/steps/<x>.rs (every function of it:
-    apply and delete); any other Lambda runs the shared functions its main.rs calls."""
+    A step Lambda (`lambda::serve::<lambdas::X>()`) runs engine.rs's `impl StepLambda for X`
+    (apply and delete, and what they call) and, where there is one, shared/src/steps/<x>.rs (every
+    function of it: methods are not traced); any other Lambda runs the shared functions its main.rs
+    calls."""
     crates = {b: crate for crate in FUNCTION_CRATES for b in crate_binaries(crate)}
     main = crates[binary] / "src" / "main.rs" if binary in crates else None
     if main is None or not main.exists():
         return None
     text = main.read_text()
-    step = STEP_ENUM.search(text)
+    step = STEP_LAMBDA.search(text)
     if step:
+        methods = [k for k in code if k[0] == "engine" and k[1].startswith(f"StepLambda for {step.group(1)}::")]
+        assert methods, f"{binary}: serves {step.group(1)}, which engine.rs does not implement"
         module = snake(step.group(1))
-        if (SHARED / "steps" / f"{module}.rs").exists():
-            return [key for key in code if key[0] == module]
-        if ("engine", module) in code:  # plan, finish: a function of the engine
-            return [("engine", module)]
-        return None  # the status steps run a branch of engine::run_step: not separable
+        return methods + [k for k in code if k[0] == module and (SHARED / "steps" / f"{module}.rs").exists()]
     entry = ENTRY_ENUM.search(text)
     if entry:
         # lambda.rs: `Entry::CfnHandler => crate::cfn::handle(...)`
@@ -536,7 +564,7 @@ def test_each_function_may_make_the_calls_its_code_reaches(
         checked += 1
         wanted = reachable_actions(code, starts)
         if binary == "plan":
-            wanted = {a for a in wanted if a.split(":", 1)[1].startswith(READ_VERBS)}
+            wanted = {a for a in wanted if a.split(":", 1)[1].startswith(READ_VERBS) or a in PLAN_WRITES}
         missing = wanted - role_actions(resources, fn)
         if missing:
             problems.append(f"{binary}: its code may call {sorted(missing)}, which its role does not allow")
@@ -560,6 +588,245 @@ def test_plan_writes_nothing(functions: dict[str, dict[str, Any]], resources: di
     for fn in functions.values():
         if binary_of(fn) == "plan":
             writes = {
-                a for a in role_actions(resources, fn) - INFRASTRUCTURE if not a.split(":", 1)[1].startswith(READ_VERBS)
+                a
+                for a in role_actions(resources, fn) - INFRASTRUCTURE - PLAN_WRITES
+                if not a.split(":", 1)[1].startswith(READ_VERBS)
             }
-            assert not writes, f"plan only reads, yet its role allows {sorted(writes)}"
+            assert not writes, f"plan only reads (and makes its Grafana token), yet its role allows {sorted(writes)}"
+
+
+# --- environment ----------------------------------------------------------------------------------
+# Every environment variable shared/src reads, and what the template must do with it. A variable
+# the code starts reading fails test_every_environment_variable_is_classified until it is added here.
+ENV_REQUIRED = "set on every function whose code reads it"
+ENV_OPTIONAL = "optional: the code has a default"
+ENV_LOCAL_ONLY = "local stack only: never set in AWS"
+ENVIRONMENT = {
+    # The one state machine the entry points start (lambda::serve_entry): no default.
+    "O11Y_STATE_MACHINE_ARN": ENV_REQUIRED,
+    # The organisation defaults vending-hook reads: its role may read only that parameter, so the
+    # code's default name would be denied whenever the parameter is not the default.
+    "O11Y_VENDING_DEFAULTS_PARAMETER": ENV_REQUIRED,
+    # The wait schedule (shared/src/poll.rs).
+    "O11Y_WAIT_FIRST_SECONDS": ENV_OPTIONAL,
+    "O11Y_WAIT_MAX_SECONDS": ENV_OPTIONAL,
+    "O11Y_AMP_WAIT_TOTAL_SECONDS": ENV_OPTIONAL,
+    "O11Y_GRAFANA_WAIT_TOTAL_SECONDS": ENV_OPTIONAL,
+    # Lambda sets AWS_LAMBDA_LOG_LEVEL from LoggingConfig.ApplicationLogLevel.
+    "RUST_LOG": ENV_OPTIONAL,
+    "AWS_LAMBDA_LOG_LEVEL": ENV_OPTIONAL,
+    # Redirections for the local stack: in AWS, the first would send Grafana API calls (with a
+    # service-account token) elsewhere, the second would let cfn-handler PUT to any URL under it.
+    "O11Y_GRAFANA_API_URL": ENV_LOCAL_ONLY,
+    "O11Y_CFN_RESPONSE_URL_PREFIX": ENV_LOCAL_ONLY,
+}
+ENV_LITERAL = re.compile(r'"(O11Y_[A-Z0-9_]+)"|env::var\("([A-Z0-9_]+)"\)')
+
+
+def code_without_tests(path: Path) -> str:
+    """The file without its `#[cfg(test)] mod ... { ... }` blocks."""
+    out, skipping, previous = [], False, ""
+    for line in path.read_text().splitlines():
+        if previous.strip() == "#[cfg(test)]" and line.startswith("mod "):
+            skipping = True
+            out.pop()
+        elif not skipping:
+            out.append(line)
+        elif line == "}":
+            skipping = False
+        previous = line
+    return "\n".join(out)
+
+
+def environment_read() -> dict[str, set[str]]:
+    """Variable -> the shared/src files (stems) that name it, outside tests."""
+    out: dict[str, set[str]] = {}
+    for path in SHARED.rglob("*.rs"):
+        for a, b in ENV_LITERAL.findall(code_without_tests(path)):
+            out.setdefault(a or b, set()).add(path.stem)
+    return out
+
+
+def function_code(code: dict[tuple[str, str], str], binary: str) -> set[tuple[str, str]]:
+    """The shared/src functions that `binary`'s main.rs reaches (its entry points and the
+    o11y_shared functions it calls directly, such as lambda::serve_entry; lambda::entry_handler,
+    which dispatches on the entry, stands for the entry point's own function only)."""
+    crates = {b: crate for crate in FUNCTION_CRATES for b in crate_binaries(crate)}
+    main = crates[binary] / "src" / "main.rs"
+    starts = (entry_points(code, binary) or []) + [k for k in SHARED_CALL.findall(main.read_text()) if k in code]
+    return reachable(code, starts, frozenset({("lambda", "entry_handler")}))
+
+
+def variables(fn: dict[str, Any]) -> dict[str, Any]:
+    return fn["Properties"].get("Environment", {}).get("Variables", {}) or {}
+
+
+def test_every_environment_variable_is_classified() -> None:
+    read = environment_read()
+    assert "O11Y_STATE_MACHINE_ARN" in read, "no environment variable found in shared/src: has the convention changed?"
+    unknown = {v: sorted(files) for v, files in read.items() if v not in ENVIRONMENT}
+    assert not unknown, f"read by shared/src but not in ENVIRONMENT (decide whether AWS must set it): {unknown}"
+
+
+def test_required_variables_are_set_where_the_code_reads_them(functions: dict[str, dict[str, Any]]) -> None:
+    code = rust_functions()
+    problems = []
+    for var in (v for v, kind in ENVIRONMENT.items() if kind == ENV_REQUIRED):
+        readers = {k for k, body in code.items() if f'"{var}"' in body}
+        assert readers, f"{var}: no function of shared/src reads it (move it out of ENV_REQUIRED?)"
+        reached_by = []
+        for fn in functions.values():
+            binary = str(binary_of(fn))
+            if readers & function_code(code, binary):
+                reached_by.append(binary)
+                if var not in variables(fn):
+                    problems.append(f"{binary}: its code reads {var} ({sorted(readers)}), which the template does not set")
+        if not reached_by:
+            problems.append(f"{var}: read by {sorted(readers)}, which no function's code reaches: has the layout changed?")
+    assert not problems, "\n".join(problems)
+
+
+def test_local_stack_variables_are_never_set_in_aws(template: dict[str, Any], functions: dict[str, dict[str, Any]]) -> None:
+    local = {v for v, kind in ENVIRONMENT.items() if kind == ENV_LOCAL_ONLY}
+    problems = [f"{name}: sets {sorted(local & set(variables(fn)))}" for name, fn in functions.items() if local & set(variables(fn))]
+    assert not problems, "\n".join(problems)
+
+
+def test_entry_points_start_this_stacks_state_machine(
+    functions: dict[str, dict[str, Any]], state_machines: dict[str, dict[str, Any]], resources: dict[str, Any]
+) -> None:
+    """O11Y_STATE_MACHINE_ARN is the template's state machine, which the role may start."""
+    problems = []
+    for name, fn in functions.items():
+        arn = variables(fn).get("O11Y_STATE_MACHINE_ARN")
+        if arn is None:
+            continue
+        target = ref_target(arn)
+        if target not in state_machines:
+            problems.append(f"{name}: O11Y_STATE_MACHINE_ARN is {arn}, not !Ref of the template's state machine")
+            continue
+        role = resources[str(getatt_target(fn["Properties"].get("Role")))]
+        starts = [
+            st
+            for _, st in statements(role["Properties"].get("Policies", []))
+            if "states:StartExecution" in as_list(st.get("Action"))
+        ]
+        if not any(ref_target(r) == target for st in starts for r in as_list(st.get("Resource"))):
+            problems.append(f"{name}: its role may not states:StartExecution {target}")
+    assert not problems, "\n".join(problems)
+
+
+def test_vending_hook_reads_the_defaults_parameter_its_role_allows(
+    template: dict[str, Any], functions: dict[str, dict[str, Any]], resources: dict[str, Any]
+) -> None:
+    assert "OrganisationDefaultsParameter" in template.get("Parameters", {}), "no OrganisationDefaultsParameter parameter"
+    hooks = [fn for fn in functions.values() if binary_of(fn) == "vending-hook"]
+    assert len(hooks) == 1, "no vending-hook function"
+    fn = hooks[0]
+    assert ref_target(variables(fn).get("O11Y_VENDING_DEFAULTS_PARAMETER")) == "OrganisationDefaultsParameter"
+    role = resources[str(getatt_target(fn["Properties"].get("Role")))]
+    allowed = [
+        json.dumps(st.get("Resource"))
+        for _, st in statements(role["Properties"].get("Policies", []))
+        if "ssm:GetParameter" in as_list(st.get("Action"))
+    ]
+    assert any("parameter${OrganisationDefaultsParameter}" in r for r in allowed), (
+        f"vending-hook's role does not allow ssm:GetParameter on the OrganisationDefaultsParameter: {allowed}"
+    )
+
+
+# --- events ---------------------------------------------------------------------------------------
+CFN_RS = SHARED / "cfn.rs"
+VENDING_RS = SHARED / "vending.rs"
+
+
+def rules_to(resources: dict[str, Any], function: str) -> dict[str, dict[str, Any]]:
+    """The AWS::Events::Rule resources with a target that is `function`'s ARN."""
+    return {
+        name: res
+        for name, res in resources.items()
+        if res.get("Type") == "AWS::Events::Rule"
+        and any(getatt_target(t.get("Arn")) == function for t in res["Properties"].get("Targets", []))
+    }
+
+
+def invoke_permission(resources: dict[str, Any], function: str, rule: str) -> bool:
+    """An AWS::Lambda::Permission lets EventBridge invoke `function` from `rule` (same Condition)."""
+    for res in resources.values():
+        p = res.get("Properties", {})
+        if (
+            res.get("Type") == "AWS::Lambda::Permission"
+            and ref_target(p.get("FunctionName")) == function
+            and p.get("Action") == "lambda:InvokeFunction"
+            and "events." in json.dumps(p.get("Principal"))
+            and getatt_target(p.get("SourceArn")) == rule
+            and res.get("Condition") == resources[rule].get("Condition")
+        ):
+            return True
+    return False
+
+
+def test_control_tower_events_reach_the_vending_hook(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """vending.rs handles `aws.controltower` CreateManagedAccount/UpdateManagedAccount: a rule sends
+    exactly those to vending-hook (when EnableControlTowerHook), with the permission to invoke it."""
+    code = code_without_tests(VENDING_RS)
+    handled = set(re.findall(r'"(\w+ManagedAccount)"\s*=>', code))
+    assert handled, "vending.rs handles no Control Tower event name: has the code changed?"
+    rules = {
+        n: r for n, r in rules_to(resources, "VendingHookFunction").items()
+        if r["Properties"].get("EventPattern", {}).get("source") == ["aws.controltower"]
+    }
+    assert len(rules) == 1, f"expected one aws.controltower rule targeting VendingHookFunction, found {sorted(rules)}"
+    (name, rule), = rules.items()
+    pattern = rule["Properties"]["EventPattern"]
+    assert set(pattern.get("detail", {}).get("eventName", [])) == handled, (
+        f"{name}: eventName {pattern.get('detail', {}).get('eventName')} but vending.rs handles {sorted(handled)}"
+    )
+    assert rule.get("Condition") == "ControlTowerHookEnabled", f"{name}: not conditional on EnableControlTowerHook"
+    assert "EnableControlTowerHook" in template.get("Parameters", {})
+    assert invoke_permission(resources, "VendingHookFunction", name), f"{name}: EventBridge may not invoke vending-hook"
+
+
+def test_ended_executions_reach_the_cfn_handler(resources: dict[str, Any], state_machines: dict[str, dict[str, Any]]) -> None:
+    """cfn.rs answers CloudFormation for an execution that ended without reaching finish: the
+    statuses it handles, for the detail-type it checks, come from this stack's state machine."""
+    code = code_without_tests(CFN_RS)
+    detail_type = re.search(r'Some\("(Step Functions Execution Status Change)"\)', code)
+    assert detail_type, "cfn.rs does not check the Step Functions status-change detail-type: has the code changed?"
+    handled = re.search(r'\(((?:"[A-Z_]+"\s*\|?\s*)+),\s*Some\(ctx\)\)\s*=>', code)
+    assert handled, "cfn.rs: no `(\"STATUS\" | ..., Some(ctx)) =>` arm in handle_status_change: has the code changed?"
+    statuses = set(re.findall(r'"([A-Z_]+)"', handled.group(1)))
+    rules = {
+        n: r for n, r in rules_to(resources, "CfnHandlerFunction").items()
+        if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+    }
+    assert len(rules) == 1, f"expected one aws.states rule targeting CfnHandlerFunction, found {sorted(rules)}"
+    (name, rule), = rules.items()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern.get("detail-type") == [detail_type.group(1)], f"{name}: detail-type {pattern.get('detail-type')}"
+    detail = pattern.get("detail", {})
+    assert set(detail.get("status", [])) == statuses, f"{name}: status {detail.get('status')}, cfn.rs handles {sorted(statuses)}"
+    machines = {ref_target(a) for a in detail.get("stateMachineArn", [])}
+    assert machines and machines <= set(state_machines), f"{name}: stateMachineArn must be !Ref of this stack's machine"
+    assert "Condition" not in rule, f"{name}: CloudFormation requests always need it"
+    assert invoke_permission(resources, "CfnHandlerFunction", name), f"{name}: EventBridge may not invoke cfn-handler"
+
+
+def test_each_step_binary_serves_its_own_step() -> None:
+    """functions/<step>/src/main.rs is `lambda::serve::<lambdas::<Step>>()` for its own step: the
+    binary links that step only (engine.rs, StepLambda), and the template's Binary is that step."""
+    engine = (SHARED / "engine.rs").read_text()
+    implemented = set(re.findall(STEP_IMPL.pattern, engine, re.M))
+    assert implemented, "engine.rs implements StepLambda for no step: has the layout changed?"
+    problems, served = [], set()
+    for crate in FUNCTION_CRATES:
+        main = crate / "src" / "main.rs"
+        m = STEP_LAMBDA.search(main.read_text()) if main.exists() else None
+        if not m:
+            continue
+        served.add(m.group(1))
+        if m.group(1) != pascal(crate.name):
+            problems.append(f"functions/{crate.name}: serves {m.group(1)}, not {pascal(crate.name)}")
+    missing = implemented - served
+    assert not missing, f"StepLambda types no function serves: {sorted(missing)}"
+    assert not problems, "\n".join(problems)

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use o11y_shared::engine::Step;
-use o11y_shared::error::ERROR_NAMES;
+use o11y_shared::error::{CRASH_ERROR_NAMES, ERROR_NAMES};
 use o11y_shared::input::Action;
 use o11y_shared::lambda::Entry;
 use serde_json::Value;
@@ -75,7 +75,8 @@ fn error_names_exist_in_shared_and_validation_is_never_retried() {
                 for rule in list.and_then(Value::as_array).into_iter().flatten() {
                     for e in rule["ErrorEquals"].as_array().expect("ErrorEquals") {
                         let e = e.as_str().unwrap();
-                        let builtin = e.starts_with("States.") || e.starts_with("Lambda.");
+                        let builtin =
+                            e.starts_with("States.") || e.starts_with("Lambda.") || CRASH_ERROR_NAMES.contains(&e);
                         assert!(builtin || ERROR_NAMES.contains(&e), "{file}: {name}.{kind} matches unknown error {e}");
                         if kind == "Retry" {
                             assert!(e != "ValidationError" && e != "States.ALL", "{file}: {name} retries {e}");
@@ -109,6 +110,9 @@ fn tasks_retry_transient_and_lambda_errors_and_catch_everything() {
                 "Lambda.TooManyRequestsException",
             ] {
                 assert!(retried.contains(&must), "{file}: {name} does not retry {must}");
+            }
+            for crash in CRASH_ERROR_NAMES {
+                assert!(retried.contains(crash), "{file}: {name} does not retry a crashed process ({crash})");
             }
             for r in state["Retry"].as_array().unwrap() {
                 assert!(r["MaxAttempts"].as_u64().unwrap() <= 10, "{file}: {name} retries unboundedly");

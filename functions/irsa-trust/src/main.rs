@@ -1,9 +1,9 @@
 //! The `irsa-trust` Lambda: JSON tracing, clients built once per cold start, then the library's
-//! handler for [`Step::IrsaTrust`] (see `o11y_shared::lambda`).
+//! handler for [`lambdas::IrsaTrust`] (see `o11y_shared::lambda`).
 
-use o11y_shared::engine::Step;
+use o11y_shared::engine::lambdas;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    o11y_shared::lambda::serve(Step::IrsaTrust).await
+    o11y_shared::lambda::serve::<lambdas::IrsaTrust>().await
 }

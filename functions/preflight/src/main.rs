@@ -1,9 +1,9 @@
 //! The `preflight` Lambda: JSON tracing, clients built once per cold start, then the library's
-//! handler for [`Step::Preflight`] (see `o11y_shared::lambda`).
+//! handler for [`lambdas::Preflight`] (see `o11y_shared::lambda`).
 
-use o11y_shared::engine::Step;
+use o11y_shared::engine::lambdas;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    o11y_shared::lambda::serve(Step::Preflight).await
+    o11y_shared::lambda::serve::<lambdas::Preflight>().await
 }
