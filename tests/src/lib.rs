@@ -255,54 +255,6 @@ impl Prometheus {
     }
 }
 
-/// A Prometheus remote-write request body (`Content-Encoding: snappy`,
-/// `Content-Type: application/x-protobuf`) with one sample per series: `series` are
-/// `(labels including __name__, value)`, all at `timestamp_ms`. Hand-encoded (protobuf
-/// `prometheus.WriteRequest`, then a snappy block made of literals only, which every snappy
-/// decoder accepts), so the tests need no protobuf or snappy crate.
-pub fn remote_write_body(series: &[(&[(&str, &str)], f64)], timestamp_ms: i64) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn bytes_field(out: &mut Vec<u8>, field: u64, data: &[u8]) {
-        varint(out, field << 3 | 2);
-        varint(out, data.len() as u64);
-        out.extend_from_slice(data);
-    }
-    let mut request = Vec::new();
-    for (labels, value) in series {
-        let mut ts = Vec::new();
-        let mut sorted = labels.to_vec();
-        sorted.sort(); // remote write wants labels sorted by name
-        for (name, val) in sorted {
-            let mut label = Vec::new();
-            bytes_field(&mut label, 1, name.as_bytes());
-            bytes_field(&mut label, 2, val.as_bytes());
-            bytes_field(&mut ts, 1, &label);
-        }
-        let mut sample = Vec::new();
-        varint(&mut sample, 1 << 3 | 1); // double value, fixed64
-        sample.extend_from_slice(&value.to_bits().to_le_bytes());
-        varint(&mut sample, 2 << 3); // int64 timestamp, varint
-        varint(&mut sample, timestamp_ms as u64);
-        bytes_field(&mut ts, 2, &sample);
-        bytes_field(&mut request, 1, &ts);
-    }
-    // Snappy block: uncompressed length, then literal elements (tag 63<<2: 4-byte length - 1).
-    let mut out = Vec::new();
-    varint(&mut out, request.len() as u64);
-    for chunk in request.chunks(1 << 16) {
-        out.push(63 << 2);
-        out.extend_from_slice(&(chunk.len() as u32 - 1).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
 /// An SDK config with static test credentials pointing every service at `endpoint`.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())

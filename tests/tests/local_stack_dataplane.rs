@@ -7,8 +7,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use o11y_shared::remote_write::{write_request_body, Sample};
 use o11y_tests::stack::{function_env, FullStack, StackOptions, GRAFANA_API_URL_ENV};
-use o11y_tests::{http, http_bytes, remote_write_body, sdk_config_for, REGION};
+use o11y_tests::{http, http_bytes, sdk_config_for, REGION};
 use serde_json::{json, Value};
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/dp-grafana";
@@ -280,7 +281,12 @@ async fn amp_data_plane_paths_reach_prometheus_and_the_control_plane_stays_at_mo
 
     // WHEN a sample is remote-written to the workspace's remote_write path, then queried back
     let metric = "o11y_local_dataplane_test";
-    let payload = remote_write_body(&[(&[("__name__", metric), ("job", "dataplane-test")], 42.0)], now_ms());
+    // (the body the verify step's probe sends: shared/src/remote_write.rs)
+    let payload = write_request_body(&[Sample {
+        labels: vec![("__name__".into(), metric.into()), ("job".into(), "dataplane-test".into())],
+        value: 42.0,
+        timestamp_ms: now_ms(),
+    }]);
     let headers = [
         ("Content-Type", "application/x-protobuf"),
         ("Content-Encoding", "snappy"),
