@@ -52,14 +52,8 @@ pub async fn seed(clients: &Clients, cluster_name: &str, irsa_role_name: &str, n
     seed_with_issuer(clients, cluster_name, &issuer, irsa_role_name, namespace).await
 }
 
-/// Creates the OIDC provider for `issuer` and the IRSA role (no EKS cluster).
-pub async fn seed_with_issuer(
-    clients: &Clients,
-    cluster_name: &str,
-    issuer: &str,
-    irsa_role_name: &str,
-    namespace: &str,
-) -> Seeded {
+/// Creates the IAM OIDC provider for `issuer` (audience `sts.amazonaws.com`); returns its ARN.
+pub async fn oidc_provider(clients: &Clients, issuer: &str) -> String {
     let provider = clients
         .iam
         .create_open_id_connect_provider()
@@ -69,7 +63,18 @@ pub async fn seed_with_issuer(
         .send()
         .await
         .expect("create OIDC provider");
-    let provider_arn = provider.open_id_connect_provider_arn().expect("provider arn").to_string();
+    provider.open_id_connect_provider_arn().expect("provider arn").to_string()
+}
+
+/// Creates the OIDC provider for `issuer` and the IRSA role (no EKS cluster).
+pub async fn seed_with_issuer(
+    clients: &Clients,
+    cluster_name: &str,
+    issuer: &str,
+    irsa_role_name: &str,
+    namespace: &str,
+) -> Seeded {
+    let provider_arn = oidc_provider(clients, issuer).await;
     let host_path = issuer.trim_start_matches("https://").trim_end_matches('/');
     let trust = eksctl_trust(&provider_arn, host_path, namespace, "app");
     let role = clients

@@ -324,15 +324,7 @@ async fn missing_oidc_provider_or_role_is_a_precondition_error_with_no_writes() 
 
     let mut other = input;
     other["irsaRoleName"] = json!("missing-role");
-    clients
-        .iam
-        .create_open_id_connect_provider()
-        .url(issuer)
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .unwrap();
+    seed::oidc_provider(&clients, issuer).await;
     let err = engine::provision(&clients, other, &fast_wait()).await.unwrap_err();
     assert_eq!(err.name(), "PreconditionError");
     assert!(err.to_string().contains("missing-role"), "{err}");

@@ -456,18 +456,7 @@ async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
     let stack = FullStack::start(&StackOptions::default());
     let clients = stack.clients().await;
     let issuer = "https://oidc.eks.us-east-1.amazonaws.com/id/5C6D7E8F9A0B1C2D3E4F5A6B7C8D9E0F";
-    let provider = clients
-        .iam
-        .create_open_id_connect_provider()
-        .url(issuer)
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .unwrap()
-        .open_id_connect_provider_arn()
-        .unwrap()
-        .to_string();
+    let provider = seed::oidc_provider(&clients, issuer).await;
     let dir = o11y_tests::repo_root().join("shared/tests/fixtures/trust");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
