@@ -1502,6 +1502,14 @@ class DataPlane:
             return None, "bad request data"
         return cmd, None
 
+    def _command(self, body) -> tuple[dict | None, tuple[int, dict] | None]:
+        """The data source command of a request body, or the error response Grafana gives for it
+        (bind errors, then the checks shared by add and update)."""
+        cmd, err = self._parse_command(self._json_body(body))
+        if err:
+            return None, (400, {"message": err})
+        return cmd, self._check_command(cmd)
+
     @staticmethod
     def _check_command(cmd: dict) -> tuple[int, dict] | None:
         if len(cmd["name"]) > 190:
@@ -1559,10 +1567,7 @@ class DataPlane:
     op_getDataSourceByName = op_getDataSourceByUID
 
     def op_addDataSource(self, ws_id, params, query, body):
-        cmd, err = self._parse_command(self._json_body(body))
-        if err:
-            return 400, {"message": err}
-        bad = self._check_command(cmd)
+        cmd, bad = self._command(body)
         if bad:
             return bad
         with self.service.lock:
@@ -1591,10 +1596,7 @@ class DataPlane:
                          "message": "Datasource added", "name": ds["name"]}
 
     def op_updateDataSourceByUID(self, ws_id, params, query, body):
-        cmd, err = self._parse_command(self._json_body(body))
-        if err:
-            return 400, {"message": err}
-        bad = self._check_command(cmd)
+        cmd, bad = self._command(body)
         if bad:
             return bad
         with self.service.lock:
