@@ -14,32 +14,18 @@ use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceReques
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::aws::http;
+use crate::aws::sfn as start;
 use crate::aws::Clients;
-use crate::error::{Error, Result};
-use crate::input::{self, Action};
+use crate::domain::error::{Error, Result};
+use crate::domain::input::{self, Action};
+pub use crate::state::{CfnContext, RequestType};
 use crate::state::{OutputContract, ProvisionState};
-use crate::{http, start};
 
 /// Prefix of the id answered for a Create that failed.
 pub const CREATE_FAILED_PREFIX: &str = "o11y-provisioner:create-failed:";
 /// CloudFormation's limit on the response body.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
-
-/// What the state machine needs to answer CloudFormation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CfnContext {
-    /// `Create`, `Update` or `Delete`.
-    pub request_type: String,
-    pub response_url: String,
-    pub stack_id: String,
-    pub request_id: String,
-    pub logical_resource_id: String,
-    /// The id answered on success.
-    pub physical_resource_id: String,
-    /// The id answered on failure: CloudFormation's current id (Update, Delete) or the sentinel.
-    pub failure_physical_resource_id: String,
-}
 
 /// The response CloudFormation reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,17 +238,20 @@ pub async fn handle_request(
     req: CloudFormationCustomResourceRequest,
 ) -> Result<HandlerOutcome> {
     let (request_type, common, props, previous) = match req {
-        CloudFormationCustomResourceRequest::Create(r) => {
-            ("Create", (r.response_url, r.stack_id, r.request_id, r.logical_resource_id), r.resource_properties, None)
-        }
+        CloudFormationCustomResourceRequest::Create(r) => (
+            RequestType::Create,
+            (r.response_url, r.stack_id, r.request_id, r.logical_resource_id),
+            r.resource_properties,
+            None,
+        ),
         CloudFormationCustomResourceRequest::Update(r) => (
-            "Update",
+            RequestType::Update,
             (r.response_url, r.stack_id, r.request_id, r.logical_resource_id),
             r.resource_properties,
             Some(r.physical_resource_id),
         ),
         CloudFormationCustomResourceRequest::Delete(r) => (
-            "Delete",
+            RequestType::Delete,
             (r.response_url, r.stack_id, r.request_id, r.logical_resource_id),
             r.resource_properties,
             Some(r.physical_resource_id),
@@ -272,7 +261,7 @@ pub async fn handle_request(
     let (response_url, stack_id, request_id, logical_resource_id) = common;
     let failure_id = previous.clone().unwrap_or_else(|| format!("{CREATE_FAILED_PREFIX}{request_id}"));
     let mut ctx = CfnContext {
-        request_type: request_type.to_string(),
+        request_type,
         response_url,
         stack_id: stack_id.clone(),
         request_id: request_id.clone(),
@@ -288,10 +277,10 @@ pub async fn handle_request(
     check_response_url(&ctx.response_url)?;
 
     // The Delete that follows a failed Create: nothing was kept, nothing to touch.
-    if request_type == "Delete" && failure_id.starts_with(CREATE_FAILED_PREFIX) {
+    if request_type == RequestType::Delete && failure_id.starts_with(CREATE_FAILED_PREFIX) {
         return answer(ctx, true, "nothing to delete: the create had failed".into()).await;
     }
-    let action = if request_type == "Delete" { Action::Delete } else { Action::Apply };
+    let action = if request_type == RequestType::Delete { Action::Delete } else { Action::Apply };
     let (stack_account, stack_region) = stack_account_region(&stack_id);
     let mut input = match properties_to_input(&props) {
         Ok(i) => i,
@@ -306,11 +295,11 @@ pub async fn handle_request(
     };
     let account = deployment.target.as_ref().map(|(a, _)| a.clone()).unwrap_or(stack_account);
     ctx.physical_resource_id = physical_id(&account, &deployment.region, &deployment.name);
-    if request_type == "Delete" {
+    if request_type == RequestType::Delete {
         ctx.physical_resource_id = failure_id.clone();
         // A replaced resource's Delete names the old id: its properties describe the old one.
     }
-    let name = start::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type]);
+    let name = start::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type.as_str()]);
     let exec_input = json!({ "input": input, "cloudFormation": ctx });
     match start::start(clients, state_machine_arn, &name, &exec_input).await {
         Ok(started) => Ok(HandlerOutcome {
@@ -365,7 +354,7 @@ mod tests {
 
     fn ctx() -> CfnContext {
         CfnContext {
-            request_type: "Create".into(),
+            request_type: RequestType::Create,
             response_url: "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?sig".into(),
             stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/s/guid".into(),
             request_id: "r".into(),

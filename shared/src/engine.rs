@@ -9,10 +9,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::aws::Clients;
-use crate::error::{Error, Result};
-use crate::input::Action;
-use crate::poll::{PollPolicy, Resource};
-use crate::state::{require, DeletedState, PlanReport, Poll, ProvisionState, StepPlan};
+use crate::domain::error::{Error, Result};
+use crate::domain::input::Action;
+use crate::domain::poll::{PollPolicy, Resource};
+use crate::state::{
+    require, ChangeKind, DeleteOutput, DeletedState, PlanAction, PlanReport, Poll, ProvisionState, StepPlan,
+};
 use crate::steps::{self, Ctx};
 
 /// Every step (one Lambda each), plus the two status checks of the wait loops.
@@ -112,7 +114,7 @@ pub async fn finish(clients: &Clients, state: &ProvisionState) -> Result<Value> 
     let mut released = false;
     if let (Some(execution), Ok(ctx)) = (&state.execution, Ctx::new(clients, state).await) {
         if ctx.deployment.action != Action::Plan {
-            released = crate::lease::release(&ctx, execution).await?;
+            released = crate::ctx::lease::release(&ctx, execution).await?;
         }
     }
     let cfn = crate::cfn::respond_from_state(clients, state).await?;
@@ -378,7 +380,7 @@ pub mod lambdas {
     }
 }
 
-fn deletion_poll(out: &crate::state::DeleteOutput, prev: Option<Poll>) -> Result<Option<Poll>> {
+fn deletion_poll(out: &DeleteOutput, prev: Option<Poll>) -> Result<Option<Poll>> {
     match (out.status.as_deref(), out.id.as_deref()) {
         (Some("DELETING"), Some(id)) => PollPolicy::from_env(Resource::Grafana).next(prev, id, "DELETING").map(Some),
         _ => Ok(None),
@@ -388,7 +390,7 @@ fn deletion_poll(out: &crate::state::DeleteOutput, prev: Option<Poll>) -> Result
 /// Runs every apply step without writing (the context is in plan mode) and reports, per step,
 /// what apply would do.
 pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
-    if !ctx.dry_run() {
+    if !ctx.is_plan() {
         return Err(Error::validation("action", "the plan step runs only with \"action\": \"plan\""));
     }
     let mut st = state.clone();
@@ -415,19 +417,19 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
         .iter()
         .map(|s| {
             let mine: Vec<_> = changes.iter().filter(|c| c.step == s.name()).cloned().collect();
-            let action = if mine.iter().any(|c| c.action == "create") {
-                "create"
-            } else if mine.iter().any(|c| c.action != "none") {
-                "update"
+            let action = if mine.iter().any(|c| c.action == ChangeKind::Create) {
+                PlanAction::Create
+            } else if mine.iter().any(|c| c.action != ChangeKind::None) {
+                PlanAction::Update
             } else {
-                "none"
+                PlanAction::None
             };
-            StepPlan { step: s.name().to_string(), action: action.to_string(), changes: mine }
+            StepPlan { step: s.name().to_string(), action, changes: mine }
         })
         .collect();
     Ok(PlanReport {
         deployment_name: ctx.deployment.name.clone(),
-        changes: changes.iter().filter(|c| c.action != "none").count(),
+        changes: changes.iter().filter(|c| c.action != ChangeKind::None).count(),
         steps,
     })
 }
@@ -514,10 +516,9 @@ async fn run_chain(clients: &Clients, state: &mut ProvisionState, chain: &[Step]
 pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<ProvisionState> {
     let mut state = ProvisionState::new(input);
     run_chain(clients, &mut state, &[Step::Preflight]).await?;
-    let action = require(&state.preflight, "preflight")?.action.clone();
-    match action.as_str() {
-        "plan" => run_chain(clients, &mut state, &[Step::Plan]).await?,
-        "delete" => {
+    match require(&state.preflight, "preflight")?.action {
+        Action::Plan => run_chain(clients, &mut state, &[Step::Plan]).await?,
+        Action::Delete => {
             state.deleted = Some(DeletedState::default());
             run_chain(clients, &mut state, &[Step::Datasource, Step::GrafanaWorkspace]).await?;
             let gone = |s: &ProvisionState| {
@@ -531,7 +532,7 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
             )
             .await?;
         }
-        _ => {
+        Action::Apply => {
             run_chain(clients, &mut state, &[Step::IrsaTrust, Step::AmpWorkspace]).await?;
             let amp = |s: &ProvisionState| s.amp_workspace.as_ref().map(|w| w.status.clone());
             wait_until(Step::AmpStatus, clients, &mut state, wait, amp, "ACTIVE").await?;

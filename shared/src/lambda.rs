@@ -6,8 +6,8 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::aws::Clients;
+use crate::domain::error::Error;
 use crate::engine::{Step, StepLambda};
-use crate::error::Error;
 use crate::state::ProvisionState;
 
 /// JSON logs on stdout (CloudWatch), level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`, default info.

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
+use crate::domain::input::{Action, VerifyMode};
+pub use crate::domain::poll::Poll;
 
 /// The accumulated state of one execution.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -18,7 +20,7 @@ pub struct ProvisionState {
     pub execution: Option<String>,
     /// Set when CloudFormation started the run: where and how to answer it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_formation: Option<crate::cfn::CfnContext>,
+    pub cloud_formation: Option<CfnContext>,
     /// The caught error (`Error`, `Cause`), on the failure path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
@@ -35,7 +37,7 @@ pub struct ProvisionState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_workspace: Option<GrafanaWorkspaceOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub datasource: Option<crate::steps::datasource::DatasourceOutput>,
+    pub datasource: Option<DatasourceOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputContract>,
     /// `action: plan`: the plan report.
@@ -47,6 +49,39 @@ pub struct ProvisionState {
     /// `action: delete`: each step's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<DeletedState>,
+}
+
+/// What apply would change, as reported by `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChange {
+    /// The step (kebab-case).
+    pub step: String,
+    pub action: ChangeKind,
+    /// What is changed (a role, a policy, a workspace alias...).
+    pub resource: String,
+    /// The difference: statements added/removed, settings that differ...
+    pub details: Value,
+}
+
+/// The kind of a [`PlannedChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    /// A setting that differs but that apply does not change (reported, not counted).
+    None,
+}
+
+/// What a step of the plan does as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanAction {
+    Create,
+    Update,
+    None,
 }
 
 /// The plan: for every step, what apply would do.
@@ -64,9 +99,8 @@ pub struct PlanReport {
 #[serde(rename_all = "camelCase")]
 pub struct StepPlan {
     pub step: String,
-    /// `create`, `update` or `none`.
-    pub action: String,
-    pub changes: Vec<crate::steps::PlannedChange>,
+    pub action: PlanAction,
+    pub changes: Vec<PlannedChange>,
 }
 
 /// What a delete step did.
@@ -123,7 +157,7 @@ pub fn require<'a, T>(value: &'a Option<T>, step: &str) -> Result<&'a T> {
 #[serde(rename_all = "camelCase")]
 pub struct PreflightOutput {
     /// The validated `action` (`plan`, `apply`, `delete`): the state machine routes on it.
-    pub action: String,
+    pub action: Action,
     pub account_id: String,
     pub region: String,
     pub partition: String,
@@ -162,18 +196,6 @@ pub struct AmpWorkspaceOutput {
     /// While not ACTIVE: when to look again (the state machine's Wait reads `poll.waitSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Poll>,
-}
-
-/// The wait loop's progress: growing intervals, bounded total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Poll {
-    /// Status checks done so far.
-    pub attempt: u32,
-    /// Seconds to wait before the next check.
-    pub wait_seconds: u64,
-    /// Seconds waited so far, including `wait_seconds`.
-    pub waited_seconds: u64,
 }
 
 /// A managed policy we converge and attach.
@@ -248,5 +270,162 @@ pub struct OutputContract {
     /// The final step's checks (policies, trust, the remote-write probe); also in SSM
     /// `<ssmPrefix>/verification`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<crate::steps::verify::VerifyOutput>,
+    pub verification: Option<VerifyOutput>,
+}
+
+/// What the state machine needs to answer CloudFormation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CfnContext {
+    pub request_type: RequestType,
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    /// The id answered on success.
+    pub physical_resource_id: String,
+    /// The id answered on failure: CloudFormation's current id (Update, Delete) or the sentinel.
+    pub failure_physical_resource_id: String,
+}
+
+/// What the step did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasourceOutput {
+    pub workspace_id: String,
+    pub uid: String,
+    pub name: String,
+    /// `prometheus` or `grafana-amazonprometheus-datasource` (see [`datasource_type`]).
+    #[serde(rename = "type")]
+    pub datasource_type: String,
+    pub url: String,
+    pub is_default: bool,
+    pub action: DatasourceAction,
+    /// Owned fields that differed and were corrected (`field: live -> desired`); while planning,
+    /// the ones apply would correct.
+    pub drift: Vec<String>,
+    /// Grafana's health-check message (`None` while planning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The deployment's service account (name only; its tokens are never kept).
+    pub service_account: String,
+    /// Created by this run.
+    pub service_account_created: bool,
+    /// Permissions granted by this run (`SSO_USER:<id>`, `SSO_GROUP:<id>`), all `ADMIN`.
+    pub admins_added: Vec<String>,
+}
+
+/// One check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyCheck {
+    /// `irsa-role-policy`, `grafana-role-policy`, `irsa-trust-collector`,
+    /// `irsa-trust-preserved`, `remote-write-probe`.
+    pub name: String,
+    pub passed: bool,
+    /// What was checked, or what is missing.
+    pub detail: String,
+    /// Failed for a reason that may go away by itself (throttling, 5xx, timeouts).
+    #[serde(skip)]
+    pub transient: bool,
+}
+
+/// What verify found (also the SSM value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyOutput {
+    pub status: VerifyStatus,
+    pub mode: VerifyMode,
+    pub policy_method: PolicyMethod,
+    /// Why the simulation was not used, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_method_note: Option<String>,
+    pub checks: Vec<VerifyCheck>,
+    /// The failed checks' details, `<check>: <detail>`.
+    pub failures: Vec<String>,
+    /// The SSM parameter holding this result.
+    pub parameter: String,
+}
+
+/// CloudFormation's request types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestType {
+    Create,
+    Update,
+    Delete,
+}
+
+/// What the datasource step did (`created`, `updated`, `unchanged`) or, while planning, would do
+/// (`create`, `update`, `none`, or `unknown`: the workspace is not ACTIVE, so its Grafana cannot
+/// be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasourceAction {
+    Created,
+    Updated,
+    Unchanged,
+    Create,
+    Update,
+    None,
+    Unknown,
+}
+
+/// The verification's outcome: `passed`, `failed` (returned only with `"verify": "warn"`; with
+/// `fail` the step fails) or `skipped` (plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// How the policies were checked: IAM simulated them, we evaluated the documents, or (skipped)
+/// neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PolicyMethod {
+    #[serde(rename = "iam:SimulatePrincipalPolicy")]
+    Simulate,
+    #[serde(rename = "policy-evaluation")]
+    Evaluate,
+    #[serde(rename = "")]
+    None,
+}
+
+spelled!(ChangeKind { Create => "create", Update => "update", Delete => "delete", None => "none" });
+spelled!(PlanAction { Create => "create", Update => "update", None => "none" });
+spelled!(RequestType { Create => "Create", Update => "Update", Delete => "Delete" });
+spelled!(DatasourceAction {
+    Created => "created",
+    Updated => "updated",
+    Unchanged => "unchanged",
+    Create => "create",
+    Update => "update",
+    None => "none",
+    Unknown => "unknown",
+});
+spelled!(VerifyStatus { Passed => "passed", Failed => "failed", Skipped => "skipped" });
+spelled!(PolicyMethod { Simulate => "iam:SimulatePrincipalPolicy", Evaluate => "policy-evaluation", None => "" });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_spelling<T: Serialize>(v: T) -> String {
+        serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+
+    #[test]
+    fn closed_sets_are_spelled_as_serde_writes_them() {
+        macro_rules! check {
+            ($($ty:ty),+) => {$(
+                for v in <$ty>::ALL {
+                    assert_eq!(serde_spelling(*v), v.as_str(), "{}", stringify!($ty));
+                    let back: $ty = serde_json::from_value(Value::String(v.as_str().into())).unwrap();
+                    assert_eq!(back, *v);
+                }
+            )+};
+        }
+        check!(ChangeKind, PlanAction, RequestType, DatasourceAction, VerifyStatus, PolicyMethod, Action, VerifyMode);
+    }
 }

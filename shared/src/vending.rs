@@ -11,9 +11,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sfn as start;
 use crate::aws::Clients;
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::{input, start};
+use crate::domain::error::{Error, Result};
+use crate::domain::input;
 
 /// Default name of the organisation-defaults parameter.
 pub const DEFAULTS_PARAMETER: &str = "/o11y/vending-defaults";
@@ -63,7 +65,7 @@ pub fn parse(event: &Value) -> Result<std::result::Result<VendingRequest, String
             return Ok(Err(format!("{name} is {state:?}, not SUCCEEDED")));
         }
         let account_id = status["account"]["accountId"].as_str().unwrap_or_default().to_string();
-        crate::validate::account_id("detail.serviceEventDetails.*.account.accountId", &account_id)?;
+        crate::domain::validate::account_id("detail.serviceEventDetails.*.account.accountId", &account_id)?;
         return Ok(Ok(VendingRequest {
             account_name: status["account"]["accountName"].as_str().unwrap_or_default().to_string(),
             account_id,
@@ -80,7 +82,7 @@ pub fn parse(event: &Value) -> Result<std::result::Result<VendingRequest, String
         Some(_) => return Err(Error::validation("accountId", "must be a string of 12 digits")),
         None => return Err(Error::validation("accountId", "is required")),
     };
-    crate::validate::account_id("accountId", &account_id)?;
+    crate::domain::validate::account_id("accountId", &account_id)?;
     let mut overrides = obj.clone();
     overrides.remove("accountId");
     let region = match overrides.remove("region") {

@@ -5,11 +5,13 @@ use aws_sdk_amp::types::WorkspaceStatusCode;
 
 use serde_json::json;
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::names;
-use crate::record::{self, keys, ResourceRecord};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
+use crate::domain::error::{Error, Result};
+use crate::domain::names;
+use crate::state::ChangeKind;
 use crate::state::{require, AmpWorkspaceOutput, DeleteOutput, ProvisionState};
-use crate::steps::{Ctx, KNOWN_AFTER_APPLY};
 
 const STEP: &str = "amp-workspace";
 
@@ -34,38 +36,44 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
     let (workspace_id, owned, created) = match matches.as_slice() {
         [] => match renamable(ctx, recorded.as_ref()).await? {
             Some((id, old_alias, owned)) => {
-                ctx.planned(
+                let change = Change::new(
                     STEP,
-                    "update",
+                    ChangeKind::Update,
                     format!("AMP workspace {id}"),
                     json!({"alias": {"from": old_alias, "to": d.amp_alias}}),
                 );
-                if !ctx.dry_run() {
-                    let token =
-                        names::client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
-                    amp.update_workspace_alias()
-                        .workspace_id(&id)
-                        .alias(&d.amp_alias)
-                        .client_token(token)
-                        .send()
-                        .await
-                        .map_err(|e| from_sdk("aps:UpdateWorkspaceAlias", e))?;
+                let token =
+                    names::client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
+                let renamed = ctx
+                    .write(change, || async {
+                        amp.update_workspace_alias()
+                            .workspace_id(&id)
+                            .alias(&d.amp_alias)
+                            .client_token(token)
+                            .send()
+                            .await
+                            .map_err(|e| from_sdk("aps:UpdateWorkspaceAlias", e))
+                    })
+                    .await?;
+                if renamed.is_some() {
                     tracing::info!(workspace_id = %id, from = %old_alias, to = %d.amp_alias, "AMP workspace renamed");
                 }
                 (id, owned, false)
             }
             None => {
-                ctx.planned(STEP, "create", "AMP workspace", json!({"alias": d.amp_alias}));
-                if ctx.dry_run() {
-                    return Ok(planned_workspace(ctx, &pre.account_id));
-                }
+                let change = Change::new(STEP, ChangeKind::Create, "AMP workspace", json!({"alias": d.amp_alias}));
                 let token =
                     names::client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
                 let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
                 for (k, v) in ctx.owner_tags() {
                     req = req.tags(k, v);
                 }
-                let out = req.send().await.map_err(|e| from_sdk("aps:CreateWorkspace", e))?;
+                let Some(out) = ctx
+                    .write(change, || async { req.send().await.map_err(|e| from_sdk("aps:CreateWorkspace", e)) })
+                    .await?
+                else {
+                    return Ok(planned_workspace(ctx, &pre.account_id));
+                };
                 tracing::info!(workspace_id = %out.workspace_id(), alias = %d.amp_alias, "AMP workspace created");
                 (out.workspace_id().to_string(), true, true)
             }
@@ -87,7 +95,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
         r.resources.insert(keys::AMP_WORKSPACE.to_string(), entry);
     })
     .await?;
-    if ctx.dry_run() && workspace_id == KNOWN_AFTER_APPLY {
+    // Only a plan can hold the placeholder.
+    if workspace_id == KNOWN_AFTER_APPLY {
         return Ok(planned_workspace(ctx, &pre.account_id));
     }
     let mut out = describe(ctx, &workspace_id).await?;
@@ -148,15 +157,20 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     } else if d.retain_metrics {
         out.retained.push(format!("{id}: retainMetrics"));
     } else {
-        ctx.planned(STEP, "delete", format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
-        if !ctx.dry_run() {
-            let token = names::client_token("amp-delete", &pre.account_id, &d.region, &d.name);
+        let change =
+            Change::new(STEP, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
+        let token = names::client_token("amp-delete", &pre.account_id, &d.region, &d.name);
+        ctx.write(change, || async {
             match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {
-                Ok(_) => tracing::info!(workspace_id = %id, "AMP workspace deleted"),
-                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
-                Err(e) => return Err(from_sdk("aps:DeleteWorkspace", e)),
+                Ok(_) => {
+                    tracing::info!(workspace_id = %id, "AMP workspace deleted");
+                    Ok(())
+                }
+                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => Ok(()),
+                Err(e) => Err(from_sdk("aps:DeleteWorkspace", e)),
             }
-        }
+        })
+        .await?;
         out.deleted.push(id);
         record::update(ctx, |r| {
             r.resources.remove(keys::AMP_WORKSPACE);

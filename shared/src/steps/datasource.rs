@@ -2,8 +2,8 @@
 //! admins of the input. Runs once the Grafana workspace is ACTIVE.
 //!
 //! - Credentials: the deployment's `ADMIN` service account (found by name, created once) and a
-//!   token per run that lives [`grafana_api::TOKEN_SECONDS_TO_LIVE`] seconds and is deleted at the
-//!   end of the step, also when it fails ([`grafana_api::with_token`]). No Grafana credential is
+//!   token per run that lives [`grafana_http::TOKEN_SECONDS_TO_LIVE`] seconds and is deleted at the
+//!   end of the step, also when it fails ([`grafana_access::with_token`]). No Grafana credential is
 //!   stored, logged or returned.
 //! - The data source has a fixed uid ([`datasource_uid`]) and exactly the fields of
 //!   [`desired_datasource`]; a live data source that differs in a field we own ([`drift`]) is
@@ -16,7 +16,7 @@
 //! **Plan.** Reading the data source needs a token, and creating a token is a write. `plan`
 //! reads it anyway, because a hand edit in Grafana (drift) is otherwise invisible to it: its
 //! **only writes** are one short-lived service-account token's create and delete, made through
-//! the same [`grafana_api::with_token`] as apply (lifetime [`grafana_api::PLAN_TOKEN_SECONDS_TO_LIVE`],
+//! the same [`grafana_access::with_token`] as apply (lifetime [`grafana_http::PLAN_TOKEN_SECONDS_TO_LIVE`],
 //! deleted right after the read, also when the read fails; the key is never stored, logged or
 //! returned), and only where apply would find everything it needs to make one: the Grafana
 //! workspace exists and is ACTIVE, and our service account exists in it (plan never creates a
@@ -35,17 +35,20 @@
 //! the SSM record (key [`RECORD_SETTINGS_KEY`]; written by apply only when it changes): `update`
 //! "unknown until apply" when they differ or none were recorded, `unknown` when they are the same.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use aws_sdk_grafana::types::{Role, UpdateAction, UpdateInstruction, User, UserType};
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::grafana_api::{self, GrafanaApi, ServiceAccount};
-use crate::record::{self, keys, ResourceRecord};
+use crate::aws::grafana_http::{self, GrafanaApi, ServiceAccount};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
+use crate::domain::error::{Error, Result};
+use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
-use crate::steps::{Ctx, KNOWN_AFTER_APPLY};
+pub use crate::state::{DatasourceAction, DatasourceOutput};
+use crate::steps::grafana_access;
 
 const STEP: &str = "datasource";
 
@@ -215,35 +218,6 @@ pub fn fingerprint(desired: &Value) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// What the step did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DatasourceOutput {
-    pub workspace_id: String,
-    pub uid: String,
-    pub name: String,
-    /// `prometheus` or `grafana-amazonprometheus-datasource` (see [`datasource_type`]).
-    #[serde(rename = "type")]
-    pub datasource_type: String,
-    pub url: String,
-    pub is_default: bool,
-    /// `created`, `updated`, `unchanged`; while planning `create`, `update`, `none`, or `unknown`
-    /// (the workspace is not ACTIVE, so its Grafana cannot be read: see the module documentation).
-    pub action: String,
-    /// Owned fields that differed and were corrected (`field: live -> desired`); while planning,
-    /// the ones apply would correct.
-    pub drift: Vec<String>,
-    /// Grafana's health-check message (`None` while planning).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<String>,
-    /// The deployment's service account (name only; its tokens are never kept).
-    pub service_account: String,
-    /// Created by this run.
-    pub service_account_created: bool,
-    /// Permissions granted by this run (`SSO_USER:<id>`, `SSO_GROUP:<id>`), all `ADMIN`.
-    pub admins_added: Vec<String>,
-}
-
 fn spec_of(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceSpec> {
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let ws = require(&state.grafana_workspace, "grafana-workspace")?;
@@ -262,7 +236,7 @@ fn spec_of(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceSpec> {
     })
 }
 
-fn output(ws_id: &str, spec: &DatasourceSpec, action: &str) -> DatasourceOutput {
+fn output(ws_id: &str, spec: &DatasourceSpec, action: DatasourceAction) -> DatasourceOutput {
     DatasourceOutput {
         workspace_id: ws_id.to_string(),
         uid: spec.uid.clone(),
@@ -270,7 +244,7 @@ fn output(ws_id: &str, spec: &DatasourceSpec, action: &str) -> DatasourceOutput 
         datasource_type: datasource_type(&spec.grafana_version).to_string(),
         url: spec.prometheus_endpoint.clone(),
         is_default: spec.is_default,
-        action: action.to_string(),
+        action,
         drift: Vec::new(),
         health: None,
         service_account: String::new(),
@@ -284,7 +258,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     let ws = require(&state.grafana_workspace, "grafana-workspace")?;
     let spec = spec_of(ctx, state)?;
     let desired = desired_datasource(&spec);
-    let sa_name = grafana_api::service_account_name(&ctx.deployment.name);
+    let sa_name = grafana_http::service_account_name(&ctx.deployment.name);
 
     if grafana_major(&spec.grafana_version).is_some_and(|m| m < SERVICE_ACCOUNT_MIN_MAJOR) {
         return Err(Error::Precondition(format!(
@@ -295,43 +269,48 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     }
     if ws.workspace_id == KNOWN_AFTER_APPLY || spec.prometheus_endpoint == KNOWN_AFTER_APPLY {
         // Plan on a deployment whose workspaces do not exist yet.
-        let mut out = output(&ws.workspace_id, &spec, "create");
+        let mut out = output(&ws.workspace_id, &spec, DatasourceAction::Create);
         out.service_account = sa_name.clone();
         out.service_account_created = true;
-        ctx.planned(STEP, "create", format!("Grafana service account {sa_name}"), json!({"grafanaRole": "ADMIN"}));
-        ctx.planned(STEP, "create", format!("Grafana data source {}", spec.uid), desired.clone());
+        ctx.report(Change::new(
+            STEP,
+            ChangeKind::Create,
+            format!("Grafana service account {sa_name}"),
+            json!({"grafanaRole": "ADMIN"}),
+        ));
+        ctx.report(Change::new(STEP, ChangeKind::Create, format!("Grafana data source {}", spec.uid), desired.clone()));
         out.admins_added = missing_admins(ctx, &[]);
         if !out.admins_added.is_empty() {
-            ctx.planned(
+            ctx.report(Change::new(
                 STEP,
-                "update",
+                ChangeKind::Update,
                 "Grafana workspace permissions",
                 json!({"add": out.admins_added, "role": "ADMIN"}),
-            );
+            ));
         }
         return Ok(out);
     }
-    if ws.status != "ACTIVE" && !ctx.dry_run() {
-        return Err(Error::ResourceFailed(format!(
-            "Grafana workspace {} is {}, not ACTIVE: the data source can only be configured in an ACTIVE workspace",
-            ws.workspace_id, ws.status
-        )));
-    }
-
-    let (sa, sa_created) = grafana_api::ensure_service_account(ctx, &ws.workspace_id).await?;
-    let mut out = output(&ws.workspace_id, &spec, "unchanged");
-    out.service_account = sa_name.clone();
-    out.service_account_created = sa_created;
-
-    if ctx.dry_run() {
-        plan_datasource(ctx, ws, &spec, &desired, sa.as_ref(), &mut out).await?;
-    } else {
+    let base = |sa_created: bool| {
+        let mut out = output(&ws.workspace_id, &spec, DatasourceAction::Unchanged);
+        out.service_account = sa_name.clone();
+        out.service_account_created = sa_created;
+        out
+    };
+    let apply = || async {
+        if ws.status != "ACTIVE" {
+            return Err(Error::ResourceFailed(format!(
+                "Grafana workspace {} is {}, not ACTIVE: the data source can only be configured in an ACTIVE workspace",
+                ws.workspace_id, ws.status
+            )));
+        }
+        let (sa, sa_created) = grafana_access::ensure_service_account(ctx, &ws.workspace_id).await?;
+        let mut out = base(sa_created);
         let Some(sa) = sa else {
             return Err(Error::Internal(format!("service account {sa_name} neither found nor created")));
         };
         let endpoint = ws.endpoint.clone();
         let (action, drifted, health) =
-            grafana_api::with_token(ctx, &ws.workspace_id, &endpoint, &sa.id, |api| upsert(api, &spec, &desired))
+            grafana_access::with_token(ctx, &ws.workspace_id, &endpoint, &sa.id, |api| upsert(api, &spec, &desired))
                 .await?;
         out.action = action;
         out.drift = drifted;
@@ -343,8 +322,15 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
             r.resources.insert(RECORD_SETTINGS_KEY.to_string(), settings);
         })
         .await?;
-    }
-
+        Ok(out)
+    };
+    let preview = || async {
+        let (sa, sa_created) = grafana_access::ensure_service_account(ctx, &ws.workspace_id).await?;
+        let mut out = base(sa_created);
+        plan_datasource(ctx, ws, &spec, &desired, sa.as_ref(), &mut out).await?;
+        Ok(out)
+    };
+    let mut out = ctx.write_or_preview(apply, preview).await?;
     out.admins_added = grant_admins(ctx, &ws.workspace_id).await?;
     Ok(out)
 }
@@ -361,40 +347,40 @@ async fn plan_datasource(
 ) -> Result<()> {
     let resource = format!("Grafana data source {}", spec.uid);
     let Some(sa) = sa else {
-        ctx.planned(
+        ctx.report(Change::new(
             STEP,
-            "create",
+            ChangeKind::Create,
             format!("Grafana service account {}", out.service_account),
             json!({"grafanaRole": "ADMIN"}),
-        );
-        ctx.planned(STEP, "create", resource, desired.clone());
-        out.action = "create".to_string();
+        ));
+        ctx.report(Change::new(STEP, ChangeKind::Create, resource, desired.clone()));
+        out.action = DatasourceAction::Create;
         return Ok(());
     };
     if ws.status != "ACTIVE" {
         return plan_from_record(ctx, &ws.status, &resource, desired, out).await;
     }
     let uid = spec.uid.clone();
-    let live = grafana_api::with_token(ctx, &ws.workspace_id, &ws.endpoint, &sa.id, |api| async move {
+    let live = grafana_access::with_token(ctx, &ws.workspace_id, &ws.endpoint, &sa.id, |api| async move {
         api.get_datasource(&uid).await
     })
     .await?;
     let Some(live) = live else {
-        ctx.planned(STEP, "create", resource, desired.clone());
-        out.action = "create".to_string();
+        ctx.report(Change::new(STEP, ChangeKind::Create, resource, desired.clone()));
+        out.action = DatasourceAction::Create;
         return Ok(());
     };
     let drifted: Vec<(String, Value, Value)> =
         drift_fields(&live, desired).into_iter().map(|(f, l, d)| (f, masked(&l), masked(&d))).collect();
     if drifted.is_empty() {
-        out.action = "none".to_string();
+        out.action = DatasourceAction::None;
         return Ok(());
     }
     out.drift = drifted.iter().map(|(f, l, d)| format!("{f}: {l} -> {d}")).collect();
     let fields: Map<String, Value> =
         drifted.into_iter().map(|(f, l, d)| (f, json!({"live": l, "desired": d}))).collect();
-    ctx.planned(STEP, "update", resource, json!({ "drift": fields }));
-    out.action = "update".to_string();
+    ctx.report(Change::new(STEP, ChangeKind::Update, resource, json!({ "drift": fields })));
+    out.action = DatasourceAction::Update;
     Ok(())
 }
 
@@ -410,12 +396,12 @@ async fn plan_from_record(
     let rec = record::load(ctx).await?;
     let recorded = rec.resource(RECORD_SETTINGS_KEY).map(|r| r.id.clone());
     if recorded.as_deref() == Some(fingerprint(desired).as_str()) {
-        out.action = "unknown".to_string();
+        out.action = DatasourceAction::Unknown;
         return Ok(());
     }
-    ctx.planned(
+    ctx.report(Change::new(
         STEP,
-        "update",
+        ChangeKind::Update,
         resource,
         json!({
             "datasource": format!("unknown until apply (the Grafana workspace is {status}, so it cannot be read)"),
@@ -426,28 +412,32 @@ async fn plan_from_record(
             },
             "desired": desired,
         }),
-    );
-    out.action = "update".to_string();
+    ));
+    out.action = DatasourceAction::Update;
     Ok(())
 }
 
 /// Creates or corrects the data source, then checks its health. Returns the action, the
 /// corrected fields and Grafana's health message.
-async fn upsert(api: GrafanaApi, spec: &DatasourceSpec, desired: &Value) -> Result<(String, Vec<String>, String)> {
+async fn upsert(
+    api: GrafanaApi,
+    spec: &DatasourceSpec,
+    desired: &Value,
+) -> Result<(DatasourceAction, Vec<String>, String)> {
     let (action, drifted) = match api.get_datasource(&spec.uid).await? {
         None => {
             api.create_datasource(desired).await?;
             tracing::info!(uid = %spec.uid, r#type = %datasource_type(&spec.grafana_version), "Grafana data source created");
-            ("created", Vec::new())
+            (DatasourceAction::Created, Vec::new())
         }
         Some(live) => {
             let drifted = drift(&live, desired);
             if drifted.is_empty() {
-                ("unchanged", drifted)
+                (DatasourceAction::Unchanged, drifted)
             } else {
                 api.update_datasource(&spec.uid, &corrected(&live, desired)).await?;
                 tracing::info!(uid = %spec.uid, drift = ?drifted, "Grafana data source corrected");
-                ("updated", drifted)
+                (DatasourceAction::Updated, drifted)
             }
         }
     };
@@ -461,7 +451,7 @@ async fn upsert(api: GrafanaApi, spec: &DatasourceSpec, desired: &Value) -> Resu
             health.message
         )));
     }
-    Ok((action.to_string(), drifted, health.message))
+    Ok((action, drifted, health.message))
 }
 
 /// `SSO_USER:<id>` / `SSO_GROUP:<id>` of the input's admins that `have` does not list as ADMIN.
@@ -507,65 +497,71 @@ async fn grant_admins(ctx: &Ctx, workspace_id: &str) -> Result<Vec<String>> {
     if missing.is_empty() {
         return Ok(missing);
     }
-    ctx.planned(STEP, "update", "Grafana workspace permissions", json!({"add": missing, "role": "ADMIN"}));
-    if ctx.dry_run() {
-        return Ok(missing);
-    }
-    let mut failures = Vec::new();
-    for batch in missing.chunks(PERMISSION_BATCH) {
-        let mut instructions = Vec::new();
-        for entry in batch {
-            let (kind, id) = entry.split_once(':').unwrap_or(("", entry));
-            let user = User::builder()
-                .id(id)
-                .r#type(UserType::from(kind))
-                .build()
-                .map_err(|e| Error::Internal(format!("UpdatePermissions user: {e}")))?;
-            instructions.push(
-                UpdateInstruction::builder()
-                    .action(UpdateAction::Add)
-                    .role(Role::Admin)
-                    .users(user)
+    let change = Change::new(
+        STEP,
+        ChangeKind::Update,
+        "Grafana workspace permissions",
+        json!({"add": missing, "role": "ADMIN"}),
+    );
+    ctx.write(change, || async {
+        let mut failures = Vec::new();
+        for batch in missing.chunks(PERMISSION_BATCH) {
+            let mut instructions = Vec::new();
+            for entry in batch {
+                let (kind, id) = entry.split_once(':').unwrap_or(("", entry));
+                let user = User::builder()
+                    .id(id)
+                    .r#type(UserType::from(kind))
                     .build()
-                    .map_err(|e| Error::Internal(format!("UpdatePermissions instruction: {e}")))?,
-            );
+                    .map_err(|e| Error::Internal(format!("UpdatePermissions user: {e}")))?;
+                instructions.push(
+                    UpdateInstruction::builder()
+                        .action(UpdateAction::Add)
+                        .role(Role::Admin)
+                        .users(user)
+                        .build()
+                        .map_err(|e| Error::Internal(format!("UpdatePermissions instruction: {e}")))?,
+                );
+            }
+            let resp = ctx
+                .clients
+                .grafana
+                .update_permissions()
+                .workspace_id(workspace_id)
+                .set_update_instruction_batch(Some(instructions))
+                .send()
+                .await
+                .map_err(|e| from_sdk("grafana:UpdatePermissions", e))?;
+            for e in resp.errors() {
+                let who = e
+                    .caused_by()
+                    .map(|c| {
+                        c.users()
+                            .iter()
+                            .map(|u| format!("{} {}", u.r#type().as_str(), u.id()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                failures.push(format!("{who}: {} (code {})", e.message(), e.code()));
+            }
         }
-        let resp = ctx
-            .clients
-            .grafana
-            .update_permissions()
-            .workspace_id(workspace_id)
-            .set_update_instruction_batch(Some(instructions))
-            .send()
-            .await
-            .map_err(|e| from_sdk("grafana:UpdatePermissions", e))?;
-        for e in resp.errors() {
-            let who = e
-                .caused_by()
-                .map(|c| {
-                    c.users()
-                        .iter()
-                        .map(|u| format!("{} {}", u.r#type().as_str(), u.id()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            failures.push(format!("{who}: {} (code {})", e.message(), e.code()));
+        if !failures.is_empty() {
+            return Err(Error::Aws {
+                operation: "grafana:UpdatePermissions".to_string(),
+                code: "UpdateError".to_string(),
+                message: format!(
+                    "grafana.admins: {} of {} grants failed: {}",
+                    failures.len(),
+                    missing.len(),
+                    failures.join("; ")
+                ),
+            });
         }
-    }
-    if !failures.is_empty() {
-        return Err(Error::Aws {
-            operation: "grafana:UpdatePermissions".to_string(),
-            code: "UpdateError".to_string(),
-            message: format!(
-                "grafana.admins: {} of {} grants failed: {}",
-                failures.len(),
-                missing.len(),
-                failures.join("; ")
-            ),
-        });
-    }
-    tracing::info!(workspace_id, added = ?missing, "Grafana ADMIN permissions granted");
+        tracing::info!(workspace_id, added = ?missing, "Grafana ADMIN permissions granted");
+        Ok(())
+    })
+    .await?;
     Ok(missing)
 }
 
@@ -597,59 +593,63 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
         )));
     }
     let endpoint = ws.endpoint().to_string();
-    let name = grafana_api::service_account_name(&ctx.deployment.name);
-    let existing = grafana_api::find_service_account(ctx, &ws_id, &name).await?;
+    let name = grafana_http::service_account_name(&ctx.deployment.name);
+    let existing = grafana_access::find_service_account(ctx, &ws_id, &name).await?;
     if existing.is_none() && rec.resource(RECORD_KEY).is_none() {
         // Neither our service account nor a data source of ours: nothing to remove.
         return Ok(out);
     }
-    ctx.planned(
+    ctx.report(Change::new(
         STEP,
-        "delete",
+        ChangeKind::Delete,
         format!("Grafana data source {uid}"),
         json!({"workspaceId": ws_id, "note": "if present (reading it needs a token)"}),
-    );
-    ctx.planned(STEP, "delete", format!("Grafana service account {name}"), json!({"workspaceId": ws_id}));
-    if ctx.dry_run() {
+    ));
+    ctx.report(Change::new(
+        STEP,
+        ChangeKind::Delete,
+        format!("Grafana service account {name}"),
+        json!({"workspaceId": ws_id}),
+    ));
+    let removed = ctx
+        .write_unreported(|| async {
+            // A service account is needed for a token; one removed by hand is recreated just for this.
+            let sa = match existing {
+                Some(sa) if grafana_http::check_service_account(&ws_id, &sa).is_ok() => sa,
+                Some(sa) => {
+                    grafana_access::delete_service_account(ctx, &ws_id, &sa.id).await?;
+                    grafana_access::ensure_service_account(ctx, &ws_id)
+                        .await?
+                        .0
+                        .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?
+                }
+                None => grafana_access::ensure_service_account(ctx, &ws_id)
+                    .await?
+                    .0
+                    .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?,
+            };
+            let target = uid.clone();
+            let removed = grafana_access::with_token(ctx, &ws_id, &endpoint, &sa.id, |api| async move {
+                api.delete_datasource(&target).await
+            })
+            .await?;
+            if removed {
+                out.deleted.push(format!("{ws_id}: data source {uid}"));
+            }
+            grafana_access::delete_service_account(ctx, &ws_id, &sa.id).await?;
+            out.deleted.push(format!("{ws_id}: service account {name}"));
+            record::update(ctx, |r| {
+                r.resources.remove(RECORD_KEY);
+                r.resources.remove(RECORD_SETTINGS_KEY);
+            })
+            .await?;
+            Ok(())
+        })
+        .await?;
+    if removed.is_none() {
         out.deleted.push(format!("{ws_id}: data source {uid}"));
         out.deleted.push(format!("{ws_id}: service account {name}"));
-        return Ok(out);
     }
-    // A service account is needed for a token; one removed by hand is recreated just for this.
-    let sa = match existing {
-        Some(sa) if grafana_api::check_service_account(&ws_id, &sa).is_ok() => sa,
-        Some(sa) => {
-            grafana_api::delete_service_account(ctx, &ws_id, &sa.id).await?;
-            grafana_api::ensure_service_account(ctx, &ws_id)
-                .await?
-                .0
-                .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?
-        }
-        None => grafana_api::ensure_service_account(ctx, &ws_id)
-            .await?
-            .0
-            .ok_or_else(|| Error::Internal(format!("service account {name} neither found nor created")))?,
-    };
-    let target = uid.clone();
-    let removed =
-        grafana_api::with_token(
-            ctx,
-            &ws_id,
-            &endpoint,
-            &sa.id,
-            |api| async move { api.delete_datasource(&target).await },
-        )
-        .await?;
-    if removed {
-        out.deleted.push(format!("{ws_id}: data source {uid}"));
-    }
-    grafana_api::delete_service_account(ctx, &ws_id, &sa.id).await?;
-    out.deleted.push(format!("{ws_id}: service account {name}"));
-    record::update(ctx, |r| {
-        r.resources.remove(RECORD_KEY);
-        r.resources.remove(RECORD_SETTINGS_KEY);
-    })
-    .await?;
     Ok(out)
 }
 

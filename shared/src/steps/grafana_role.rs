@@ -4,13 +4,15 @@
 
 use serde_json::{json, Value};
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::names;
-use crate::policy;
-use crate::record::{self, keys, ResourceRecord};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::{Change, Ctx};
+use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy;
+use crate::domain::names;
+use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaRoleOutput, ProvisionState};
 use crate::steps::iam_util::{self, PolicySpec};
-use crate::steps::Ctx;
 
 const STEP: &str = "grafana-role";
 
@@ -35,24 +37,35 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let (role_arn, adopted, created, trust_updated) = match live {
-        None if ctx.dry_run() => {
-            ctx.planned(STEP, "create", format!("role {}", d.grafana_role_name), json!({ "trustPolicy": desired }));
-            (names::role_arn(&d.partition, &pre.account_id, &d.grafana_role_name), false, true, false)
-        }
         None => {
-            let out = iam
-                .create_role()
-                .role_name(&d.grafana_role_name)
-                .assume_role_policy_document(policy::to_compact(&desired))
-                .description(ROLE_DESCRIPTION)
-                .set_tags(Some(iam_util::iam_tags(ctx)?))
-                .send()
-                .await
-                .map_err(|e| from_sdk("iam:CreateRole", e))?;
-            let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
-            tracing::info!(role = %d.grafana_role_name, "Grafana role created");
-            record_role(ctx, &arn, true).await?;
-            (arn, false, true, false)
+            let change = Change::new(
+                STEP,
+                ChangeKind::Create,
+                format!("role {}", d.grafana_role_name),
+                json!({ "trustPolicy": desired }),
+            );
+            let tags = iam_util::iam_tags(ctx)?;
+            let created = ctx
+                .write(change, || async {
+                    iam.create_role()
+                        .role_name(&d.grafana_role_name)
+                        .assume_role_policy_document(policy::to_compact(&desired))
+                        .description(ROLE_DESCRIPTION)
+                        .set_tags(Some(tags))
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk("iam:CreateRole", e))
+                })
+                .await?;
+            match created {
+                None => (names::role_arn(&d.partition, &pre.account_id, &d.grafana_role_name), false, true, false),
+                Some(out) => {
+                    let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
+                    tracing::info!(role = %d.grafana_role_name, "Grafana role created");
+                    record_role(ctx, &arn, true).await?;
+                    (arn, false, true, false)
+                }
+            }
         }
         Some(role) => {
             let recorded = record::load(ctx).await?.resource(keys::GRAFANA_ROLE).is_some_and(|r| r.owned);
@@ -61,25 +74,28 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
             let current = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;
             let target = converge_trust(&current, &desired, owned);
             let updated = match target {
-                Some(doc) if ctx.dry_run() => {
+                Some(doc) => {
                     let (added, removed) = policy::statement_diff(&current, &doc);
-                    ctx.planned(
+                    let change = Change::new(
                         STEP,
-                        "update",
+                        ChangeKind::Update,
                         format!("trust policy of role {}", d.grafana_role_name),
                         json!({ "statementsAdded": added, "statementsRemoved": removed }),
                     );
-                    true
-                }
-                Some(doc) => {
-                    policy::check_trust_policy_size(&d.grafana_role_name, &doc)?;
-                    iam.update_assume_role_policy()
-                        .role_name(&d.grafana_role_name)
-                        .policy_document(policy::to_compact(&doc))
-                        .send()
-                        .await
-                        .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))?;
-                    tracing::info!(role = %d.grafana_role_name, owned, "Grafana role trust converged");
+                    let written = ctx
+                        .write(change, || async {
+                            policy::check_trust_policy_size(&d.grafana_role_name, &doc)?;
+                            iam.update_assume_role_policy()
+                                .role_name(&d.grafana_role_name)
+                                .policy_document(policy::to_compact(&doc))
+                                .send()
+                                .await
+                                .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
+                        })
+                        .await?;
+                    if written.is_some() {
+                        tracing::info!(role = %d.grafana_role_name, owned, "Grafana role trust converged");
+                    }
                     true
                 }
                 None => false,

@@ -7,11 +7,14 @@ use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, Per
 
 use serde_json::json;
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::names;
-use crate::record::{self, keys, ResourceRecord};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
+use crate::domain::error::{Error, Result};
+use crate::domain::names;
+use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
-use crate::steps::{grafana_role, Ctx, KNOWN_AFTER_APPLY};
+use crate::steps::grafana_role;
 
 const STEP: &str = "grafana-workspace";
 
@@ -40,11 +43,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
 
     let matches = find_by_name(ctx, &d.grafana_workspace_name).await?;
     let (id, created) = match matches.as_slice() {
-        [] if ctx.dry_run() => {
+        [] => {
             check_version(ctx).await?;
-            ctx.planned(
+            let change = Change::new(
                 STEP,
-                "create",
+                ChangeKind::Create,
                 "Grafana workspace",
                 json!({
                     "workspaceName": d.grafana_workspace_name,
@@ -54,10 +57,6 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
                     "workspaceRoleArn": role.role_arn,
                 }),
             );
-            return Ok(planned_workspace(ctx, &pre.account_id));
-        }
-        [] => {
-            check_version(ctx).await?;
             let token = names::client_token(
                 &format!("grafana-workspace/{}", d.grafana_workspace_name),
                 &pre.account_id,
@@ -81,19 +80,22 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
             for (k, v) in ctx.owner_tags() {
                 req = req.tags(k, v);
             }
-            let out = match req.send().await {
-                Ok(out) => out,
-                Err(e) => {
-                    let err = from_sdk("grafana:CreateWorkspace", e);
-                    if role.created
-                        && err.aws_code() == Some("ValidationException")
-                        && grafana_role::is_propagation_message(&err.to_string())
-                    {
-                        return Err(grafana_role::propagation_error(&role.role_name, &err.to_string()));
-                    }
-                    return Err(err);
-                }
-            };
+            let created = ctx
+                .write(change, || async {
+                    req.send().await.map_err(|e| {
+                        let err = from_sdk("grafana:CreateWorkspace", e);
+                        if role.created
+                            && err.aws_code() == Some("ValidationException")
+                            && grafana_role::is_propagation_message(&err.to_string())
+                        {
+                            grafana_role::propagation_error(&role.role_name, &err.to_string())
+                        } else {
+                            err
+                        }
+                    })
+                })
+                .await?;
+            let Some(out) = created else { return Ok(planned_workspace(ctx, &pre.account_id)) };
             let id = out.workspace().map(|w| w.id().to_string()).unwrap_or_default();
             tracing::info!(workspace_id = %id, name = %d.grafana_workspace_name, "Grafana workspace created");
             record_workspace(ctx, &id, true).await?;
@@ -182,17 +184,27 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         out.retained.push(format!("{id}: adopted"));
         return Ok(out);
     }
-    ctx.planned(STEP, "delete", format!("Grafana workspace {id}"), json!({"workspaceName": d.grafana_workspace_name}));
-    if ctx.dry_run() {
+    let change = Change::new(
+        STEP,
+        ChangeKind::Delete,
+        format!("Grafana workspace {id}"),
+        json!({"workspaceName": d.grafana_workspace_name}),
+    );
+    let started = ctx
+        .write(change, || async {
+            match ctx.clients.grafana.delete_workspace().workspace_id(&id).send().await {
+                Ok(_) => tracing::info!(workspace_id = %id, "Grafana workspace deletion started"),
+                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
+                // Already being deleted (a re-run): wait for it.
+                Err(e) if has_code(&e, &["ConflictException"]) => {}
+                Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
+            }
+            Ok(())
+        })
+        .await?;
+    if started.is_none() {
         out.deleted.push(id);
         return Ok(out);
-    }
-    match ctx.clients.grafana.delete_workspace().workspace_id(&id).send().await {
-        Ok(_) => tracing::info!(workspace_id = %id, "Grafana workspace deletion started"),
-        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
-        // Already being deleted (a re-run): wait for it.
-        Err(e) if has_code(&e, &["ConflictException"]) => {}
-        Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
     }
     out.deleted.push(id.clone());
     out.id = Some(id.clone());
@@ -285,31 +297,39 @@ async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str) -> Result<b
         untouched.push(json!({"field": "authenticationProviders", "live": live_providers, "desired": want_providers}));
     }
     if !untouched.is_empty() {
-        ctx.planned(STEP, "none", format!("Grafana workspace {id}"), json!({ "differsButNotChanged": untouched }));
+        ctx.report(Change::new(
+            STEP,
+            ChangeKind::None,
+            format!("Grafana workspace {id}"),
+            json!({ "differsButNotChanged": untouched }),
+        ));
     }
     if role_ok && perm_ok {
         return Ok(false);
     }
-    ctx.planned(
+    let change = Change::new(
         STEP,
-        "update",
+        ChangeKind::Update,
         format!("Grafana workspace {id}"),
         json!({
             "workspaceRoleArn": {"live": ws.workspace_role_arn(), "desired": role_arn},
             "permissionType": {"live": ws.permission_type().map(|p| p.as_str()), "desired": "CUSTOMER_MANAGED"},
         }),
     );
-    if ctx.dry_run() {
-        return Ok(true);
+    let written = ctx
+        .write(change, || async {
+            g.update_workspace()
+                .workspace_id(id)
+                .permission_type(PermissionType::CustomerManaged)
+                .workspace_role_arn(role_arn)
+                .send()
+                .await
+                .map_err(|e| from_sdk("grafana:UpdateWorkspace", e))
+        })
+        .await?;
+    if written.is_some() {
+        tracing::info!(workspace_id = %id, "Grafana workspace role converged");
     }
-    g.update_workspace()
-        .workspace_id(id)
-        .permission_type(PermissionType::CustomerManaged)
-        .workspace_role_arn(role_arn)
-        .send()
-        .await
-        .map_err(|e| from_sdk("grafana:UpdateWorkspace", e))?;
-    tracing::info!(workspace_id = %id, "Grafana workspace role converged");
     Ok(true)
 }
 

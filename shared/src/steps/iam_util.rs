@@ -4,12 +4,14 @@
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::names;
-use crate::policy;
-use crate::record::{self, ResourceRecord};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, ResourceRecord};
+use crate::ctx::{Change, Ctx};
+use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy;
+use crate::domain::names;
+use crate::state::ChangeKind;
 use crate::state::{DeleteOutput, PolicyOutput};
-use crate::steps::Ctx;
 
 /// IAM keeps at most this many versions of a managed policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
@@ -25,7 +27,7 @@ pub fn iam_tags(ctx: &Ctx) -> Result<Vec<Tag>> {
 /// A managed policy to converge.
 pub struct PolicySpec<'a> {
     /// Step name, for the plan.
-    pub step: &'a str,
+    pub step: &'static str,
     /// Key in the record.
     pub record_key: &'a str,
     pub name: &'a str,
@@ -43,7 +45,12 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     let recorded = before.resource(spec.record_key).cloned();
     let Some(live) = find_policy(ctx, account_id, spec.name).await? else {
         let arn = names::policy_arn(&ctx.deployment.partition, account_id, spec.name);
-        ctx.planned(spec.step, "create", format!("policy {}", spec.name), json!({ "document": spec.document }));
+        let change = Change::new(
+            spec.step,
+            ChangeKind::Create,
+            format!("policy {}", spec.name),
+            json!({ "document": spec.document }),
+        );
         let mut out = PolicyOutput {
             policy_arn: arn,
             policy_name: spec.name.to_string(),
@@ -54,18 +61,20 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
             version_pruned: None,
             attached: false,
         };
-        if ctx.dry_run() {
-            return Ok(out);
-        }
-        let created = iam
-            .create_policy()
-            .policy_name(spec.name)
-            .policy_document(&compact)
-            .description(spec.description)
-            .set_tags(Some(iam_tags(ctx)?))
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:CreatePolicy", e))?;
+        let tags = iam_tags(ctx)?;
+        let created = ctx
+            .write(change, || async {
+                iam.create_policy()
+                    .policy_name(spec.name)
+                    .policy_document(&compact)
+                    .description(spec.description)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("iam:CreatePolicy", e))
+            })
+            .await?;
+        let Some(created) = created else { return Ok(out) };
         let p = created.policy().ok_or_else(|| Error::Internal("iam:CreatePolicy returned no policy".into()))?;
         out.policy_arn = p.arn().unwrap_or(&out.policy_arn).to_string();
         out.default_version_id = p.default_version_id().unwrap_or("v1").to_string();
@@ -122,9 +131,9 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         None
     };
     let (added, removed) = policy::statement_diff(&live_doc, spec.document);
-    ctx.planned(
+    let change = Change::new(
         spec.step,
-        "update",
+        ChangeKind::Update,
         format!("policy {}", spec.name),
         json!({
             "statementsAdded": added,
@@ -136,26 +145,27 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     );
     out.version_created = true;
     out.version_pruned = prune.clone();
-    if ctx.dry_run() {
-        return Ok(out);
-    }
-    if let Some(oldest) = &prune {
-        iam.delete_policy_version()
-            .policy_arn(&arn)
-            .version_id(oldest)
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:DeletePolicyVersion", e))?;
-        tracing::info!(policy = %spec.name, version = %oldest, "oldest policy version pruned");
-    }
-    let created = iam
-        .create_policy_version()
-        .policy_arn(&arn)
-        .policy_document(&compact)
-        .set_as_default(true)
-        .send()
-        .await
-        .map_err(|e| from_sdk("iam:CreatePolicyVersion", e))?;
+    let created = ctx
+        .write(change, || async {
+            if let Some(oldest) = &prune {
+                iam.delete_policy_version()
+                    .policy_arn(&arn)
+                    .version_id(oldest)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("iam:DeletePolicyVersion", e))?;
+                tracing::info!(policy = %spec.name, version = %oldest, "oldest policy version pruned");
+            }
+            iam.create_policy_version()
+                .policy_arn(&arn)
+                .policy_document(&compact)
+                .set_as_default(true)
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:CreatePolicyVersion", e))
+        })
+        .await?;
+    let Some(created) = created else { return Ok(out) };
     out.default_version_id = created.policy_version().and_then(|v| v.version_id()).unwrap_or_default().to_string();
     tracing::info!(policy = %spec.name, version = %out.default_version_id, "policy version created as default");
     Ok(out)
@@ -233,7 +243,7 @@ async fn attached_policies(ctx: &Ctx, role_name: &str) -> Result<Vec<String>> {
 /// Returns true when it attached.
 pub async fn ensure_attached(
     ctx: &Ctx,
-    step: &str,
+    step: &'static str,
     record_key: &str,
     role_name: &str,
     policy_arn: &str,
@@ -241,25 +251,29 @@ pub async fn ensure_attached(
     if attached_policies(ctx, role_name).await?.iter().any(|a| a == policy_arn) {
         return Ok(false);
     }
-    ctx.planned(step, "update", format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
-    if ctx.dry_run() {
-        return Ok(true);
-    }
-    record::update(ctx, |r| {
-        if let Some(e) = r.resources.get_mut(record_key) {
-            e.attached_by_us = true;
-        }
+    let change =
+        Change::new(step, ChangeKind::Update, format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
+    // The record says "attached by us" before the attachment exists, so that a crash in
+    // between still lets delete detach it.
+    ctx.write(change, || async {
+        record::update(ctx, |r| {
+            if let Some(e) = r.resources.get_mut(record_key) {
+                e.attached_by_us = true;
+            }
+        })
+        .await?;
+        ctx.clients
+            .iam
+            .attach_role_policy()
+            .role_name(role_name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| from_sdk("iam:AttachRolePolicy", e))?;
+        tracing::info!(role = %role_name, policy = %policy_arn, "policy attached");
+        Ok(())
     })
     .await?;
-    ctx.clients
-        .iam
-        .attach_role_policy()
-        .role_name(role_name)
-        .policy_arn(policy_arn)
-        .send()
-        .await
-        .map_err(|e| from_sdk("iam:AttachRolePolicy", e))?;
-    tracing::info!(role = %role_name, policy = %policy_arn, "policy attached");
     Ok(true)
 }
 
@@ -267,7 +281,7 @@ pub async fn ensure_attached(
 /// adopted one, only the attachment to `role_name` that we made. Idempotent.
 pub async fn delete_managed_policy(
     ctx: &Ctx,
-    step: &str,
+    step: &'static str,
     record_key: &str,
     account_id: &str,
     name: &str,
@@ -301,8 +315,8 @@ pub async fn delete_managed_policy(
         out.retained.push(format!("{arn}: adopted"));
         return forget(ctx, record_key).await;
     }
-    ctx.planned(step, "delete", format!("policy {name}"), json!({ "policyArn": arn }));
-    if !ctx.dry_run() {
+    let change = Change::new(step, ChangeKind::Delete, format!("policy {name}"), json!({ "policyArn": arn }));
+    ctx.write(change, || async {
         let entities = iam
             .list_entities_for_policy()
             .policy_arn(&arn)
@@ -349,21 +363,24 @@ pub async fn delete_managed_policy(
             Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
             Err(e) => return Err(from_sdk("iam:DeletePolicy", e)),
         }
-    }
+        Ok(())
+    })
+    .await?;
     out.deleted.push(arn);
     forget(ctx, record_key).await
 }
 
-async fn detach(ctx: &Ctx, step: &str, role_name: &str, arn: &str) -> Result<()> {
-    ctx.planned(step, "update", format!("role {role_name}"), json!({ "detachPolicy": arn }));
-    if ctx.dry_run() {
-        return Ok(());
-    }
-    match ctx.clients.iam.detach_role_policy().role_name(role_name).policy_arn(arn).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(()),
-        Err(e) => Err(from_sdk("iam:DetachRolePolicy", e)),
-    }
+async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Result<()> {
+    let change = Change::new(step, ChangeKind::Update, format!("role {role_name}"), json!({ "detachPolicy": arn }));
+    ctx.write(change, || async {
+        match ctx.clients.iam.detach_role_policy().role_name(role_name).policy_arn(arn).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(()),
+            Err(e) => Err(from_sdk("iam:DetachRolePolicy", e)),
+        }
+    })
+    .await
+    .map(|_| ())
 }
 
 async fn forget(ctx: &Ctx, key: &str) -> Result<()> {
@@ -378,7 +395,7 @@ async fn forget(ctx: &Ctx, key: &str) -> Result<()> {
 /// adopted role is kept. Idempotent.
 pub async fn delete_role(
     ctx: &Ctx,
-    step: &str,
+    step: &'static str,
     record_key: &str,
     role_name: &str,
     out: &mut DeleteOutput,
@@ -395,8 +412,8 @@ pub async fn delete_role(
         out.retained.push(format!("{arn}: adopted"));
         return forget(ctx, record_key).await;
     }
-    ctx.planned(step, "delete", format!("role {role_name}"), json!({ "roleArn": arn }));
-    if !ctx.dry_run() {
+    let change = Change::new(step, ChangeKind::Delete, format!("role {role_name}"), json!({ "roleArn": arn }));
+    ctx.write(change, || async {
         for policy_arn in attached_policies(ctx, role_name).await? {
             detach(ctx, step, role_name, &policy_arn).await?;
         }
@@ -419,7 +436,9 @@ pub async fn delete_role(
             Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
             Err(e) => return Err(from_sdk("iam:DeleteRole", e)),
         }
-    }
+        Ok(())
+    })
+    .await?;
     out.deleted.push(arn);
     forget(ctx, record_key).await
 }

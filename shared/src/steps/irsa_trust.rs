@@ -1,5 +1,5 @@
 //! irsa-trust: makes the IRSA role trust `system:serviceaccount:<ns>:observability-*` through the
-//! cluster's OIDC provider, keeping every principal it trusted before (see [`crate::trust`]).
+//! cluster's OIDC provider, keeping every principal it trusted before (see [`crate::domain::iam::trust`]).
 //!
 //! The statement we add, and the trust policy before the first run, are recorded in SSM before
 //! the trust policy is written. When the namespace (or cluster) changes, the statement recorded
@@ -8,13 +8,15 @@
 
 use serde_json::{json, Value};
 
-use crate::error::{from_sdk, has_code, Result};
-use crate::names;
-use crate::policy;
-use crate::record::{self, TrustRecord};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::ctx::record::{self, TrustRecord};
+use crate::ctx::{Change, Ctx};
+use crate::domain::error::Result;
+use crate::domain::iam::policy;
+use crate::domain::iam::trust::{self, IrsaGrant};
+use crate::domain::names;
+use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, IrsaTrustOutput, ProvisionState};
-use crate::steps::Ctx;
-use crate::trust::{self, IrsaGrant};
 
 const STEP: &str = "irsa-trust";
 
@@ -29,27 +31,31 @@ async fn live_trust(ctx: &Ctx) -> Result<Option<Value>> {
     }
 }
 
-async fn write_trust(ctx: &Ctx, current: &Value, doc: &Value, action: &str) -> Result<()> {
+async fn write_trust(ctx: &Ctx, current: &Value, doc: &Value, kind: ChangeKind) -> Result<()> {
     let (added, removed) = policy::statement_diff(current, doc);
     let role = &ctx.deployment.irsa_role_name;
-    ctx.planned(
+    let (n_added, n_removed) = (added.len(), removed.len());
+    let change = Change::new(
         STEP,
-        action,
+        kind,
         format!("trust policy of role {role}"),
         json!({ "statementsAdded": added, "statementsRemoved": removed }),
     );
-    if ctx.dry_run() {
-        return Ok(());
+    let written = ctx
+        .write(change, || async {
+            ctx.clients
+                .iam
+                .update_assume_role_policy()
+                .role_name(role)
+                .policy_document(policy::to_compact(doc))
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
+        })
+        .await?;
+    if written.is_some() {
+        tracing::info!(role = %role, added = n_added, removed = n_removed, "trust policy updated");
     }
-    ctx.clients
-        .iam
-        .update_assume_role_policy()
-        .role_name(role)
-        .policy_document(policy::to_compact(doc))
-        .send()
-        .await
-        .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))?;
-    tracing::info!(role = %role, added = added.len(), removed = removed.len(), "trust policy updated");
     Ok(())
 }
 
@@ -93,7 +99,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     });
     record::save(ctx, &before, &after).await?;
     if changed {
-        write_trust(ctx, &current, &merged.document, "update").await?;
+        write_trust(ctx, &current, &merged.document, ChangeKind::Update).await?;
     }
     for w in &merged.warnings {
         tracing::warn!(role = %d.irsa_role_name, warning = %w, "trust policy");
@@ -122,7 +128,7 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
         doc = trust::remove(&doc, added);
     }
     if !policy::equivalent(&doc, &current) {
-        write_trust(ctx, &current, &doc, "delete").await?;
+        write_trust(ctx, &current, &doc, ChangeKind::Delete).await?;
         out.deleted.push(format!(
             "trust statement {} of role {}",
             names::trust_statement_sid(&d.name),

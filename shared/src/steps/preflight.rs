@@ -2,9 +2,10 @@
 //! checks that the IAM OIDC provider and the IRSA role exist. Read-only. On `delete`, a missing
 //! cluster, provider or role is not an error: there is then less to clean up.
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::input::Action;
-use crate::names;
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::domain::error::{Error, Result};
+use crate::domain::input::Action;
+use crate::domain::names;
 use crate::state::{PreflightOutput, ProvisionState};
 use crate::steps::Ctx;
 
@@ -77,10 +78,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
 
     // One run at a time: taken last, so a run that fails its checks writes nothing.
     if let (Some(execution), false) = (&state.execution, d.action == Action::Plan) {
-        crate::lease::acquire(ctx, execution).await?;
+        crate::ctx::lease::acquire(ctx, execution).await?;
     }
     Ok(PreflightOutput {
-        action: d.action.as_str().to_string(),
+        action: d.action,
         account_id,
         region: d.region.clone(),
         partition: d.partition.clone(),

@@ -1,34 +1,17 @@
 //! publish: every ARN, id, URL and the rendered Helm values as SSM String parameters under the
 //! deployment's prefix, written only when their value changed. Returns the output contract.
 
-use std::collections::HashMap;
-
-use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
-
 use serde_json::json;
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::render::{self, HelmValues};
+use crate::aws::ssm;
+pub use crate::aws::ssm::{parameter_name, tier_for, ADVANCED_MAX_BYTES, STANDARD_MAX_BYTES};
+use crate::ctx::{record, Change, Ctx};
+use crate::domain::error::{Error, Result};
+use crate::domain::render::{self, HelmValues};
+use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, OutputContract, ProvisionState};
-use crate::steps::Ctx;
 
-/// Standard-tier value limit (bytes).
-pub const STANDARD_MAX_BYTES: usize = 4096;
-/// Advanced-tier value limit (bytes).
-pub const ADVANCED_MAX_BYTES: usize = 8192;
-/// `GetParameters` takes at most this many names.
-const GET_BATCH: usize = 10;
-
-/// The tier a value needs, or `LimitExceededError` when even Advanced is too small.
-pub fn tier_for(name: &str, value: &str) -> Result<ParameterTier> {
-    match value.len() {
-        n if n <= STANDARD_MAX_BYTES => Ok(ParameterTier::Standard),
-        n if n <= ADVANCED_MAX_BYTES => Ok(ParameterTier::Advanced),
-        n => Err(Error::LimitExceeded(format!(
-            "SSM parameter {name}: value is {n} bytes, over the {ADVANCED_MAX_BYTES}-byte Advanced-tier limit"
-        ))),
-    }
-}
+const STEP: &str = "publish";
 
 /// The output contract assembled from the earlier steps' outputs.
 pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
@@ -69,11 +52,6 @@ pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
     })
 }
 
-/// `<prefix>/<leaf>`.
-pub fn parameter_name(prefix: &str, leaf: &str) -> String {
-    format!("{}/{leaf}", prefix.trim_end_matches('/'))
-}
-
 /// The parameters to publish, `(leaf name, value)`, in a fixed order.
 pub fn parameters(ctx: &Ctx, out: &OutputContract) -> Vec<(&'static str, String)> {
     let helm = render::helm_values(&HelmValues {
@@ -106,16 +84,16 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
     // Check every limit before the first write, so that a bad value writes nothing.
     let mut planned = Vec::new();
     for (leaf, value) in &params {
-        let name = parameter_name(prefix, leaf);
+        let name = ssm::parameter_name(prefix, leaf);
         if value.is_empty() {
             return Err(Error::Internal(format!("SSM parameter {name} would be empty")));
         }
-        tier_for(&name, value)?;
+        ssm::tier_for(&name, value)?;
         planned.push((name, value));
     }
     let names: Vec<String> = planned.iter().map(|(n, _)| n.clone()).collect();
-    let live = current_values(ctx, &names).await?;
-    let (mut created, mut updated) = (Vec::new(), Vec::new());
+    let live = ssm::current_values(&ctx.clients.ssm, &names).await?;
+    let (mut created, mut updated, mut writes) = (Vec::new(), Vec::new(), Vec::new());
     for (name, value) in planned {
         let exists = match live.get(&name) {
             Some(v) if v == value => continue,
@@ -128,60 +106,21 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
                 false
             }
         };
-        if !ctx.dry_run() {
-            put_parameter(ctx, &name, value, exists).await?;
-        }
+        writes.push((name, value, exists));
     }
+    // Reported as two changes (created, updated), written one parameter at a time.
     if !created.is_empty() {
-        ctx.planned("publish", "create", "SSM parameters", json!({ "parameters": created }));
+        ctx.report(Change::new(STEP, ChangeKind::Create, "SSM parameters", json!({ "parameters": created })));
     }
     if !updated.is_empty() {
-        ctx.planned("publish", "update", "SSM parameters", json!({ "parameters": updated }));
+        ctx.report(Change::new(STEP, ChangeKind::Update, "SSM parameters", json!({ "parameters": updated })));
+    }
+    let (tags, description) = (ctx.owner_tags(), record::description(ctx));
+    for (name, value, exists) in writes {
+        ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, value, exists, &tags, &description))
+            .await?;
     }
     Ok(out)
-}
-
-/// Writes one String parameter: created with our tags, or overwritten (SSM refuses tags together
-/// with overwrite). `exists` is a hint; a parameter created meanwhile is overwritten.
-pub async fn put_parameter(ctx: &Ctx, name: &str, value: &str, exists: bool) -> Result<()> {
-    let tier = tier_for(name, value)?;
-    let ssm = &ctx.clients.ssm;
-    if !exists {
-        let tags = ctx
-            .owner_tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Internal(e.to_string())))
-            .collect::<Result<Vec<_>>>()?;
-        let created = ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ParameterType::String)
-            .tier(tier.clone())
-            .description(format!("o11y-provisioner output for deployment {}", ctx.deployment.name))
-            .set_tags(Some(tags))
-            .send()
-            .await;
-        match created {
-            Ok(_) => {
-                tracing::info!(parameter = %name, "SSM parameter created");
-                return Ok(());
-            }
-            Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => {}
-            Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
-        }
-    }
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(ParameterType::String)
-        .tier(tier)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(|e| from_sdk("ssm:PutParameter", e))?;
-    tracing::info!(parameter = %name, "SSM parameter updated");
-    Ok(())
 }
 
 /// The leaves `publish` writes, plus those of later steps (`verification`).
@@ -204,66 +143,15 @@ pub const LEAVES: &[&str] = &[
 /// the prefix that we did not write are left alone.
 pub async fn delete(ctx: &Ctx) -> Result<DeleteOutput> {
     let prefix = &ctx.deployment.ssm_prefix;
-    let mut names: Vec<String> = LEAVES.iter().map(|l| parameter_name(prefix, l)).collect();
-    names.push(crate::record::parameter(ctx));
-    let live = current_values(ctx, &names).await?;
+    let mut names: Vec<String> = LEAVES.iter().map(|l| ssm::parameter_name(prefix, l)).collect();
+    names.push(record::parameter(ctx));
+    let live = ssm::current_values(&ctx.clients.ssm, &names).await?;
     let mut out = DeleteOutput::default();
-    for batch in names.iter().filter(|n| live.contains_key(*n)).collect::<Vec<_>>().chunks(GET_BATCH) {
+    for batch in names.iter().filter(|n| live.contains_key(*n)).collect::<Vec<_>>().chunks(ssm::GET_BATCH) {
         let batch: Vec<String> = batch.iter().map(|n| n.to_string()).collect();
-        if ctx.dry_run() {
-            ctx.planned("publish", "delete", "SSM parameters", json!({ "parameters": batch }));
-        } else {
-            ctx.clients
-                .ssm
-                .delete_parameters()
-                .set_names(Some(batch.clone()))
-                .send()
-                .await
-                .map_err(|e| from_sdk("ssm:DeleteParameters", e))?;
-        }
+        let change = Change::new(STEP, ChangeKind::Delete, "SSM parameters", json!({ "parameters": batch }));
+        ctx.write(change, || ssm::delete_parameters(&ctx.clients.ssm, batch.clone())).await?;
         out.deleted.extend(batch);
     }
     Ok(out)
-}
-
-/// Current values of the parameters that exist.
-async fn current_values(ctx: &Ctx, names: &[String]) -> Result<HashMap<String, String>> {
-    let mut values = HashMap::new();
-    for batch in names.chunks(GET_BATCH) {
-        let out = ctx
-            .clients
-            .ssm
-            .get_parameters()
-            .set_names(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| from_sdk("ssm:GetParameters", e))?;
-        for p in out.parameters() {
-            if let (Some(n), Some(v)) = (p.name(), p.value()) {
-                values.insert(n.to_string(), v.to_string());
-            }
-        }
-    }
-    Ok(values)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tiers_follow_ssm_limits() {
-        assert_eq!(tier_for("p", &"x".repeat(4096)).unwrap(), ParameterTier::Standard);
-        assert_eq!(tier_for("p", &"x".repeat(4097)).unwrap(), ParameterTier::Advanced);
-        assert_eq!(tier_for("p", &"x".repeat(8192)).unwrap(), ParameterTier::Advanced);
-        let err = tier_for("/o11y/x/helm-values", &"x".repeat(8193)).unwrap_err();
-        assert_eq!(err.name(), "LimitExceededError");
-        assert!(err.to_string().contains("/o11y/x/helm-values"));
-    }
-
-    #[test]
-    fn parameter_names_join_cleanly() {
-        assert_eq!(parameter_name("/o11y/dr-prod", "helm-values"), "/o11y/dr-prod/helm-values");
-        assert_eq!(parameter_name("/o11y/dr-prod/", "x"), "/o11y/dr-prod/x");
-    }
 }

@@ -29,18 +29,20 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_iam::types::PolicyEvaluationDecisionType;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::input::VerifyMode;
-use crate::policy;
-use crate::record;
-use crate::remote_write::{self, Sample};
+use crate::aws::remote_write::{self, Sample};
+use crate::aws::sdk::from_sdk;
+use crate::aws::ssm;
+use crate::ctx::record;
+use crate::ctx::Ctx;
+use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy;
+use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
+use crate::domain::input::VerifyMode;
 use crate::state::{require, ProvisionState};
-use crate::steps::{publish, Ctx};
-use crate::trust::{self, AssumeRequest, STS_AUDIENCE};
+pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
 
 /// SSM leaf of the verification result.
 pub const PARAMETER_LEAF: &str = "verification";
@@ -51,47 +53,11 @@ pub const COLLECTOR_SERVICE_ACCOUNT: &str = "observability-collector";
 /// Pauses between the probe's read-back queries (bounded: about 8 s in all).
 const PROBE_QUERY_PAUSES_MS: &[u64] = &[0, 300, 700, 1000, 2000, 4000];
 /// `policyMethod` when IAM simulated the policies.
-pub const METHOD_SIMULATE: &str = "iam:SimulatePrincipalPolicy";
+pub const METHOD_SIMULATE: &str = PolicyMethod::Simulate.as_str();
 /// `policyMethod` when we evaluated the documents ourselves.
-pub const METHOD_EVALUATE: &str = "policy-evaluation";
+pub const METHOD_EVALUATE: &str = PolicyMethod::Evaluate.as_str();
 /// Longest detail kept per check (the SSM value stays small).
 const DETAIL_MAX_CHARS: usize = 500;
-
-/// One check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyCheck {
-    /// `irsa-role-policy`, `grafana-role-policy`, `irsa-trust-collector`,
-    /// `irsa-trust-preserved`, `remote-write-probe`.
-    pub name: String,
-    pub passed: bool,
-    /// What was checked, or what is missing.
-    pub detail: String,
-    /// Failed for a reason that may go away by itself (throttling, 5xx, timeouts).
-    #[serde(skip)]
-    pub transient: bool,
-}
-
-/// What verify found (also the SSM value).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyOutput {
-    /// `passed`, `failed` (returned only with `"verify": "warn"`; with `fail` the step fails) or
-    /// `skipped` (plan).
-    pub status: String,
-    /// `fail` or `warn`.
-    pub mode: String,
-    /// `iam:SimulatePrincipalPolicy` or `policy-evaluation` (empty when skipped).
-    pub policy_method: String,
-    /// Why the simulation was not used, when it was not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_method_note: Option<String>,
-    pub checks: Vec<VerifyCheck>,
-    /// The failed checks' details, `<check>: <detail>`.
-    pub failures: Vec<String>,
-    /// The SSM parameter holding this result.
-    pub parameter: String,
-}
 
 // ---- own policy evaluation ---------------------------------------------------------------------
 
@@ -589,13 +555,6 @@ async fn probe(ctx: &Ctx, prometheus_endpoint: &str, remote_write_url: &str) -> 
 
 // ---- the step ------------------------------------------------------------------------------------
 
-fn mode_name(m: VerifyMode) -> &'static str {
-    match m {
-        VerifyMode::Fail => "fail",
-        VerifyMode::Warn => "warn",
-    }
-}
-
 /// The document with its Deny statements removed: tells "blocked by a Deny" from "not allowed".
 fn without_denies(doc: &Value) -> Value {
     let mut out = doc.clone();
@@ -615,19 +574,24 @@ fn without_denies(doc: &Value) -> Value {
 /// Runs every check, stores the result in SSM, and fails unless all passed or the mode is `warn`.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
     let d = &ctx.deployment;
-    let parameter = publish::parameter_name(&d.ssm_prefix, PARAMETER_LEAF);
-    let mut out = VerifyOutput {
-        status: "skipped".to_string(),
-        mode: mode_name(d.verify).to_string(),
-        policy_method: String::new(),
+    let parameter = ssm::parameter_name(&d.ssm_prefix, PARAMETER_LEAF);
+    let out = VerifyOutput {
+        status: VerifyStatus::Skipped,
+        mode: d.verify,
+        policy_method: PolicyMethod::None,
         policy_method_note: None,
         checks: Vec::new(),
         failures: Vec::new(),
         parameter: parameter.clone(),
     };
-    if ctx.dry_run() {
-        return Ok(out);
-    }
+    // The probe writes a sample: plan skips the checks.
+    let skipped = out.clone();
+    ctx.write_or_preview(|| check(ctx, state, parameter, out), || async { Ok(skipped) }).await
+}
+
+/// The checks of [`run`], in order, then the result stored and judged.
+async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: VerifyOutput) -> Result<VerifyOutput> {
+    let d = &ctx.deployment;
     let pre = require(&state.preflight, "preflight")?;
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let grafana_role = require(&state.grafana_role, "grafana-role")?;
@@ -645,7 +609,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
     let mut checker = PolicyChecker { simulate: true, note: None };
     let irsa_decisions = checker.check(ctx, &d.irsa_role_name, &pre.irsa_role_arn, &irsa_reqs).await?;
     let grafana_decisions = checker.check(ctx, &grafana_role.role_name, &grafana_role.role_arn, &grafana_reqs).await?;
-    out.policy_method = if checker.simulate { METHOD_SIMULATE } else { METHOD_EVALUATE }.to_string();
+    out.policy_method = if checker.simulate { PolicyMethod::Simulate } else { PolicyMethod::Evaluate };
     out.policy_method_note = checker.note;
     out.checks.push(policy_check(
         "irsa-role-policy",
@@ -722,13 +686,13 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
     out.checks.push(probe(ctx, &amp.prometheus_endpoint, &amp.remote_write_url).await);
 
     out.failures = out.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
-    out.status = if out.failures.is_empty() { "passed" } else { "failed" }.to_string();
+    out.status = if out.failures.is_empty() { VerifyStatus::Passed } else { VerifyStatus::Failed };
     store(ctx, &parameter, &out).await?;
     if out.failures.is_empty() {
-        tracing::info!(method = %out.policy_method, "verification passed");
+        tracing::info!(method = %out.policy_method.as_str(), "verification passed");
         return Ok(out);
     }
-    tracing::warn!(failures = ?out.failures, mode = %out.mode, "verification failed");
+    tracing::warn!(failures = ?out.failures, mode = ?out.mode, "verification failed");
     if d.verify == VerifyMode::Warn {
         return Ok(out);
     }
@@ -742,15 +706,16 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
 /// Writes the result to SSM when it differs from the stored one.
 async fn store(ctx: &Ctx, parameter: &str, out: &VerifyOutput) -> Result<()> {
     let value = serde_json::to_string(out).map_err(|e| Error::Internal(format!("verification JSON: {e}")))?;
-    let current = match ctx.clients.ssm.get_parameter().name(parameter).send().await {
-        Ok(p) => p.parameter().and_then(|p| p.value()).map(str::to_string),
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => None,
-        Err(e) => return Err(from_sdk("ssm:GetParameter", e)),
-    };
+    let current = ssm::get_parameter(&ctx.clients.ssm, parameter).await?;
     if current.as_deref() == Some(value.as_str()) {
         return Ok(());
     }
-    publish::put_parameter(ctx, parameter, &value, current.is_some()).await
+    let (tags, description) = (ctx.owner_tags(), record::description(ctx));
+    ctx.write_unreported(|| {
+        ssm::put_parameter(&ctx.clients.ssm, parameter, &value, current.is_some(), &tags, &description)
+    })
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]
@@ -869,9 +834,9 @@ mod tests {
     #[test]
     fn the_result_has_no_volatile_fields() {
         let out = VerifyOutput {
-            status: "passed".into(),
-            mode: "fail".into(),
-            policy_method: METHOD_EVALUATE.into(),
+            status: VerifyStatus::Passed,
+            mode: VerifyMode::Fail,
+            policy_method: PolicyMethod::Evaluate,
             policy_method_note: None,
             checks: vec![VerifyCheck { name: "x".into(), passed: true, detail: "d".into(), transient: true }],
             failures: vec![],

@@ -1,9 +1,9 @@
 //! write-policy: the runbook's write policy (CloudWatch Logs, X-Ray, `aps:RemoteWrite` on the
 //! workspace), converged and attached to the IRSA role once; on delete, removed when ours.
 
-use crate::error::Result;
-use crate::policy;
-use crate::record::keys;
+use crate::ctx::record::keys;
+use crate::domain::error::Result;
+use crate::domain::iam::policy;
 use crate::state::{require, DeleteOutput, PolicyOutput, ProvisionState};
 use crate::steps::iam_util::{self, PolicySpec};
 use crate::steps::Ctx;

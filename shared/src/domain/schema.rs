@@ -1,9 +1,9 @@
 //! The input contract's JSON Schema (`statemachine/input.schema.json`), generated from the Rust
 //! input types so that the console's schema and the validator cannot drift apart. The schema
 //! gives structure and types; the AWS rules (patterns, lengths, known regions) are enforced by
-//! [`crate::validate`], with messages that name the field.
+//! [`crate::domain::validate`], with messages that name the field.
 
-use crate::input::ProvisionInput;
+use crate::domain::input::ProvisionInput;
 
 /// The schema, pretty-printed with a trailing newline (the checked-in file's exact text).
 pub fn input_schema() -> String {

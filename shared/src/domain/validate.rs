@@ -10,7 +10,7 @@
 //! CloudWatch Logs and SSM naming documentation, and Kubernetes' DNS-1123 label rule. No regex
 //! crate: every check is a small hand-written scan.
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 
 /// How many characters of an offending value an error message shows.
 pub const SHOWN_MAX_CHARS: usize = 64;

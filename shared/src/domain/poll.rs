@@ -4,8 +4,20 @@
 //! total of `O11Y_AMP_WAIT_TOTAL_SECONDS` (default 900) or `O11Y_GRAFANA_WAIT_TOTAL_SECONDS`
 //! (default 1800), after which the step fails with `ResourceFailedError`.
 
-use crate::error::{Error, Result};
-use crate::state::Poll;
+use crate::domain::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The wait loop's progress: growing intervals, bounded total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Poll {
+    /// Status checks done so far.
+    pub attempt: u32,
+    /// Seconds to wait before the next check.
+    pub wait_seconds: u64,
+    /// Seconds waited so far, including `wait_seconds`.
+    pub waited_seconds: u64,
+}
 
 /// Which workspace is being waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

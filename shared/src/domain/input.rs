@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::validate;
+use crate::domain::error::{Error, Result};
+use crate::domain::validate;
 
 /// Default Grafana version (the runbook's).
 pub const DEFAULT_GRAFANA_VERSION: &str = "10.4";
@@ -83,16 +83,7 @@ pub enum Action {
     Delete,
 }
 
-impl Action {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Plan => "plan",
-            Action::Apply => "apply",
-            Action::Delete => "delete",
-        }
-    }
-}
+spelled!(Action { Plan => "plan", Apply => "apply", Delete => "delete" });
 
 /// `cluster`: at least one of `name` and `oidcIssuer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -162,6 +153,8 @@ pub enum VerifyMode {
     /// A failed check is reported in the output and in SSM, and the execution succeeds.
     Warn,
 }
+
+spelled!(VerifyMode { Fail => "fail", Warn => "warn" });
 
 /// `target`: provision into another account through a role assumed there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -463,7 +456,7 @@ impl ProvisionInput {
 
         Ok(Deployment {
             name: d.clone(),
-            partition: crate::names::partition(&region).to_string(),
+            partition: crate::domain::names::partition(&region).to_string(),
             region,
             expected_account_id: self.account_id.clone(),
             cluster_name: self.cluster.name.clone(),

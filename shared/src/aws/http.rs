@@ -10,7 +10,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 
 /// A response, fully read.
 #[derive(Debug, Clone)]

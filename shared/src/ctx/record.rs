@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::steps::{publish, Ctx};
+use crate::aws::ssm;
+use crate::ctx::Ctx;
+use crate::domain::error::{Error, Result};
 
 /// Leaf name of the record under the SSM prefix.
 pub const RECORD_LEAF: &str = "provisioner-state";
@@ -67,31 +68,36 @@ impl Record {
 
 /// The record's parameter name.
 pub fn parameter(ctx: &Ctx) -> String {
-    publish::parameter_name(&ctx.deployment.ssm_prefix, RECORD_LEAF)
+    ssm::parameter_name(&ctx.deployment.ssm_prefix, RECORD_LEAF)
 }
 
 /// Reads the record (empty when there is none yet).
 pub async fn load(ctx: &Ctx) -> Result<Record> {
-    match ctx.clients.ssm.get_parameter().name(parameter(ctx)).send().await {
-        Ok(out) => {
-            let text = out.parameter().and_then(|p| p.value()).unwrap_or("{}");
-            serde_json::from_str(text).map_err(|e| {
-                Error::Conflict(format!("{} is not a record this version understands: {e}", parameter(ctx)))
-            })
-        }
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(Record::default()),
-        Err(e) => Err(from_sdk("ssm:GetParameter", e)),
+    match ssm::get_parameter(&ctx.clients.ssm, &parameter(ctx)).await? {
+        Some(text) => serde_json::from_str(if text.is_empty() { "{}" } else { &text })
+            .map_err(|e| Error::Conflict(format!("{} is not a record this version understands: {e}", parameter(ctx)))),
+        None => Ok(Record::default()),
     }
 }
 
-/// Writes `after` when it differs from `before` (never while planning).
+/// Writes `after` when it differs from `before` (through the gate: never while planning).
 pub async fn save(ctx: &Ctx, before: &Record, after: &Record) -> Result<()> {
-    if before == after || ctx.dry_run() {
+    if before == after {
         return Ok(());
     }
     let value = serde_json::to_string(after).map_err(|e| Error::Internal(e.to_string()))?;
     let exists = before != &Record::default();
-    publish::put_parameter(ctx, &parameter(ctx), &value, exists).await
+    let name = parameter(ctx);
+    let description = description(ctx);
+    let tags = ctx.owner_tags();
+    ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, &value, exists, &tags, &description))
+        .await
+        .map(|_| ())
+}
+
+/// The description of the parameters a deployment writes.
+pub fn description(ctx: &Ctx) -> String {
+    format!("o11y-provisioner output for deployment {}", ctx.deployment.name)
 }
 
 /// Loads, lets `f` change, and saves when changed.

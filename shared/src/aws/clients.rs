@@ -15,7 +15,7 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub eks: aws_sdk_eks::Client,
     /// Plain HTTPS (CloudFormation responses, the Grafana HTTP API, remote write).
-    pub http: crate::http::HttpClient,
+    pub http: crate::aws::http::HttpClient,
     /// Where Grafana HTTP API calls go instead of `https://<workspace endpoint>` (with the
     /// endpoint as `Host`): `O11Y_GRAFANA_API_URL`, set only on the local stack.
     pub grafana_api_url: Option<String>,
@@ -34,7 +34,7 @@ impl Clients {
     pub fn new(conf: &SdkConfig) -> Self {
         // Without TLS roots only plain-HTTP endpoints (the local stack) work; a real HTTPS call
         // then fails with a clear TransientError naming the call.
-        let http = crate::http::HttpClient::new().unwrap_or_else(|_| crate::http::HttpClient::plain());
+        let http = crate::aws::http::HttpClient::new().unwrap_or_else(|_| crate::aws::http::HttpClient::plain());
         Self {
             http,
             grafana_api_url: None,
@@ -58,7 +58,7 @@ impl Clients {
             .role_session_name(session)
             .send()
             .await
-            .map_err(|e| crate::error::from_sdk("sts:AssumeRole", e))?;
+            .map_err(|e| crate::aws::sdk::from_sdk("sts:AssumeRole", e))?;
         let c =
             out.credentials().ok_or_else(|| crate::Error::Internal("sts:AssumeRole returned no credentials".into()))?;
         let creds = aws_credential_types::Credentials::new(

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 
 /// Managed policy size quota (characters, whitespace not counted).
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;

@@ -5,8 +5,9 @@
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use sha2::{Digest, Sha256};
 
+use crate::aws::sdk::from_sdk;
 use crate::aws::Clients;
-use crate::error::{from_sdk, Result};
+use crate::domain::error::Result;
 
 /// `<prefix>-<hash of parts>`: at most 80 characters of `[A-Za-z0-9-]`, as Step Functions allows.
 pub fn execution_name(prefix: &str, parts: &[&str]) -> String {

@@ -18,9 +18,9 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
+use crate::aws::http::Response;
 use crate::aws::Clients;
-use crate::error::{Error, Result};
-use crate::http::Response;
+use crate::domain::error::{Error, Result};
 
 /// The SigV4 service name of AMP (control and data plane).
 pub const SIGNING_SERVICE: &str = "aps";
@@ -125,7 +125,7 @@ pub async fn send_signed(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<Response> {
-    let what = format!("aps {method} {}", crate::http::redact(url));
+    let what = format!("aps {method} {}", crate::aws::http::redact(url));
     let provider = clients
         .sdk_config()
         .credentials_provider()

@@ -21,10 +21,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::error::{Error, Result};
-use crate::input::SERVICE_ACCOUNT_PATTERN;
-use crate::policy::{document_length, TRUST_POLICY_MAX_CHARS};
-use crate::validate::shown;
+use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy::{document_length, TRUST_POLICY_MAX_CHARS};
+use crate::domain::input::SERVICE_ACCOUNT_PATTERN;
+use crate::domain::validate::shown;
 
 /// The action a web-identity (IRSA) token exchange is evaluated for.
 pub const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
@@ -51,7 +51,7 @@ impl IrsaGrant {
     pub fn new(provider_arn: &str, issuer_host_path: &str, namespace: &str) -> Self {
         IrsaGrant {
             provider_arn: provider_arn.to_string(),
-            issuer_host_path: crate::names::issuer_host_path(issuer_host_path).to_string(),
+            issuer_host_path: crate::domain::names::issuer_host_path(issuer_host_path).to_string(),
             subject_pattern: format!("system:serviceaccount:{namespace}:{SERVICE_ACCOUNT_PATTERN}"),
         }
     }

@@ -10,8 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{from_sdk, has_code, Error, Result};
-use crate::steps::{publish, Ctx};
+use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::ssm;
+use crate::ctx::Ctx;
+use crate::domain::error::{Error, Result};
 
 /// Lease lifetime: the state machine's timeout (3,000 s) and a margin.
 pub const LEASE_SECONDS: u64 = 3600;
@@ -33,38 +35,52 @@ fn now() -> u64 {
 }
 
 fn name(ctx: &Ctx) -> String {
-    publish::parameter_name(&ctx.deployment.ssm_prefix, LEASE_LEAF)
+    ssm::parameter_name(&ctx.deployment.ssm_prefix, LEASE_LEAF)
 }
 
 async fn read(ctx: &Ctx) -> Result<Option<(Lease, String)>> {
-    match ctx.clients.ssm.get_parameter().name(name(ctx)).send().await {
-        Ok(out) => {
-            let raw = out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string();
-            let lease = serde_json::from_str(&raw).unwrap_or(Lease { holder: String::new(), expires: 0 });
-            Ok(Some((lease, raw)))
-        }
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(None),
-        Err(e) => Err(from_sdk("ssm:GetParameter", e)),
-    }
+    Ok(ssm::get_parameter(&ctx.clients.ssm, &name(ctx)).await?.map(|raw| {
+        let lease = serde_json::from_str(&raw).unwrap_or(Lease { holder: String::new(), expires: 0 });
+        (lease, raw)
+    }))
 }
 
+/// Deletes the lease parameter (through the gate; gone already is fine).
+async fn remove(ctx: &Ctx) -> Result<()> {
+    ctx.write_unreported(|| async {
+        match ctx.clients.ssm.delete_parameter().name(name(ctx)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(()),
+            Err(e) => Err(from_sdk("ssm:DeleteParameter", e)),
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Creates the lease parameter if it does not exist (through the gate): false when it exists.
 async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
     let value = serde_json::to_string(lease).map_err(|e| Error::Internal(e.to_string()))?;
-    let res = ctx
-        .clients
-        .ssm
-        .put_parameter()
-        .name(name(ctx))
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .description("o11y-provisioner: the run currently changing this deployment")
-        .send()
-        .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => Ok(false),
-        Err(e) => Err(from_sdk("ssm:PutParameter", e)),
-    }
+    let created = ctx
+        .write_unreported(|| async {
+            let res = ctx
+                .clients
+                .ssm
+                .put_parameter()
+                .name(name(ctx))
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .description("o11y-provisioner: the run currently changing this deployment")
+                .send()
+                .await;
+            match res {
+                Ok(_) => Ok(true),
+                Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => Ok(false),
+                Err(e) => Err(from_sdk("ssm:PutParameter", e)),
+            }
+        })
+        .await?;
+    Ok(created.unwrap_or(true))
 }
 
 /// Takes the lease for `holder`, or fails with `ConflictError` naming the run that holds it.
@@ -82,11 +98,7 @@ pub async fn acquire(ctx: &Ctx, holder: &str) -> Result<()> {
             Some((held, raw)) if held.expires <= now() => {
                 // Expired: remove it only if it is still the one we read.
                 if read(ctx).await?.map(|(_, r)| r) == Some(raw) {
-                    match ctx.clients.ssm.delete_parameter().name(name(ctx)).send().await {
-                        Ok(_) => {}
-                        Err(e) if has_code(&e, &["ParameterNotFound"]) => {}
-                        Err(e) => return Err(from_sdk("ssm:DeleteParameter", e)),
-                    }
+                    remove(ctx).await?;
                 }
             }
             Some((held, _)) => {
@@ -105,11 +117,7 @@ pub async fn acquire(ctx: &Ctx, holder: &str) -> Result<()> {
 pub async fn release(ctx: &Ctx, holder: &str) -> Result<bool> {
     match read(ctx).await? {
         Some((held, _)) if held.holder == holder => {
-            match ctx.clients.ssm.delete_parameter().name(name(ctx)).send().await {
-                Ok(_) => {}
-                Err(e) if has_code(&e, &["ParameterNotFound"]) => {}
-                Err(e) => return Err(from_sdk("ssm:DeleteParameter", e)),
-            }
+            remove(ctx).await?;
             tracing::info!(holder = %holder, "lease released");
             Ok(true)
         }

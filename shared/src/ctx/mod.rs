@@ -1,0 +1,184 @@
+//! The step context: the clients for the deployment's region (and target account), the
+//! validated deployment, and the one write gate every AWS write of a step passes through
+//! ([`Ctx::write`]). Applying, the gate performs the write; planning, it records the
+//! [`PlannedChange`] instead, so `plan` is exactly `apply` without its writes and no step decides
+//! that for itself. The deployment's own bookkeeping in SSM lives beside it: the record
+//! ([`record`]) and the lease ([`lease`]).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::aws::Clients;
+use crate::domain::error::Result;
+use crate::domain::input::{self, Action, Deployment};
+use crate::domain::names;
+use crate::state::{ChangeKind, PlannedChange, ProvisionState};
+
+pub mod lease;
+pub mod record;
+
+/// A placeholder for a value that exists only after apply (plan on a fresh deployment).
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+/// Changes collected while planning.
+#[derive(Debug, Clone, Default)]
+pub struct PlanLog(Arc<Mutex<Vec<PlannedChange>>>);
+
+impl PlanLog {
+    /// Everything recorded so far.
+    pub fn changes(&self) -> Vec<PlannedChange> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, change: PlannedChange) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(change);
+        }
+    }
+}
+
+/// A change apply makes, as plan reports it in its place.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The step (kebab-case).
+    pub step: &'static str,
+    pub kind: ChangeKind,
+    /// What is changed (a role, a policy, a workspace alias...).
+    pub resource: String,
+    /// The difference: statements added/removed, settings that differ...
+    pub details: Value,
+}
+
+impl Change {
+    /// A change of `resource` by `step`.
+    pub fn new(step: &'static str, kind: ChangeKind, resource: impl Into<String>, details: Value) -> Self {
+        Self { step, kind, resource: resource.into(), details }
+    }
+}
+
+/// What a step runs with: clients for the deployment's region and the validated deployment.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub clients: Clients,
+    pub deployment: Deployment,
+    /// Set when planning: writes are recorded here instead of made.
+    pub plan: Option<PlanLog>,
+}
+
+impl Ctx {
+    /// Validates the state's input (a `ValidationError` before any AWS call) and selects the
+    /// clients for its region.
+    /// With a `target`, every client acts in the target account through `sts:AssumeRole` (the
+    /// session named after the execution), built for this invocation only.
+    pub async fn new(clients: &Clients, state: &ProvisionState) -> Result<Self> {
+        let deployment = input::resolve(&state.input, clients.region())?;
+        let mut clients = clients.for_region(&deployment.region);
+        if let Some((account, role)) = &deployment.target {
+            let role_arn = names::role_arn(&deployment.partition, account, role);
+            clients = clients.assume(&role_arn, &session_name(state.execution.as_deref(), &deployment.name)).await?;
+        }
+        let plan = (deployment.action == Action::Plan).then(PlanLog::default);
+        Ok(Self { clients, deployment, plan })
+    }
+
+    /// The write gate. Applying: performs `write` and returns its result. Planning: records
+    /// `change` and returns `None` without calling `write`.
+    pub async fn write<T, F, Fut>(&self, change: Change, write: F) -> Result<Option<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.report(change);
+        self.write_unreported(write).await
+    }
+
+    /// A write that plan neither makes nor reports (the record, the lease): applying, performs
+    /// `write`; planning, returns `None`.
+    pub async fn write_unreported<T, F, Fut>(&self, write: F) -> Result<Option<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match &self.plan {
+            Some(_) => Ok(None),
+            None => write().await.map(Some),
+        }
+    }
+
+    /// A group of writes whose plan needs reads of its own (the data source: plan reads the
+    /// live one to report its drift). Applying: runs `write`. Planning: runs `preview`, which
+    /// only reads and reports through [`Ctx::report`].
+    pub async fn write_or_preview<T, W, WF, P, PF>(&self, write: W, preview: P) -> Result<T>
+    where
+        W: FnOnce() -> WF,
+        WF: Future<Output = Result<T>>,
+        P: FnOnce() -> PF,
+        PF: Future<Output = Result<T>>,
+    {
+        match &self.plan {
+            Some(_) => preview().await,
+            None => write().await,
+        }
+    }
+
+    /// A write that plan makes too: the one short-lived Grafana token plan reads the live data
+    /// source with (created, then deleted). Performed in both modes.
+    pub async fn write_in_plan_too<T, F, Fut>(&self, write: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        write().await
+    }
+
+    /// Reports a change that involves no write of its own (a setting that differs but that
+    /// apply does not change; an attachment a later gated write makes): recorded when planning.
+    pub fn report(&self, change: Change) {
+        if let Some(log) = &self.plan {
+            log.push(PlannedChange {
+                step: change.step.to_string(),
+                action: change.kind,
+                resource: change.resource,
+                details: change.details,
+            });
+        }
+    }
+
+    /// A value that differs between apply and plan (a token's lifetime: plan's only write
+    /// lives shorter): `apply` when applying, `plan` when planning.
+    pub fn per_mode<T>(&self, apply: T, plan: T) -> T {
+        if self.plan.is_some() {
+            plan
+        } else {
+            apply
+        }
+    }
+
+    /// True when this context only plans: for the plan step itself, which refuses to run in an
+    /// apply context.
+    pub fn is_plan(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The ownership tags we put on what we create.
+    pub fn owner_tags(&self) -> Vec<(String, String)> {
+        vec![
+            (names::OWNER_TAG.to_string(), self.deployment.name.clone()),
+            (names::MANAGED_BY_TAG.to_string(), names::MANAGED_BY_VALUE.to_string()),
+        ]
+    }
+
+    /// True when `tags` say this deployment created the resource.
+    pub fn owns<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        tags.any(|(k, v)| k == names::OWNER_TAG && v == self.deployment.name)
+    }
+}
+
+/// The STS session name: `o11y-` and the execution name (or the deployment), cut to the
+/// 64 characters of `[\w+=,.@-]` STS allows.
+pub fn session_name(execution: Option<&str>, deployment: &str) -> String {
+    let raw = format!("o11y-{}", execution.unwrap_or(deployment));
+    raw.chars().filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c)).take(64).collect()
+}
