@@ -1,5 +1,5 @@
 //! One run at a time per deployment: a lease in SSM (`<ssmPrefix>/lease`), taken by `preflight`
-//! (after validation, for `apply` and `delete`; `plan` writes nothing) and released by `finish` on
+//! (after validation, for `apply` and `delete`; a plan takes none: the write gate skips it) and released by `finish` on
 //! every path. A run that finds another live run's lease fails with `ConflictError` ("another run
 //! holds the deployment"); a lease whose holder died expires after [`LEASE_SECONDS`] (longer than
 //! the state machine's own timeout).
@@ -58,8 +58,9 @@ async fn remove(ctx: &Ctx) -> Result<()> {
     .map(|_| ())
 }
 
-/// Creates the lease parameter if it does not exist (through the gate): false when it exists.
-async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
+/// Creates the lease parameter if it does not exist (through the gate): `Some(false)` when it
+/// exists, `None` while planning (a plan takes no lease).
+async fn create(ctx: &Ctx, lease: &Lease) -> Result<Option<bool>> {
     let value = serde_json::to_string(lease).map_err(|e| Error::Internal(e.to_string()))?;
     let created = ctx
         .write_unreported(|| async {
@@ -80,7 +81,7 @@ async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
             }
         })
         .await?;
-    Ok(created.unwrap_or(true))
+    Ok(created)
 }
 
 /// Takes the lease for `holder`, or fails with `ConflictError` naming the run that holds it.
@@ -88,9 +89,13 @@ async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
 pub async fn acquire(ctx: &Ctx, holder: &str) -> Result<()> {
     let mine = Lease { holder: holder.to_string(), expires: now() + LEASE_SECONDS };
     for _ in 0..3 {
-        if create(ctx, &mine).await? {
-            tracing::info!(holder = %holder, "lease taken");
-            return Ok(());
+        match create(ctx, &mine).await? {
+            None => return Ok(()),
+            Some(true) => {
+                tracing::info!(holder = %holder, "lease taken");
+                return Ok(());
+            }
+            Some(false) => {}
         }
         match read(ctx).await? {
             None => continue,

@@ -76,8 +76,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
-    // One run at a time: taken last, so a run that fails its checks writes nothing.
-    if let (Some(execution), false) = (&state.execution, d.action == Action::Plan) {
+    // One run at a time: taken last, so a run that fails its checks writes nothing (a plan
+    // takes none: the lease's writes pass the gate).
+    if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
     }
     Ok(PreflightOutput {
