@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::aws::sdk::{from_sdk, has_code};
-use crate::aws::sfn as start;
+use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
 use crate::domain::input;
@@ -162,8 +162,8 @@ pub async fn handle(clients: &Clients, state_machine_arn: &str, event: Value) ->
     let input = build_input(&defaults(clients).await?, &req);
     // Validate here: a bad request fails now, with the field named, and starts nothing.
     input::resolve(&input, clients.region())?;
-    let name = start::execution_name("vend", &[&req.account_id, &req.dedupe]);
-    let started = start::start(clients, state_machine_arn, &name, &input).await?;
+    let name = sfn::execution_name("vend", &[&req.account_id, &req.dedupe]);
+    let started = sfn::start(clients, state_machine_arn, &name, &input).await?;
     let out = VendingOutcome {
         outcome: if started { "started" } else { "already-started" }.into(),
         account_id: Some(req.account_id),
