@@ -1,5 +1,7 @@
 //! SDK errors to engine [`Error`]s: throttling, 5xx and connection failures are
 //! `TransientError`, every other service error an `AwsError` with the service's code.
+//! Callers match the errors an operation models with the SDK's typed helpers
+//! (`e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception())`), not by code string.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -64,17 +66,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         cur = e.source();
     }
     out
-}
-
-/// True when `err` is an AWS service error with one of `codes`.
-pub fn has_code<E, R>(err: &SdkError<E, R>, codes: &[&str]) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| codes.contains(&c)),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

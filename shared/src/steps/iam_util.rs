@@ -4,7 +4,7 @@
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
@@ -186,7 +186,7 @@ async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<a
     let arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
     match ctx.clients.iam.get_policy().policy_arn(&arn).send().await {
         Ok(out) => return Ok(out.policy().cloned()),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
         Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
     }
     let mut pages =
@@ -232,7 +232,7 @@ async fn attached_policies(ctx: &Ctx, role_name: &str) -> Result<Vec<String>> {
     while let Some(page) = pages.next().await {
         match page {
             Ok(page) => arns.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string))),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => return Ok(Vec::new()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => return Ok(Vec::new()),
             Err(e) => return Err(from_sdk("iam:ListAttachedRolePolicies", e)),
         }
     }
@@ -294,7 +294,7 @@ pub async fn delete_managed_policy(
     let live = match &recorded {
         Some(r) => match iam.get_policy().policy_arn(&r.id).send().await {
             Ok(p) => p.policy().cloned(),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
             Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
         },
         None => find_policy(ctx, account_id, name).await?,
@@ -360,7 +360,7 @@ pub async fn delete_managed_policy(
         }
         match iam.delete_policy().policy_arn(&arn).send().await {
             Ok(_) => tracing::info!(policy = %arn, "policy deleted"),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
             Err(e) => return Err(from_sdk("iam:DeletePolicy", e)),
         }
         Ok(())
@@ -375,7 +375,7 @@ async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Re
     ctx.write(change, || async {
         match ctx.clients.iam.detach_role_policy().role_name(role_name).policy_arn(arn).send().await {
             Ok(_) => Ok(()),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(from_sdk("iam:DetachRolePolicy", e)),
         }
     })
@@ -403,7 +403,9 @@ pub async fn delete_role(
     let iam = &ctx.clients.iam;
     let arn = match iam.get_role().role_name(role_name).send().await {
         Ok(r) => r.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => return forget(ctx, record_key).await,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
+            return forget(ctx, record_key).await
+        }
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let rec = record::load(ctx).await?;
@@ -433,7 +435,7 @@ pub async fn delete_role(
         }
         match iam.delete_role().role_name(role_name).send().await {
             Ok(_) => tracing::info!(role = %role_name, "role deleted"),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
             Err(e) => return Err(from_sdk("iam:DeleteRole", e)),
         }
         Ok(())
