@@ -108,9 +108,15 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         return Ok(out);
     }
 
-    let versions =
-        iam.list_policy_versions().policy_arn(&arn).send().await.map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
-    let versions = versions.versions();
+    let versions = iam
+        .list_policy_versions()
+        .policy_arn(&arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
     let prune = if versions.len() >= MAX_POLICY_VERSIONS {
         Some(
             versions
@@ -206,10 +212,13 @@ async fn policy_owned(ctx: &Ctx, arn: &str) -> Result<bool> {
         .iam
         .list_policy_tags()
         .policy_arn(arn)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
-    Ok(ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))))
+    Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Whether a role carries our ownership tag.
@@ -219,10 +228,13 @@ pub async fn role_owned(ctx: &Ctx, role_name: &str) -> Result<bool> {
         .iam
         .list_role_tags()
         .role_name(role_name)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(|e| from_sdk("iam:ListRoleTags", e))?;
-    Ok(ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))))
+    Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Managed policies attached to a role (empty when the role does not exist).
@@ -317,16 +329,19 @@ pub async fn delete_managed_policy(
     }
     let change = Change::new(step, ChangeKind::Delete, format!("policy {name}"), json!({ "policyArn": arn }));
     ctx.write(change, || async {
-        let entities = iam
-            .list_entities_for_policy()
-            .policy_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:ListEntitiesForPolicy", e))?;
-        for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
+        // All pages first: detaching while paging would move the later pages.
+        let (mut roles, mut users, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pages = iam.list_entities_for_policy().policy_arn(&arn).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("iam:ListEntitiesForPolicy", e))?;
+            roles.extend(page.policy_roles().iter().filter_map(|r| r.role_name().map(str::to_string)));
+            users.extend(page.policy_users().iter().filter_map(|u| u.user_name().map(str::to_string)));
+            groups.extend(page.policy_groups().iter().filter_map(|g| g.group_name().map(str::to_string)));
+        }
+        for role in &roles {
             detach(ctx, step, role, &arn).await?;
         }
-        for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
+        for user in &users {
             iam.detach_user_policy()
                 .user_name(user)
                 .policy_arn(&arn)
@@ -334,7 +349,7 @@ pub async fn delete_managed_policy(
                 .await
                 .map_err(|e| from_sdk("iam:DetachUserPolicy", e))?;
         }
-        for group in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
+        for group in &groups {
             iam.detach_group_policy()
                 .group_name(group)
                 .policy_arn(&arn)
@@ -345,10 +360,13 @@ pub async fn delete_managed_policy(
         let versions = iam
             .list_policy_versions()
             .policy_arn(&arn)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
-        for v in versions.versions().iter().filter(|v| !v.is_default_version()) {
+        for v in versions.iter().filter(|v| !v.is_default_version()) {
             if let Some(id) = v.version_id() {
                 iam.delete_policy_version()
                     .policy_arn(&arn)
@@ -422,10 +440,13 @@ pub async fn delete_role(
         let inline = iam
             .list_role_policies()
             .role_name(role_name)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| from_sdk("iam:ListRolePolicies", e))?;
-        for name in inline.policy_names() {
+        for name in &inline {
             iam.delete_role_policy()
                 .role_name(role_name)
                 .policy_name(name)
