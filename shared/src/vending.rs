@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
@@ -148,7 +148,7 @@ async fn defaults(clients: &Clients) -> Result<Value> {
             let text = out.parameter().and_then(|p| p.value()).unwrap_or("{}");
             serde_json::from_str(text).map_err(|e| Error::validation(name, format!("must hold a JSON object: {e}")))
         }
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(json!({})),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(json!({})),
         Err(e) => Err(from_sdk("ssm:GetParameter", e)),
     }
 }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::aws::ssm;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
@@ -50,7 +50,7 @@ async fn remove(ctx: &Ctx) -> Result<()> {
     ctx.write_unreported(|| async {
         match ctx.clients.ssm.delete_parameter().name(name(ctx)).send().await {
             Ok(_) => Ok(()),
-            Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(()),
             Err(e) => Err(from_sdk("ssm:DeleteParameter", e)),
         }
     })
@@ -76,7 +76,7 @@ async fn create(ctx: &Ctx, lease: &Lease) -> Result<Option<bool>> {
                 .await;
             match res {
                 Ok(_) => Ok(true),
-                Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => Ok(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Ok(false),
                 Err(e) => Err(from_sdk("ssm:PutParameter", e)),
             }
         })

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
 
     let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
         Ok(out) => out.role().cloned(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let (role_arn, adopted, created, trust_updated) = match live {
