@@ -89,6 +89,12 @@ def env_urls() -> tuple[str, str, str]:
     return router, moto, grafana
 
 
+def _client(service: str, url_attr: str, config_attr: str = "config") -> cached_property:
+    """A Stack attribute: the boto3 client of `service` at the URL the attribute `url_attr` holds
+    (with the config `config_attr` holds), made on first use."""
+    return cached_property(lambda self: self.client(service, getattr(self, url_attr), getattr(self, config_attr)))
+
+
 @dataclass
 class Execution:
     """How an execution ended (`STILL_RUNNING` when waiting for it timed out)."""
@@ -148,45 +154,17 @@ class Stack:
         return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=config or self.config,
                             **CREDENTIALS)
 
-    @cached_property
-    def sfn(self):
-        """Step Functions, at moto (the executions' own calls stay out of the router's log)."""
-        return self.client("stepfunctions", self.moto_url)
-
-    @cached_property
-    def ssm(self):
-        """SSM at moto."""
-        return self.client("ssm", self.moto_url)
-
-    @cached_property
-    def iam(self):
-        """IAM at moto."""
-        return self.client("iam", self.moto_url)
-
-    @cached_property
-    def amp(self):
-        """AMP (the control plane) at moto."""
-        return self.client("amp", self.moto_url)
-
-    @cached_property
-    def eks(self):
-        """EKS at moto."""
-        return self.client("eks", self.moto_url)
-
-    @cached_property
-    def s3(self):
-        """S3 at moto."""
-        return self.client("s3", self.moto_url)
-
-    @cached_property
-    def grafana(self):
-        """Managed Grafana (the control plane) at the emulator."""
-        return self.client("grafana", self.grafana_url)
-
-    @cached_property
-    def lam(self):
-        """Lambda through the router, which serves the functions (invoke_config)."""
-        return self.client("lambda", self.router_url, self.invoke_config)
+    # The harness's clients, each made on first use: AWS services at moto (Step Functions there
+    # too: the executions' own calls stay out of the router's log), Managed Grafana's control plane
+    # at the emulator, and Lambda through the router, which serves the functions (invoke_config).
+    sfn = _client("stepfunctions", "moto_url")
+    ssm = _client("ssm", "moto_url")
+    iam = _client("iam", "moto_url")
+    amp = _client("amp", "moto_url")
+    eks = _client("eks", "moto_url")
+    s3 = _client("s3", "moto_url")
+    grafana = _client("grafana", "grafana_url")
+    lam = _client("lambda", "router_url", "invoke_config")
 
     # --- the router's control API (router/README.md "Router endpoints") --------------------
     def router(self, method: str, path: str, body: object | None = None, timeout: float = 60.0) -> object:
