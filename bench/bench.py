@@ -249,8 +249,9 @@ class OpNamer:
 
 def is_aws_call(e: dict) -> bool:
     """A call of the product to AWS, or to a workspace's Grafana HTTP API (not a Lambda invoke, not
-    Step Functions, not the harness's own control requests): by the router's `purpose` tag."""
-    return e.get("purpose") not in ("invoke", "execution", "harness")
+    Step Functions, not the harness's own control requests): by the router's `purpose` tag (none
+    yet on a request still in flight, logged when it arrived)."""
+    return e.get("purpose") not in ("invoke", "execution", "harness", None)
 
 
 def normalise(e: dict) -> dict:
