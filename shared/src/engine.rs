@@ -226,6 +226,28 @@ pub mod lambdas {
         Finish
     );
 
+    /// Steps whose apply is `steps::<module>::run` and whose delete is `steps::<module>::delete`,
+    /// outputs as they are (`tests/lint/test_template.py` reads this list too).
+    macro_rules! run_and_delete {
+        ($($name:ident => $module:ident),+ $(,)?) => {$(
+            impl StepLambda for $name {
+                const STEP: Step = Step::$name;
+                async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+                    to_json(&steps::$module::run(ctx, state).await?)
+                }
+                async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+                    to_json(&steps::$module::delete(ctx, state).await?)
+                }
+            }
+        )+};
+    }
+    run_and_delete!(
+        IrsaTrust => irsa_trust,
+        WritePolicy => write_policy,
+        GrafanaRole => grafana_role,
+        Datasource => datasource,
+    );
+
     impl StepLambda for Preflight {
         const STEP: Step = Step::Preflight;
         async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
@@ -233,16 +255,6 @@ pub mod lambdas {
         }
         async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             to_json(&steps::preflight::run(ctx, state).await?)
-        }
-    }
-
-    impl StepLambda for IrsaTrust {
-        const STEP: Step = Step::IrsaTrust;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::irsa_trust::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::irsa_trust::delete(ctx, state).await?)
         }
     }
 
@@ -270,26 +282,6 @@ pub mod lambdas {
             }
             now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
-        }
-    }
-
-    impl StepLambda for WritePolicy {
-        const STEP: Step = Step::WritePolicy;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::write_policy::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::write_policy::delete(ctx, state).await?)
-        }
-    }
-
-    impl StepLambda for GrafanaRole {
-        const STEP: Step = Step::GrafanaRole;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::grafana_role::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::grafana_role::delete(ctx, state).await?)
         }
     }
 
@@ -329,16 +321,6 @@ pub mod lambdas {
             let mut out = steps::grafana_workspace::delete_status(ctx, &id, prev).await?;
             out.poll = deletion_poll(&out, poll)?;
             to_json(&out)
-        }
-    }
-
-    impl StepLambda for Datasource {
-        const STEP: Step = Step::Datasource;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::datasource::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::datasource::delete(ctx, state).await?)
         }
     }
 

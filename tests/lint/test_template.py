@@ -449,6 +449,15 @@ FN_DEF = re.compile(r"^(?:pub(?:\([^)]*\))? )?(?:async )?fn (\w+)")
 # engine.rs: `impl StepLambda for X {` (inside `mod lambdas`): what step X's Lambda runs, traced as
 # the pseudo-function (engine, "StepLambda for X").
 STEP_IMPL = re.compile(r"^\s*impl StepLambda for (\w+)\s*\{")
+# engine.rs: `run_and_delete!(X => module, ...)`: X's apply is steps::module::run, its delete
+# steps::module::delete (the macro writes those impl blocks).
+RUN_AND_DELETE = re.compile(r"^\s*run_and_delete!\((.*?)\);", re.M | re.S)
+RUN_AND_DELETE_ITEM = re.compile(r"(\w+)\s*=>\s*(\w+)")
+
+
+def run_and_delete_steps(engine: str) -> dict[str, str]:
+    """Step type -> step module, for the steps engine.rs implements with `run_and_delete!`."""
+    return {t: m for block in RUN_AND_DELETE.findall(engine) for t, m in RUN_AND_DELETE_ITEM.findall(block)}
 IMPL_METHOD = re.compile(r"^\s+(?:async )?fn (\w+)")
 STEP_LAMBDA_CALL = re.compile(r"\blambdas::(\w+)::(\w+)\s*\(")
 QUALIFIED_CALL = re.compile(r"\b(\w+)::(\w+)\s*\(")
@@ -476,6 +485,10 @@ def rust_functions() -> dict[tuple[str, str], str]:
                 body.append(line)
         if current:
             out[(module, current)] = "\n".join(body)
+        if path.name == "engine.rs":
+            for step_type, step_module in run_and_delete_steps(path.read_text()).items():
+                out[("engine", f"StepLambda for {step_type}::apply")] = f"{step_module}::run("
+                out[("engine", f"StepLambda for {step_type}::delete")] = f"{step_module}::delete("
     return out
 
 
@@ -832,7 +845,7 @@ def test_each_step_binary_serves_its_own_step() -> None:
     """functions/<step>/src/main.rs is `lambda::serve::<lambdas::<Step>>()` for its own step: the
     binary links that step only (engine.rs, StepLambda), and the template's Binary is that step."""
     engine = (SHARED / "engine.rs").read_text()
-    implemented = set(re.findall(STEP_IMPL.pattern, engine, re.M))
+    implemented = set(re.findall(STEP_IMPL.pattern, engine, re.M)) | set(run_and_delete_steps(engine))
     assert implemented, "engine.rs implements StepLambda for no step: has the layout changed?"
     problems, served = [], set()
     for crate in FUNCTION_CRATES:
