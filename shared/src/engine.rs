@@ -17,9 +17,28 @@ use crate::state::{
 };
 use crate::steps::{self, Ctx};
 
-/// Every step (one Lambda each), plus the two status checks of the wait loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+/// Declares [`Step`] and, in [`lambdas`], one type per step of the same name (a step's binary
+/// serves its type: `lambda::serve::<lambdas::Preflight>()`), from one list.
+macro_rules! steps {
+    ($($name:ident),+ $(,)?) => {
+        /// Every step (one Lambda each), plus the two status checks of the wait loops.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Step {
+            $($name),+
+        }
+
+        /// The step types, re-exported by [`lambdas`] beside their `StepLambda` impls.
+        mod step_types {
+            $(
+                #[doc = concat!("The `", stringify!($name), "` step's Lambda.")]
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+            )+
+        }
+    };
+}
+
+steps!(
     Preflight,
     IrsaTrust,
     AmpWorkspace,
@@ -33,7 +52,7 @@ pub enum Step {
     Verify,
     Plan,
     Finish,
-}
+);
 
 /// The step table, in the state machine's order: each step's kebab-case name (its function's
 /// package and binary), where its output goes on `apply` and `plan` (the ASL `ResultPath`
@@ -203,28 +222,7 @@ pub trait StepLambda {
 pub mod lambdas {
     use super::*;
 
-    macro_rules! step_lambda {
-        ($($name:ident),* $(,)?) => {$(
-            #[doc = concat!("The `", stringify!($name), "` step's Lambda.")]
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-        )*};
-    }
-    step_lambda!(
-        Preflight,
-        IrsaTrust,
-        AmpWorkspace,
-        AmpStatus,
-        WritePolicy,
-        GrafanaRole,
-        GrafanaWorkspace,
-        GrafanaStatus,
-        Datasource,
-        Publish,
-        Verify,
-        Plan,
-        Finish
-    );
+    pub use super::step_types::*;
 
     /// Steps whose apply is `steps::<module>::run` and whose delete is `steps::<module>::delete`,
     /// outputs as they are (`tests/lint/test_template.py` reads this list too).

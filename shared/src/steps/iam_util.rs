@@ -108,15 +108,7 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         return Ok(out);
     }
 
-    let versions = iam
-        .list_policy_versions()
-        .policy_arn(&arn)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
+    let versions = policy_versions(ctx, &arn).await?;
     let prune = if versions.len() >= MAX_POLICY_VERSIONS {
         Some(
             versions
@@ -175,6 +167,20 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     out.default_version_id = created.policy_version().and_then(|v| v.version_id()).unwrap_or_default().to_string();
     tracing::info!(policy = %spec.name, version = %out.default_version_id, "policy version created as default");
     Ok(out)
+}
+
+/// Every version of a managed policy.
+async fn policy_versions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_iam::types::PolicyVersion>> {
+    ctx.clients
+        .iam
+        .list_policy_versions()
+        .policy_arn(arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| from_sdk("iam:ListPolicyVersions", e))
 }
 
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
@@ -357,15 +363,7 @@ pub async fn delete_managed_policy(
                 .await
                 .map_err(|e| from_sdk("iam:DetachGroupPolicy", e))?;
         }
-        let versions = iam
-            .list_policy_versions()
-            .policy_arn(&arn)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
+        let versions = policy_versions(ctx, &arn).await?;
         for v in versions.iter().filter(|v| !v.is_default_version()) {
             if let Some(id) = v.version_id() {
                 iam.delete_policy_version()
