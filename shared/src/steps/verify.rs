@@ -41,6 +41,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
 use crate::domain::input::VerifyMode;
+use crate::domain::text::clip;
 use crate::state::{require, ProvisionState};
 pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
 
@@ -356,14 +357,6 @@ impl PolicyChecker {
         }
         let docs = role_documents(ctx, role_name).await?;
         Ok(reqs.iter().map(|r| docs.decide(&r.action, &r.resource)).collect())
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
     }
 }
 
