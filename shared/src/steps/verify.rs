@@ -38,6 +38,9 @@ use crate::aws::ssm;
 use crate::ctx::record;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::{
+    action_matches_with, as_list, has_policy_variable, statements_or_empty, wildcard_match_with, StarInText,
+};
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
 use crate::domain::input::VerifyMode;
@@ -81,53 +84,17 @@ impl Decision {
     }
 }
 
-/// `*` (any run) and `?` (any one character) matching.
+/// The permission evaluation's wildcard matching: the one matcher, with a `*` in the requested
+/// action or resource (the resource `"*"`) taken literally first, as this evaluation always has
+/// ([`StarInText::LiteralFirst`]).
 fn wildcard_match(pattern: &str, value: &str) -> bool {
-    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
-    let (mut pi, mut vi, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
-    while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = vi;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            vi = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-fn string_list(v: &Value) -> Option<Vec<&str>> {
-    match v {
-        Value::String(s) => Some(vec![s.as_str()]),
-        Value::Array(items) => items.iter().map(Value::as_str).collect(),
-        _ => None,
-    }
-}
-
-fn statements(doc: &Value) -> Vec<&Value> {
-    match doc.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(obj @ Value::Object(_)) => vec![obj],
-        _ => Vec::new(),
-    }
+    wildcard_match_with(pattern, value, StarInText::LiteralFirst)
 }
 
 /// Whether a statement's `Action`/`NotAction` covers `action` (case-insensitive wildcards).
 fn action_applies(st: &Value, action: &str) -> bool {
-    let action = action.to_ascii_lowercase();
-    let hit = |list: Vec<&str>| list.iter().any(|p| wildcard_match(&p.to_ascii_lowercase(), &action));
-    match (st.get("Action").and_then(string_list), st.get("NotAction").and_then(string_list)) {
+    let hit = |list: Vec<&str>| list.iter().any(|p| action_matches_with(p, action, StarInText::LiteralFirst));
+    match (st.get("Action").and_then(as_list), st.get("NotAction").and_then(as_list)) {
         (Some(a), None) => hit(a),
         (None, Some(na)) => !hit(na),
         _ => false,
@@ -139,9 +106,9 @@ fn action_applies(st: &Value, action: &str) -> bool {
 /// matching for an `Allow` (conservative both ways).
 fn resource_applies(st: &Value, resource: &str, deny: bool) -> bool {
     let hit = |list: Vec<&str>, on_variable: bool| {
-        list.iter().any(|p| if p.contains("${") { on_variable } else { wildcard_match(p, resource) })
+        list.iter().any(|p| if has_policy_variable(p) { on_variable } else { wildcard_match(p, resource) })
     };
-    match (st.get("Resource").and_then(string_list), st.get("NotResource").and_then(string_list)) {
+    match (st.get("Resource").and_then(as_list), st.get("NotResource").and_then(as_list)) {
         (Some(r), None) => hit(r, deny),
         (None, Some(nr)) => !hit(nr, !deny),
         _ => false,
@@ -156,7 +123,7 @@ fn resource_applies(st: &Value, resource: &str, deny: bool) -> bool {
 pub fn evaluate(documents: &[Value], action: &str, resource: &str) -> Decision {
     let mut allowed = false;
     for doc in documents {
-        for st in statements(doc) {
+        for st in statements_or_empty(doc) {
             let deny = match st.get("Effect").and_then(Value::as_str) {
                 Some("Deny") => true,
                 Some("Allow") => false,
@@ -551,13 +518,11 @@ async fn probe(ctx: &Ctx, prometheus_endpoint: &str, remote_write_url: &str) -> 
 /// The document with its Deny statements removed: tells "blocked by a Deny" from "not allowed".
 fn without_denies(doc: &Value) -> Value {
     let mut out = doc.clone();
-    let kept: Vec<Value> = match doc.get("Statement") {
-        Some(Value::Array(a)) => {
-            a.iter().filter(|s| s.get("Effect").and_then(Value::as_str) != Some("Deny")).cloned().collect()
-        }
-        Some(s @ Value::Object(_)) if s.get("Effect").and_then(Value::as_str) != Some("Deny") => vec![s.clone()],
-        _ => Vec::new(),
-    };
+    let kept: Vec<Value> = statements_or_empty(doc)
+        .into_iter()
+        .filter(|s| s.get("Effect").and_then(Value::as_str) != Some("Deny"))
+        .cloned()
+        .collect();
     if let Some(obj) = out.as_object_mut() {
         obj.insert("Statement".into(), Value::Array(kept));
     }
