@@ -38,15 +38,17 @@ use crate::aws::ssm;
 use crate::ctx::record;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
-use crate::domain::iam::doc::{
-    action_matches_with, as_list, has_policy_variable, statements_or_empty, wildcard_match_with, StarInText,
-};
+use crate::domain::iam::doc::statements_or_empty;
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
 use crate::domain::input::VerifyMode;
 use crate::domain::text::clip;
 use crate::state::{require, ProvisionState};
 pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
+
+/// The pure evaluation of the role's documents lives in the core (`domain::iam::eval`); its
+/// public items keep their paths here.
+pub use crate::domain::iam::eval::{evaluate, Decision, RoleDocuments};
 
 /// SSM leaf of the verification result.
 pub const PARAMETER_LEAF: &str = "verification";
@@ -65,120 +67,17 @@ const DETAIL_MAX_CHARS: usize = 500;
 
 // ---- own policy evaluation ---------------------------------------------------------------------
 
-/// An IAM decision for one action on one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    ExplicitDeny,
-    ImplicitDeny,
-}
-
-impl Decision {
-    /// IAM's spelling (`allowed`, `explicitDeny`, `implicitDeny`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allowed => "allowed",
-            Decision::ExplicitDeny => "explicitDeny",
-            Decision::ImplicitDeny => "implicitDeny",
-        }
-    }
-}
-
-/// The permission evaluation's wildcard matching: the one matcher, with a `*` in the requested
-/// action or resource (the resource `"*"`) taken literally first, as this evaluation always has
-/// ([`StarInText::LiteralFirst`]).
-fn wildcard_match(pattern: &str, value: &str) -> bool {
-    wildcard_match_with(pattern, value, StarInText::LiteralFirst)
-}
-
-/// Whether a statement's `Action`/`NotAction` covers `action` (case-insensitive wildcards).
-fn action_applies(st: &Value, action: &str) -> bool {
-    let hit = |list: Vec<&str>| list.iter().any(|p| action_matches_with(p, action, StarInText::LiteralFirst));
-    match (st.get("Action").and_then(as_list), st.get("NotAction").and_then(as_list)) {
-        (Some(a), None) => hit(a),
-        (None, Some(na)) => !hit(na),
-        _ => false,
-    }
-}
-
-/// Whether a statement's `Resource`/`NotResource` covers `resource` (case-sensitive wildcards).
-/// A pattern with a policy variable (`${...}`) counts as matching for a `Deny` and as not
-/// matching for an `Allow` (conservative both ways).
-fn resource_applies(st: &Value, resource: &str, deny: bool) -> bool {
-    let hit = |list: Vec<&str>, on_variable: bool| {
-        list.iter().any(|p| if has_policy_variable(p) { on_variable } else { wildcard_match(p, resource) })
-    };
-    match (st.get("Resource").and_then(as_list), st.get("NotResource").and_then(as_list)) {
-        (Some(r), None) => hit(r, deny),
-        (None, Some(nr)) => !hit(nr, !deny),
-        _ => false,
-    }
-}
-
-/// Evaluates identity-policy `documents` for `action` on `resource` the way IAM does, with
-/// conservative conditions: an explicit `Deny` wins, then an `Allow` is needed. `Action` /
-/// `NotAction` with wildcards (case-insensitive), `Resource` / `NotResource` with wildcards. An
-/// `Allow` with a `Condition` does not grant (we cannot know the request context); a `Deny` with a
-/// `Condition` applies.
-pub fn evaluate(documents: &[Value], action: &str, resource: &str) -> Decision {
-    let mut allowed = false;
-    for doc in documents {
-        for st in statements_or_empty(doc) {
-            let deny = match st.get("Effect").and_then(Value::as_str) {
-                Some("Deny") => true,
-                Some("Allow") => false,
-                _ => continue,
-            };
-            if !action_applies(st, action) || !resource_applies(st, resource, deny) {
-                continue;
-            }
-            let conditional = st.get("Condition").is_some_and(|c| c.as_object().is_none_or(|m| !m.is_empty()));
-            if deny {
-                return Decision::ExplicitDeny;
-            }
-            if !conditional {
-                allowed = true;
-            }
-        }
-    }
-    if allowed {
-        Decision::Allowed
-    } else {
-        Decision::ImplicitDeny
-    }
-}
-
 /// One required permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The action, such as `aps:RemoteWrite`.
     pub action: String,
+    /// The resource ARN it must be allowed on (`*` for actions without resource-level permissions).
     pub resource: String,
 }
 
 fn req(action: &str, resource: &str) -> Requirement {
     Requirement { action: action.to_string(), resource: resource.to_string() }
-}
-
-/// A role's documents for [`evaluate`]: the identity policies (attached managed policies'
-/// default versions and inline policies) and the permissions boundary's, if any.
-#[derive(Debug, Clone, Default)]
-pub struct RoleDocuments {
-    pub identity: Vec<Value>,
-    pub boundary: Option<Value>,
-}
-
-impl RoleDocuments {
-    /// The decision with the boundary applied (a boundary must allow too).
-    pub fn decide(&self, action: &str, resource: &str) -> Decision {
-        let d = evaluate(&self.identity, action, resource);
-        match (&self.boundary, d) {
-            (Some(b), Decision::Allowed) => match evaluate(std::slice::from_ref(b), action, resource) {
-                Decision::Allowed => Decision::Allowed,
-                other => other,
-            },
-            _ => d,
-        }
-    }
 }
 
 async fn managed_policy_document(ctx: &Ctx, arn: &str) -> Result<Value> {
@@ -679,6 +578,7 @@ async fn store(ctx: &Ctx, parameter: &str, out: &VerifyOutput) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::iam::eval::pattern_matches as wildcard_match;
     use serde_json::json;
 
     const WS: &str = "arn:aws:aps:us-east-1:123456789012:workspace/ws-1";

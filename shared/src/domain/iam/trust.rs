@@ -23,9 +23,10 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::doc::{
-    action_matches, as_list, condition_values, has_policy_variable, has_wildcard, statement_sid, statements,
-    statements_or_empty, wildcard_match,
+    action_matches, as_list, has_policy_variable, has_wildcard, statement_sid, statements, statements_or_empty,
+    wildcard_match,
 };
+use crate::domain::iam::eval::{all3, any3, condition_holds, EmptyBlock, RequestContext};
 use crate::domain::iam::policy::{document_length, TRUST_POLICY_MAX_CHARS};
 use crate::domain::input::SERVICE_ACCOUNT_PATTERN;
 use crate::domain::validate::shown;
@@ -297,11 +298,13 @@ impl AssumeRequest {
             AssumeRequest::Service(_) | AssumeRequest::Aws(_) => ASSUME_ROLE_ACTION,
         }
     }
+}
 
+impl RequestContext for AssumeRequest {
     /// The request's value for condition key `key` (case-insensitive), when we model it:
     /// `<issuer>:sub` and `<issuer>:aud` of a web-identity request's own provider. `None` for
     /// every other key (absent or unknown to us).
-    fn context_value(&self, key: &str) -> Option<&str> {
+    fn value(&self, key: &str) -> Option<&str> {
         let AssumeRequest::WebIdentity { provider_arn, sub, aud } = self else {
             return None;
         };
@@ -519,40 +522,6 @@ fn statement_equivalent(a: &Value, b: &Value) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Tri-state AND: any `false` wins, then any unknown.
-fn all3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for r in results {
-        match r {
-            Some(false) => return Some(false),
-            None => unknown = true,
-            Some(true) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(true)
-    }
-}
-
-/// Tri-state OR: any `true` wins, then any unknown.
-fn any3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for r in results {
-        match r {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            Some(false) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(false)
-    }
-}
-
 /// Whether statement `m` applies to `req` (principal, action and conditions); `None` when that
 /// depends on something we cannot evaluate or the statement is malformed.
 fn statement_matches(m: &Map<String, Value>, req: &AssumeRequest) -> Option<bool> {
@@ -566,14 +535,7 @@ fn statement_matches(m: &Map<String, Value>, req: &AssumeRequest) -> Option<bool
         (None, Some(na)) => as_list(na).map(|a| !a.iter().any(|v| action_matches(v, req.action()))),
         _ => None,
     };
-    let condition = match m.get("Condition") {
-        None => Some(true),
-        Some(Value::Object(c)) => all3(c.iter().map(|(op, block)| match block.as_object() {
-            Some(block) => all3(block.iter().map(|(key, values)| condition_matches(op, key, values, req))),
-            None => None,
-        })),
-        Some(_) => None,
-    };
+    let condition = condition_holds(m.get("Condition"), req, EmptyBlock::Holds);
     all3([principal, action, condition])
 }
 
@@ -615,39 +577,6 @@ fn aws_principal_matches(value: &str, arn: &str) -> bool {
         None
     };
     value_account.is_some_and(|acct| !acct.is_empty() && account_of(arn).as_deref() == Some(acct.as_str()))
-}
-
-/// One condition key of one operator block against the request.
-fn condition_matches(op: &str, key: &str, values: &Value, req: &AssumeRequest) -> Option<bool> {
-    let base = op.strip_prefix("ForAnyValue:").or_else(|| op.strip_prefix("ForAllValues:")).unwrap_or(op);
-    let base = base.strip_suffix("IfExists").unwrap_or(base);
-    let (negated, like, ignore_case) = match base {
-        "StringEquals" => (false, false, false),
-        "StringNotEquals" => (true, false, false),
-        "StringEqualsIgnoreCase" => (false, false, true),
-        "StringNotEqualsIgnoreCase" => (true, false, true),
-        "StringLike" => (false, true, false),
-        "StringNotLike" => (true, true, false),
-        _ => return None,
-    };
-    let actual = req.context_value(key)?;
-    let values = condition_values(values)?;
-    let any = any3(values.iter().map(|v| {
-        if has_policy_variable(v) {
-            None
-        } else if like {
-            Some(wildcard_match(v, actual))
-        } else if ignore_case {
-            Some(v.to_lowercase() == actual.to_lowercase())
-        } else {
-            Some(v == actual)
-        }
-    }));
-    if negated {
-        any.map(|b| !b)
-    } else {
-        any
-    }
 }
 
 /// Sufficient test that every string matched by `ours` is matched by the `StringLike` value
