@@ -19,35 +19,29 @@ use crate::domain::iam::doc::{
 
 /// Tri-state AND: any `false` wins, then any unknown (`None`); `Some(true)` for none at all.
 pub fn all3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for r in results {
-        match r {
-            Some(false) => return Some(false),
-            None => unknown = true,
-            Some(true) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(true)
-    }
+    fold3(results, false)
 }
 
 /// Tri-state OR: any `true` wins, then any unknown (`None`); `Some(false)` for none at all.
 pub fn any3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    fold3(results, true)
+}
+
+/// [`all3`] (`winner` = `false`) and [`any3`] (`winner` = `true`): the first known `winner`
+/// decides, else any unknown makes the result unknown, else it is `!winner`.
+fn fold3(results: impl IntoIterator<Item = Option<bool>>, winner: bool) -> Option<bool> {
     let mut unknown = false;
     for r in results {
         match r {
-            Some(true) => return Some(true),
+            Some(b) if b == winner => return Some(winner),
             None => unknown = true,
-            Some(false) => {}
+            Some(_) => {}
         }
     }
     if unknown {
         None
     } else {
-        Some(false)
+        Some(!winner)
     }
 }
 
@@ -341,6 +335,11 @@ mod tests {
         assert_eq!(cond(json!({"Bool": {"a": "true"}, "StringEquals": {"issuer:sub": "other"}})), Some(false));
         assert_eq!(all3([]), Some(true));
         assert_eq!(any3([]), Some(false));
+        assert_eq!(all3([Some(true), None, Some(false)]), Some(false));
+        assert_eq!(all3([Some(true), None]), None);
+        assert_eq!(any3([Some(false), None, Some(true)]), Some(true));
+        assert_eq!(any3([Some(false), None]), None);
+        assert_eq!(any3([Some(false)]), Some(false));
     }
 
     #[test]
