@@ -8,6 +8,7 @@ use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::statements_or_empty;
 use crate::domain::iam::policy;
 use crate::domain::names;
 use crate::state::ChangeKind;
@@ -162,8 +163,8 @@ pub fn converge_trust(current: &Value, desired: &Value, owned: bool) -> Option<V
     if owned {
         return Some(desired.clone());
     }
-    let ours: Vec<Value> = statements(desired);
-    let mut theirs: Vec<Value> = statements(current);
+    let ours: Vec<Value> = statements_or_empty(desired).into_iter().cloned().collect();
+    let mut theirs: Vec<Value> = statements_or_empty(current).into_iter().cloned().collect();
     let missing: Vec<Value> =
         ours.into_iter().filter(|s| !theirs.iter().any(|t| policy::equivalent(&single(t), &single(s)))).collect();
     if missing.is_empty() {
@@ -176,14 +177,6 @@ pub fn converge_trust(current: &Value, desired: &Value, owned: bool) -> Option<V
         obj.entry("Version").or_insert_with(|| Value::String("2012-10-17".into()));
     }
     Some(doc)
-}
-
-fn statements(doc: &Value) -> Vec<Value> {
-    match doc.get("Statement") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(s @ Value::Object(_)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 fn single(statement: &Value) -> Value {
