@@ -15,7 +15,9 @@ What one iteration does (N iterations, the order of the two sides alternating):
                  reaches (cold), then a re-run on the converged state with cold functions, and one
                  with warm functions. API calls are read from the router's request log.
 
-Only the Python 3 standard library and boto3/botocore are used.
+Only the Python 3 standard library and boto3/botocore are used, and the local stack's client
+(tests/localstack/stack.py). What each logged request is for (a resource write, the lease, the
+Grafana token, the probe...) is the router's `purpose` tag (tests/localstack/router/README.md).
 """
 
 from __future__ import annotations
@@ -32,16 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
 import botocore.session
 from botocore.config import Config
 
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
-STATE_MACHINE_NAME = "o11y-provisioner"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests/localstack"))
+from stack import Stack, env_urls  # noqa: E402
 
 # The functions in the state machine's order (the status functions only in wait loops); the report
 # orders them as the create invoked them, and lists any function not named here after these.
@@ -123,7 +122,7 @@ PRICE_PER_GB_SECOND = 0.0000166667
 LAMBDA_MEMORY_GB = 128 / 1024
 
 
-STACK: "Stack | None" = None  # the stack under test, for the failure diagnosis in main()
+STACK: "BenchStack | None" = None  # the stack under test, for the failure diagnosis in main()
 
 
 def log(msg: str) -> None:
@@ -131,148 +130,58 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP helpers (control endpoints of the router, moto and the emulator)
+# The stack under test (tests/localstack/stack.py) and the runbook
 # --------------------------------------------------------------------------------------------
 
 
-def http_json(method: str, url: str, body: object | None = None, timeout: float = 60.0):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
+class BenchStack(Stack):
+    """The devstack of scripts/bench (from its environment), with what a benchmark run adds: the
+    request log past the last mark with the Grafana HTTP API named, a world reset that also seeds
+    the user's prerequisites, executions timed, and the runbook."""
 
-
-class Stack:
     def __init__(self, repo: Path, poll_interval: float, asl: Path):
-        env = os.environ
-        missing = [k for k in ("AWS_ENDPOINT_URL", "O11Y_MOTO_URL", "O11Y_GRAFANA_EMULATOR_URL") if not env.get(k)]
-        if missing:
-            raise SystemExit(f"bench: {', '.join(missing)} not set: run under scripts/bench (or eval \"$(scripts/devstack up)\")")
+        cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=300)
+        # The devstack's state file is shared by every session of this checkout: another session's
+        # `devstack up` stops our stack. Remember ours to tell that apart from a real failure.
+        super().__init__(*env_urls(), config=cfg, state_file=repo / ".local/devstack.json")
         self.repo = repo
-        self.router = env["AWS_ENDPOINT_URL"].rstrip("/")
-        self.moto = env["O11Y_MOTO_URL"].rstrip("/")
-        self.grafana = env["O11Y_GRAFANA_EMULATOR_URL"].rstrip("/")
         self.poll_interval = poll_interval
         self.asl = asl
         self.o11y_local = str(repo / "target/debug/o11y-local")
-        self.last_seq = 0
-        self.machines_after_reset: list[int] = []  # state machines found when deploying after a reset
-        # The devstack's state file is shared by every session of this checkout: another session's
-        # `devstack up` stops our stack. Remember ours to tell that apart from a real failure.
-        self.state_file = repo / ".local/devstack.json"
-        self.state = self.state_file.read_text() if self.state_file.exists() else None
 
-    def check(self) -> None:
-        """Fails clearly when our devstack is gone or was replaced by another session's."""
-        now = self.state_file.read_text() if self.state_file.exists() else None
-        if self.state is not None and now != self.state:
-            raise RuntimeError("the devstack was stopped or replaced by another session (`devstack up`/`down` "
-                               "share .local/devstack.json): run scripts/bench again when no one else uses it")
-        try:
-            http_json("GET", f"{self.router}/_router/health", timeout=5)
-        except OSError as e:
-            raise RuntimeError(f"the router at {self.router} does not answer ({e}): the devstack is gone")
-        cfg = Config(region_name=REGION, retries={"max_attempts": 1, "mode": "standard"},
-                     connect_timeout=10, read_timeout=300)
-        # The harness's own Step Functions calls go straight to moto (same backend the router
-        # forwards to): they stay out of the router's log and its per-request latency.
-        self.sfn = boto3.client("stepfunctions", endpoint_url=self.moto, config=cfg)
-        self.lambda_ = boto3.client("lambda", endpoint_url=self.router, config=cfg)
-        self.ssm = boto3.client("ssm", endpoint_url=self.moto, config=cfg)
-
-    # --- router ----------------------------------------------------------------------------
     def requests_since(self, seq: int) -> list[dict]:
-        entries = [normalise(e) for e in http_json("GET", f"{self.router}/_router/requests?since={seq}") or []]
-        entries.sort(key=lambda e: e["seq"])
-        if entries:
-            self.last_seq = max(self.last_seq, entries[-1]["seq"])
-        return entries
+        """The request log after `seq`, the Grafana HTTP API's requests named (normalise)."""
+        return [normalise(e) for e in self.requests(seq)]
 
-    def mark(self) -> int:
-        """The current end of the router's request log."""
-        self.requests_since(self.last_seq)
-        return self.last_seq
-
-    def functions(self) -> dict:
-        return http_json("GET", f"{self.router}/_router/functions") or {}
-
-    def reset_functions(self) -> None:
-        http_json("POST", f"{self.router}/_router/functions/reset", {})
-
-    # --- world ----------------------------------------------------------------------------
     def reset_world(self) -> None:
         """Clean state: moto and the emulator reset, the user's prerequisites seeded."""
-        self.check()
-        http_json("POST", f"{self.moto}/moto-api/reset", {})
-        # The execution switch survives a reset (aws-facts.md); setting it again before any
-        # state machine exists is harmless and guards against a moto that does reset it.
-        http_json("POST", f"{self.moto}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
-        http_json("POST", f"{self.grafana}/_emulator/reset", {})
+        self.reset()
         out = subprocess.run([self.o11y_local, "seed-demo"], capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"seed-demo failed: {out.stderr.strip()}")
 
-    def deploy(self) -> str:
-        """Creates the state machine from the real ASL (moto's reset removed the previous one)."""
-        text = self.asl.read_text()
-
-        def arn(m: re.Match) -> str:
-            name = re.sub(r"(?<!^)([A-Z])", r"-\1", m.group(1)).lower()
-            return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
-
-        definition = re.sub(r"\$\{([A-Za-z0-9]+)FunctionArn\}", arn, text)
-        existing = self.sfn.list_state_machines()["stateMachines"]
-        self.machines_after_reset.append(len(existing))
-        for sm in existing:
-            if sm["name"] == STATE_MACHINE_NAME:
-                self.sfn.update_state_machine(stateMachineArn=sm["stateMachineArn"], definition=definition)
-                return sm["stateMachineArn"]
-        return self.sfn.create_state_machine(
-            name=STATE_MACHINE_NAME,
-            definition=definition,
-            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/o11y-provisioner-states",
-        )["stateMachineArn"]
-
-    # --- runs -----------------------------------------------------------------------------
     def execute(self, sm_arn: str, name: str, payload: dict, timeout: float = 600.0) -> dict:
-        body = json.dumps(payload)
+        """One execution to its end: wall and engine time, polls, output, history."""
         t0 = time.perf_counter()
-        arn = self.sfn.start_execution(stateMachineArn=sm_arn, name=name, input=body)["executionArn"]
-        polls = 0
-        while True:
-            d = self.sfn.describe_execution(executionArn=arn)
-            polls += 1
-            if d["status"] != "RUNNING":
-                break
-            if time.perf_counter() - t0 > timeout:
-                raise RuntimeError(f"execution {arn} still RUNNING after {timeout} s")
-            time.sleep(self.poll_interval)
+        arn = self.start_execution(name, payload, sm_arn)
+        ex = self.wait_execution(arn, timeout, self.poll_interval)
+        if ex.status == "STILL_RUNNING":
+            raise RuntimeError(f"execution {arn} still RUNNING after {timeout} s")
         wall = time.perf_counter() - t0
-        events = []
-        kwargs = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                break
-            kwargs["nextToken"] = page["nextToken"]
-        engine = None
-        if d.get("startDate") and d.get("stopDate"):
-            engine = (d["stopDate"] - d["startDate"]).total_seconds()
         return {
             "arn": arn,
-            "status": d["status"],
+            "status": ex.status,
             "wall_s": wall,
-            "engine_s": engine,
-            "polls": polls,
-            "output": json.loads(d["output"]) if d.get("output") else None,
-            "error": d.get("error"),
-            "cause": d.get("cause"),
-            "events": events,
+            "engine_s": ex.engine_s,
+            "polls": ex.polls,
+            "output": ex.output,
+            "error": ex.error,
+            "cause": ex.cause,
+            "events": self.history(arn),
         }
 
     def run_runbook(self, script: Path) -> dict:
+        """Runs the runbook script (its `aws` CLI commands) and times it, and each command."""
         with tempfile.NamedTemporaryFile("r", suffix=".timings", delete=False) as tf:
             timings_path = tf.name
         env = dict(os.environ, BENCH_TIMINGS=timings_path, AWS=str(self.repo / ".venv/bin/aws"))
@@ -340,31 +249,27 @@ class OpNamer:
 
 def is_aws_call(e: dict) -> bool:
     """A call of the product to AWS, or to a workspace's Grafana HTTP API (not a Lambda invoke, not
-    Step Functions, not the harness's own control requests)."""
-    return e.get("service") not in ("lambda", "states", None, "")
+    Step Functions, not the harness's own control requests): by the router's `purpose` tag (none
+    yet on a request still in flight, logged when it arrived)."""
+    return e.get("purpose") not in ("invoke", "execution", "harness", None)
 
 
 def normalise(e: dict) -> dict:
     """The router names a request by its SigV4 scope; the Grafana HTTP API (a bearer token, no
-    SigV4) has none: call it `grafana-http`."""
-    if not e.get("service") and e.get("path", "").startswith("/api/") and e.get("backend") != "function":
+    SigV4) has none: call it `grafana-http` (the unsigned requests the router reads as the product's,
+    not the harness's: those a --host-route sends to the emulator)."""
+    if not e.get("service") and e.get("purpose") in ("read", "resource"):
         e["service"] = "grafana-http"
     return e
 
 
 def write_kind(e: dict) -> str:
-    """What a write is: `resource` (changes something provisioned), or one of the writes every
-    apply makes on purpose (README "Every change is idempotent"; tests/src/stack.rs resource_writes):
-    the deployment lease's put and delete, the per-run Grafana service-account token (created, then
-    deleted), the verification probe's one remote-written sample."""
-    path = e.get("path") or ""
-    if e.get("service") == "ssm" and str(e.get("name") or "").endswith("/lease"):
-        return "lease"
-    if e.get("service") == "grafana" and "/serviceaccounts/" in path and "/tokens" in path:
-        return "grafana token"
-    if path.endswith("/api/v1/remote_write"):
-        return "verification probe"
-    return "resource"
+    """What a write is, as the router tags it (`purpose`, tests/localstack/router/README.md):
+    `resource` (changes something provisioned), or one of the writes every apply makes on purpose
+    (README "Every change is idempotent"): `lease` (the deployment lease's put and delete),
+    `grafana-token` (the per-run Grafana service-account token, created, then deleted),
+    `verification-probe` (the probe's one remote-written sample)."""
+    return e.get("purpose") or "resource"
 
 
 PLAN_TOKEN_WRITES = ["grafana:CreateWorkspaceServiceAccountToken", "grafana:DeleteWorkspaceServiceAccountToken"]
@@ -374,8 +279,8 @@ def plan_write_problem(m: dict) -> str:
     """What is wrong with a plan's writes (`measure`'s `writes`), or "": a plan may write nothing but
     one Grafana token's create and then its delete (none where there is no workspace or service
     account yet to make one with)."""
-    other = [w for w, k in zip(m["writes"], m["write_kinds"]) if k != "grafana token"]
-    tokens = [w for w, k in zip(m["writes"], m["write_kinds"]) if k == "grafana token"]
+    other = [w for w, k in zip(m["writes"], m["write_kinds"]) if k != "grafana-token"]
+    tokens = [w for w, k in zip(m["writes"], m["write_kinds"]) if k == "grafana-token"]
     if other:
         return f"{len(other)} write(s) besides its Grafana token's"
     if tokens not in ([], PLAN_TOKEN_WRITES):
@@ -488,7 +393,7 @@ def function_samples(stats: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def keepalive_calibration(stack: Stack, n: int = 12) -> dict:
+def keepalive_calibration(stack: BenchStack, n: int = 12) -> dict:
     """Median latency of one tiny STS call on a kept-alive connection, through the router and
     straight to moto, and on a fresh connection through the router."""
     import http.client
@@ -519,9 +424,9 @@ def keepalive_calibration(stack: Stack, n: int = 12) -> dict:
 
     stack.mark()
     res = {
-        "router_keepalive_ms": run(stack.router, True),
-        "router_fresh_connection_ms": run(stack.router, False),
-        "moto_keepalive_ms": run(stack.moto, True),
+        "router_keepalive_ms": run(stack.router_url, True),
+        "router_fresh_connection_ms": run(stack.router_url, False),
+        "moto_keepalive_ms": run(stack.moto_url, True),
     }
     stack.mark()  # past the calibration's entries
     return res
@@ -589,7 +494,7 @@ def bench(args: argparse.Namespace) -> dict:
     repo = Path(args.repo).resolve()
     asl_path = Path(args.asl).resolve() if args.asl else repo / "statemachine/provision.asl.json"
     global STACK
-    stack = STACK = Stack(repo, args.poll_interval, asl_path)
+    stack = STACK = BenchStack(repo, args.poll_interval, asl_path)
     asl = json.loads(asl_path.read_text())
     # plan and delete: run when the state machine routes on the input's action.
     actions = '"$.preflight.action"' in json.dumps(asl) or "$.preflight.action" in json.dumps(asl)
@@ -696,7 +601,7 @@ def bench(args: argparse.Namespace) -> dict:
     def workflow_side(i: int) -> dict:
         w: dict = {}
         stack.reset_world()
-        sm = stack.deploy()
+        sm = stack.deploy(stack.asl)  # moto's reset removed the previous one
         if actions:
             # plan on the fresh state first (cold): it must write nothing, so the create below
             # still starts from the clean state (checked).
@@ -722,7 +627,7 @@ def bench(args: argparse.Namespace) -> dict:
                 problems.append(f"no {after} output in the history: {fn} not measured")
                 continue
             s0 = stack.mark()
-            r = stack.lambda_.invoke(FunctionName=fn, Payload=json.dumps(state).encode())
+            r = stack.lam.invoke(FunctionName=fn, Payload=json.dumps(state).encode())
             body = r["Payload"].read()
             if r.get("FunctionError"):
                 problems.append(f"direct invoke of {fn} failed: {body[:300]!r}")
@@ -770,13 +675,13 @@ def bench(args: argparse.Namespace) -> dict:
     loop = None
     if args.wait_loop_delay > 0:
         stack.reset_world()
-        sm = stack.deploy()
-        http_json("POST", f"{stack.grafana}/_emulator/config", {"activeDelaySeconds": args.wait_loop_delay})
+        sm = stack.deploy(stack.asl)  # moto's reset removed the previous one
+        stack.emulator("POST", "/_emulator/config", {"activeDelaySeconds": args.wait_loop_delay})
         stack.reset_functions()
         seq = stack.mark()
         ex = stack.execute(sm, f"bench-create-wait-{time.time_ns()}", payload)
         entries = stack.requests_since(seq)
-        http_json("POST", f"{stack.grafana}/_emulator/reset", {})
+        stack.emulator("POST", "/_emulator/reset", {})
         if ex["status"] != "SUCCEEDED":
             problems.append(f"create with a Grafana wait loop: {ex['status']} {ex['error']}: {(ex['cause'] or '')[:300]}")
         else:
@@ -795,7 +700,7 @@ def bench(args: argparse.Namespace) -> dict:
     env["loadavg_end"] = os.getloadavg()
     env["wait_loop"] = loop
     env["duration_s"] = time.monotonic() - t_start
-    env["state_machines_after_reset"] = stack.machines_after_reset
+    env["state_machines_after_reset"] = stack.machines_found
     return analyse(args, env, runs, fn_samples, fn_health, problems, functions_dir, actions)
 
 
@@ -1004,8 +909,8 @@ def analyse(args, env, runs, fn_samples, fn_health, problems, functions_dir: Pat
                 else "; ".join(f"{f['function']} {f['peak_rss_mb']['max']:.1f} MB" for f in big)))
     plans = [r["workflow"][k] for r in runs for k in ("plan_fresh", "plan_converged") if k in r["workflow"]]
     if plans:
-        pw = sum(1 for m in plans for k in m["write_kinds"] if k != "grafana token")
-        tw = sum(1 for m in plans for k in m["write_kinds"] if k == "grafana token")
+        pw = sum(1 for m in plans for k in m["write_kinds"] if k != "grafana-token")
+        tw = sum(1 for m in plans for k in m["write_kinds"] if k == "grafana-token")
         bad = sum(1 for m in plans if m["status"] == "SUCCEEDED" and plan_write_problem(m))
         failed = sum(1 for m in plans if m["status"] != "SUCCEEDED")
         target("plan writes besides its Grafana token's create + delete (fresh and converged)", "0",

@@ -218,13 +218,7 @@ def cfn_items() -> list[dict]:
     token = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler"}
 
     def props(patch: dict) -> dict:
-        p = dict(token, **json.loads(json.dumps(BASE)), retainMetrics="false")
-        for k, v in patch.items():
-            if v is _DROP:
-                p.pop(k, None)
-            else:
-                p[k] = v
-        return p
+        return with_(patch, dict(token, **BASE, retainMetrics="false"))
 
     def add(id_, about, properties, fields, request_type="Create", response_url=None):
         item = {"id": f"cfn-{id_}", "entry": "cfn", "about": about, "properties": properties, "fields": fields}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::aws::http;
-use crate::aws::sfn as start;
+use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::{self, Action};
@@ -299,9 +299,9 @@ pub async fn handle_request(
         ctx.physical_resource_id = failure_id.clone();
         // A replaced resource's Delete names the old id: its properties describe the old one.
     }
-    let name = start::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type.as_str()]);
+    let name = sfn::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type.as_str()]);
     let exec_input = json!({ "input": input, "cloudFormation": ctx });
-    match start::start(clients, state_machine_arn, &name, &exec_input).await {
+    match sfn::start(clients, state_machine_arn, &name, &exec_input).await {
         Ok(started) => Ok(HandlerOutcome {
             outcome: if started { "started" } else { "already-started" }.into(),
             physical_resource_id: ctx.physical_resource_id.clone(),

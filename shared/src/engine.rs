@@ -17,9 +17,28 @@ use crate::state::{
 };
 use crate::steps::{self, Ctx};
 
-/// Every step (one Lambda each), plus the two status checks of the wait loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+/// Declares [`Step`] and, in [`lambdas`], one type per step of the same name (a step's binary
+/// serves its type: `lambda::serve::<lambdas::Preflight>()`), from one list.
+macro_rules! steps {
+    ($($name:ident),+ $(,)?) => {
+        /// Every step (one Lambda each), plus the two status checks of the wait loops.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Step {
+            $($name),+
+        }
+
+        /// The step types, re-exported by [`lambdas`] beside their `StepLambda` impls.
+        mod step_types {
+            $(
+                #[doc = concat!("The `", stringify!($name), "` step's Lambda.")]
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+            )+
+        }
+    };
+}
+
+steps!(
     Preflight,
     IrsaTrust,
     AmpWorkspace,
@@ -33,74 +52,76 @@ pub enum Step {
     Verify,
     Plan,
     Finish,
-}
+);
+
+/// The step table, in the state machine's order: each step's kebab-case name (its function's
+/// package and binary), where its output goes on `apply` and `plan` (the ASL `ResultPath`
+/// without `$.`), and where on `delete` (`None`: the same place).
+const TABLE: [(Step, &str, &str, Option<&str>); 13] = [
+    (Step::Preflight, "preflight", "preflight", None),
+    (Step::IrsaTrust, "irsa-trust", "irsaTrust", Some("deleted.irsaTrust")),
+    (Step::AmpWorkspace, "amp-workspace", "ampWorkspace", Some("deleted.ampWorkspace")),
+    (Step::AmpStatus, "amp-status", "ampWorkspace", Some("deleted.ampWorkspace")),
+    (Step::WritePolicy, "write-policy", "writePolicy", Some("deleted.writePolicy")),
+    (Step::GrafanaRole, "grafana-role", "grafanaRole", Some("deleted.grafanaRole")),
+    (Step::GrafanaWorkspace, "grafana-workspace", "grafanaWorkspace", Some("deleted.grafanaWorkspace")),
+    (Step::GrafanaStatus, "grafana-status", "grafanaWorkspace", Some("deleted.grafanaWorkspace")),
+    (Step::Datasource, "datasource", "datasource", Some("deleted.datasource")),
+    // Publish's and verify's results go into the output contract (`verification` for verify).
+    (Step::Publish, "publish", "output", Some("deleted.outputs")),
+    (Step::Verify, "verify", "output", None),
+    (Step::Plan, "plan", "plan", None),
+    (Step::Finish, "finish", "finish", None),
+];
+
+/// The apply steps in order, without the wait loops' status checks: what `plan` runs.
+pub const APPLY_ORDER: [Step; 9] = [
+    Step::Preflight,
+    Step::IrsaTrust,
+    Step::AmpWorkspace,
+    Step::WritePolicy,
+    Step::GrafanaRole,
+    Step::GrafanaWorkspace,
+    Step::Datasource,
+    Step::Publish,
+    Step::Verify,
+];
 
 impl Step {
-    /// All steps.
-    pub const ALL: [Step; 13] = [
-        Step::Preflight,
-        Step::IrsaTrust,
-        Step::AmpWorkspace,
-        Step::AmpStatus,
-        Step::WritePolicy,
-        Step::GrafanaRole,
-        Step::GrafanaWorkspace,
-        Step::GrafanaStatus,
-        Step::Datasource,
-        Step::Publish,
-        Step::Verify,
-        Step::Plan,
-        Step::Finish,
-    ];
+    /// All steps, in the table's order.
+    pub const ALL: [Step; 13] = {
+        let mut all = [Step::Preflight; 13];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    fn row(self) -> &'static (Step, &'static str, &'static str, Option<&'static str>) {
+        // Every variant has its row (tested); the first row stands in for none.
+        TABLE.iter().find(|r| r.0 == self).unwrap_or(&TABLE[0])
+    }
 
     /// kebab-case name: the function's package and binary name.
     pub fn name(self) -> &'static str {
-        match self {
-            Step::Preflight => "preflight",
-            Step::IrsaTrust => "irsa-trust",
-            Step::AmpWorkspace => "amp-workspace",
-            Step::AmpStatus => "amp-status",
-            Step::WritePolicy => "write-policy",
-            Step::GrafanaRole => "grafana-role",
-            Step::GrafanaWorkspace => "grafana-workspace",
-            Step::GrafanaStatus => "grafana-status",
-            Step::Datasource => "datasource",
-            Step::Publish => "publish",
-            Step::Verify => "verify",
-            Step::Plan => "plan",
-            Step::Finish => "finish",
-        }
+        self.row().1
     }
 
     /// Where the state machine stores the step's output for `action` (the ASL `ResultPath`
     /// without `$.`): `apply` outputs at the top level, `delete` reports under `deleted`.
     pub fn result_key(self, action: Action) -> &'static str {
-        match (action, self) {
-            (_, Step::Preflight) => "preflight",
-            (_, Step::Plan) => "plan",
-            (_, Step::Finish) => "finish",
-            (Action::Delete, Step::IrsaTrust) => "deleted.irsaTrust",
-            (Action::Delete, Step::AmpWorkspace | Step::AmpStatus) => "deleted.ampWorkspace",
-            (Action::Delete, Step::WritePolicy) => "deleted.writePolicy",
-            (Action::Delete, Step::GrafanaRole) => "deleted.grafanaRole",
-            (Action::Delete, Step::GrafanaWorkspace | Step::GrafanaStatus) => "deleted.grafanaWorkspace",
-            (Action::Delete, Step::Publish) => "deleted.outputs",
-            (Action::Delete, Step::Datasource) => "deleted.datasource",
-            (_, Step::Datasource) => "datasource",
-            // Verify's result goes into the output contract (`verification`).
-            (_, Step::Verify) => "output",
-            (_, Step::IrsaTrust) => "irsaTrust",
-            (_, Step::AmpWorkspace | Step::AmpStatus) => "ampWorkspace",
-            (_, Step::WritePolicy) => "writePolicy",
-            (_, Step::GrafanaRole) => "grafanaRole",
-            (_, Step::GrafanaWorkspace | Step::GrafanaStatus) => "grafanaWorkspace",
-            (_, Step::Publish) => "output",
+        let (_, _, apply, delete) = self.row();
+        match (action, delete) {
+            (Action::Delete, Some(key)) => key,
+            _ => apply,
         }
     }
 
     /// Looks a step up by its kebab-case name.
     pub fn from_name(name: &str) -> Option<Step> {
-        Step::ALL.into_iter().find(|s| s.name() == name)
+        TABLE.iter().find(|r| r.1 == name).map(|r| r.0)
     }
 }
 
@@ -201,27 +222,28 @@ pub trait StepLambda {
 pub mod lambdas {
     use super::*;
 
-    macro_rules! step_lambda {
-        ($($name:ident),* $(,)?) => {$(
-            #[doc = concat!("The `", stringify!($name), "` step's Lambda.")]
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-        )*};
+    pub use super::step_types::*;
+
+    /// Steps whose apply is `steps::<module>::run` and whose delete is `steps::<module>::delete`,
+    /// outputs as they are (`tests/lint/test_template.py` reads this list too).
+    macro_rules! run_and_delete {
+        ($($name:ident => $module:ident),+ $(,)?) => {$(
+            impl StepLambda for $name {
+                const STEP: Step = Step::$name;
+                async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+                    to_json(&steps::$module::run(ctx, state).await?)
+                }
+                async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
+                    to_json(&steps::$module::delete(ctx, state).await?)
+                }
+            }
+        )+};
     }
-    step_lambda!(
-        Preflight,
-        IrsaTrust,
-        AmpWorkspace,
-        AmpStatus,
-        WritePolicy,
-        GrafanaRole,
-        GrafanaWorkspace,
-        GrafanaStatus,
-        Datasource,
-        Publish,
-        Verify,
-        Plan,
-        Finish
+    run_and_delete!(
+        IrsaTrust => irsa_trust,
+        WritePolicy => write_policy,
+        GrafanaRole => grafana_role,
+        Datasource => datasource,
     );
 
     impl StepLambda for Preflight {
@@ -231,16 +253,6 @@ pub mod lambdas {
         }
         async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             to_json(&steps::preflight::run(ctx, state).await?)
-        }
-    }
-
-    impl StepLambda for IrsaTrust {
-        const STEP: Step = Step::IrsaTrust;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::irsa_trust::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::irsa_trust::delete(ctx, state).await?)
         }
     }
 
@@ -268,26 +280,6 @@ pub mod lambdas {
             }
             now.poll = next_poll(Resource::Amp, prev.poll, &now.workspace_id, &now.status)?;
             to_json(&now)
-        }
-    }
-
-    impl StepLambda for WritePolicy {
-        const STEP: Step = Step::WritePolicy;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::write_policy::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::write_policy::delete(ctx, state).await?)
-        }
-    }
-
-    impl StepLambda for GrafanaRole {
-        const STEP: Step = Step::GrafanaRole;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::grafana_role::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::grafana_role::delete(ctx, state).await?)
         }
     }
 
@@ -327,16 +319,6 @@ pub mod lambdas {
             let mut out = steps::grafana_workspace::delete_status(ctx, &id, prev).await?;
             out.poll = deletion_poll(&out, poll)?;
             to_json(&out)
-        }
-    }
-
-    impl StepLambda for Datasource {
-        const STEP: Step = Step::Datasource;
-        async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::datasource::run(ctx, state).await?)
-        }
-        async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            to_json(&steps::datasource::delete(ctx, state).await?)
         }
     }
 
@@ -394,17 +376,7 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
         return Err(Error::validation("action", "the plan step runs only with \"action\": \"plan\""));
     }
     let mut st = state.clone();
-    let order = [
-        Step::Preflight,
-        Step::IrsaTrust,
-        Step::AmpWorkspace,
-        Step::WritePolicy,
-        Step::GrafanaRole,
-        Step::GrafanaWorkspace,
-        Step::Datasource,
-        Step::Publish,
-        Step::Verify,
-    ];
+    let order = APPLY_ORDER;
     for step in order {
         if step == Step::Preflight && st.preflight.is_some() {
             continue;
@@ -553,6 +525,17 @@ pub async fn provision(clients: &Clients, input: Value, wait: &WaitPolicy) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_step_has_its_own_row() {
+        for s in Step::ALL {
+            assert_eq!(s.row().0, s, "{s:?}");
+        }
+        let mut names: Vec<_> = Step::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TABLE.len());
+    }
 
     #[test]
     fn step_names_round_trip() {

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
-use crate::aws::sfn as start;
+use crate::aws::sdk::from_sdk;
+use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
 use crate::domain::input;
@@ -148,7 +148,7 @@ async fn defaults(clients: &Clients) -> Result<Value> {
             let text = out.parameter().and_then(|p| p.value()).unwrap_or("{}");
             serde_json::from_str(text).map_err(|e| Error::validation(name, format!("must hold a JSON object: {e}")))
         }
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(json!({})),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(json!({})),
         Err(e) => Err(from_sdk("ssm:GetParameter", e)),
     }
 }
@@ -162,8 +162,8 @@ pub async fn handle(clients: &Clients, state_machine_arn: &str, event: Value) ->
     let input = build_input(&defaults(clients).await?, &req);
     // Validate here: a bad request fails now, with the field named, and starts nothing.
     input::resolve(&input, clients.region())?;
-    let name = start::execution_name("vend", &[&req.account_id, &req.dedupe]);
-    let started = start::start(clients, state_machine_arn, &name, &input).await?;
+    let name = sfn::execution_name("vend", &[&req.account_id, &req.dedupe]);
+    let started = sfn::start(clients, state_machine_arn, &name, &input).await?;
     let out = VendingOutcome {
         outcome: if started { "started" } else { "already-started" }.into(),
         account_id: Some(req.account_id),

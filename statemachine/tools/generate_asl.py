@@ -11,7 +11,7 @@ RETRY = [
      "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
     {"ErrorEquals": ["IamPropagationError"],
      "IntervalSeconds": 5, "MaxAttempts": 6, "BackoffRate": 1.5, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
-    # a function process that died mid-invocation (shared/src/error.rs CRASH_ERROR_NAMES): every
+    # a function process that died mid-invocation (shared/src/domain/error.rs CRASH_ERROR_NAMES): every
     # step is idempotent, so run it again; Finish above all, or the lease stays and CloudFormation
     # waits for its one-hour timeout
     {"ErrorEquals": ["Runtime.ExitError", "Lambda.Unknown"],

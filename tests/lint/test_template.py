@@ -348,13 +348,13 @@ def test_wait_budgets_fit_the_machine_timeout(
             )
 
 
-INPUT_RS = REPO / "shared" / "src" / "input.rs"
+INPUT_RS = REPO / "shared" / "src" / "domain" / "input.rs"
 STRUCT = re.compile(r"pub struct (\w+) \{(.*?)\n\}", re.S)
 FIELD = re.compile(r"^\s*pub (\w+): ([^,]+),", re.M)
 
 
 def input_contract() -> dict[str, Any]:
-    """The input contract's field tree, from the serde structs of shared/src/input.rs (camelCase)."""
+    """The input contract's field tree, from the serde structs of shared/src/domain/input.rs (camelCase)."""
     structs = {name: FIELD.findall(body) for name, body in STRUCT.findall(INPUT_RS.read_text())}
 
     def tree(name: str) -> dict[str, Any]:
@@ -366,13 +366,13 @@ def input_contract() -> dict[str, Any]:
         return out
 
     contract = tree("ProvisionInput")
-    assert "deploymentName" in contract, "shared/src/input.rs has no ProvisionInput struct any more: update this test"
+    assert "deploymentName" in contract, "shared/src/domain/input.rs has no ProvisionInput struct any more: update this test"
     return contract
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_follow_the_contracts(path: Path) -> None:
-    """Custom resource properties are input-contract fields (shared/src/input.rs); the attributes
+    """Custom resource properties are input-contract fields (shared/src/domain/input.rs); the attributes
     read are output-contract fields."""
     contract = input_contract()
     example = load(path)
@@ -449,6 +449,15 @@ FN_DEF = re.compile(r"^(?:pub(?:\([^)]*\))? )?(?:async )?fn (\w+)")
 # engine.rs: `impl StepLambda for X {` (inside `mod lambdas`): what step X's Lambda runs, traced as
 # the pseudo-function (engine, "StepLambda for X").
 STEP_IMPL = re.compile(r"^\s*impl StepLambda for (\w+)\s*\{")
+# engine.rs: `run_and_delete!(X => module, ...)`: X's apply is steps::module::run, its delete
+# steps::module::delete (the macro writes those impl blocks).
+RUN_AND_DELETE = re.compile(r"^\s*run_and_delete!\((.*?)\);", re.M | re.S)
+RUN_AND_DELETE_ITEM = re.compile(r"(\w+)\s*=>\s*(\w+)")
+
+
+def run_and_delete_steps(engine: str) -> dict[str, str]:
+    """Step type -> step module, for the steps engine.rs implements with `run_and_delete!`."""
+    return {t: m for block in RUN_AND_DELETE.findall(engine) for t, m in RUN_AND_DELETE_ITEM.findall(block)}
 IMPL_METHOD = re.compile(r"^\s+(?:async )?fn (\w+)")
 STEP_LAMBDA_CALL = re.compile(r"\blambdas::(\w+)::(\w+)\s*\(")
 QUALIFIED_CALL = re.compile(r"\b(\w+)::(\w+)\s*\(")
@@ -476,6 +485,10 @@ def rust_functions() -> dict[tuple[str, str], str]:
                 body.append(line)
         if current:
             out[(module, current)] = "\n".join(body)
+        if path.name == "engine.rs":
+            for step_type, step_module in run_and_delete_steps(path.read_text()).items():
+                out[("engine", f"StepLambda for {step_type}::apply")] = f"{step_module}::run("
+                out[("engine", f"StepLambda for {step_type}::delete")] = f"{step_module}::delete("
     return out
 
 
@@ -584,6 +597,22 @@ def test_every_aws_call_of_the_workflow_is_granted_to_some_function(
     assert not missing, f"reachable from engine.rs but granted to no function: {missing}"
 
 
+def test_every_labelled_aws_call_is_reached_by_some_function(functions: dict[str, dict[str, Any]]) -> None:
+    """The tracer follows every call it should: each `from_sdk("svc:Action")` label in shared/src is
+    reached from at least one function's entry point. A label reached by none means a call path the
+    tracer no longer sees (an import alias, a method, a new module), so the role checks above would
+    pass without checking it."""
+    code = rust_functions()
+    labelled = {a for body in code.values() for a in SDK_ACTION.findall(body)} - NEEDS_NO_PERMISSION
+    reached: set[str] = set()
+    for fn in functions.values():
+        starts = entry_points(code, str(binary_of(fn)))
+        if starts:
+            reached |= reachable_actions(code, starts)
+    unreached = sorted(labelled - reached)
+    assert not unreached, f"labelled in shared/src but reached by no function's entry point: {unreached}"
+
+
 def test_plan_writes_nothing(functions: dict[str, dict[str, Any]], resources: dict[str, Any]) -> None:
     for fn in functions.values():
         if binary_of(fn) == "plan":
@@ -607,7 +636,7 @@ ENVIRONMENT = {
     # The organisation defaults vending-hook reads: its role may read only that parameter, so the
     # code's default name would be denied whenever the parameter is not the default.
     "O11Y_VENDING_DEFAULTS_PARAMETER": ENV_REQUIRED,
-    # The wait schedule (shared/src/poll.rs).
+    # The wait schedule (shared/src/domain/poll.rs).
     "O11Y_WAIT_FIRST_SECONDS": ENV_OPTIONAL,
     "O11Y_WAIT_MAX_SECONDS": ENV_OPTIONAL,
     "O11Y_AMP_WAIT_TOTAL_SECONDS": ENV_OPTIONAL,
@@ -816,7 +845,7 @@ def test_each_step_binary_serves_its_own_step() -> None:
     """functions/<step>/src/main.rs is `lambda::serve::<lambdas::<Step>>()` for its own step: the
     binary links that step only (engine.rs, StepLambda), and the template's Binary is that step."""
     engine = (SHARED / "engine.rs").read_text()
-    implemented = set(re.findall(STEP_IMPL.pattern, engine, re.M))
+    implemented = set(re.findall(STEP_IMPL.pattern, engine, re.M)) | set(run_and_delete_steps(engine))
     assert implemented, "engine.rs implements StepLambda for no step: has the layout changed?"
     problems, served = [], set()
     for crate in FUNCTION_CRATES:

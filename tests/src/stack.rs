@@ -251,31 +251,21 @@ impl FullStack {
         http("POST", self.router.port, "/_router/reset", Some("{}")).expect("router reset");
     }
 
-    /// AWS write calls (not Lambda invokes, not Step Functions, not the deployment lease's own
-    /// put and delete) since the last reset.
+    /// The product's writes since the last reset: every write but Lambda invokes, Step Functions
+    /// calls, the harness's own control requests and the deployment lease's put and delete (by the
+    /// router's `purpose` tag: tests/localstack/router/README.md).
     pub fn aws_writes(&self) -> Vec<Value> {
         self.requests()
             .into_iter()
-            .filter(|r| r["write"] == true && r["service"] != "states" && r["service"] != "lambda")
-            .filter(|r| !r["name"].as_str().is_some_and(|n| n.ends_with("/lease")))
+            .filter(|r| r["write"] == true && !["invoke", "execution", "harness", "lease"].contains(&purpose(r)))
             .collect()
     }
 
-    /// Writes that change a provisioned resource: [`FullStack::aws_writes`] without what every
-    /// apply does on purpose, the per-run Grafana service-account token (created, then deleted)
-    /// and the verification probe's one remote-written sample.
+    /// Writes that change a provisioned resource (`purpose: resource`): not what every apply does
+    /// on purpose (the lease, the per-run Grafana service-account token, created then deleted, and
+    /// the verification probe's one remote-written sample), nor CloudFormation responses.
     pub fn resource_writes(&self) -> Vec<Value> {
-        self.aws_writes()
-            .into_iter()
-            .filter(|r| {
-                let path = r["path"].as_str().unwrap_or_default();
-                {
-                    let token = path.contains("/serviceaccounts/") && path.contains("/tokens");
-                    let probe = path.ends_with("/api/v1/remote_write");
-                    !token && !probe
-                }
-            })
-            .collect()
+        self.requests().into_iter().filter(|r| purpose(r) == "resource").collect()
     }
 
     /// The workspace's Grafana service-account tokens the emulator still holds: the live ones, or
@@ -348,16 +338,20 @@ impl FullStack {
 
     /// The lease's own writes since the last reset (put when a run starts, delete when it ends).
     pub fn lease_writes(&self) -> Vec<Value> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r["write"] == true && r["name"].as_str().is_some_and(|n| n.ends_with("/lease")))
-            .collect()
+        self.requests().into_iter().filter(|r| purpose(r) == "lease").collect()
     }
 
     /// Sends a control request to the router (faults...).
     pub fn router_control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         http(method, self.router.port, path, Some(body)).expect("router control")
     }
+}
+
+/// What the router says a logged request is for: its `purpose` (`read`, `resource`, `lease`,
+/// `grafana-token`, `verification-probe`, `cfn-response`, `invoke`, `execution`, `harness`; the
+/// rule is `purpose_of` in tests/localstack/router/router.py).
+pub fn purpose(request: &Value) -> &str {
+    request["purpose"].as_str().unwrap_or_default()
 }
 
 /// Checks that `writes` ([`FullStack::aws_writes`] of a plan) are nothing but Grafana

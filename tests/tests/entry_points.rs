@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use o11y_shared::aws::Clients;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::stack::{purpose, FullStack, StackOptions};
 use o11y_tests::{http, seed, ACCOUNT_ID};
 use serde_json::{json, Value};
 
@@ -119,8 +119,7 @@ fn props(deployment: &str, extra: Value) -> Value {
 
 /// AWS writes other than the PUTs of CloudFormation responses.
 fn writes_besides_responses(stack: &FullStack) -> Vec<Value> {
-    let prefix = format!("/{BUCKET}/");
-    stack.aws_writes().into_iter().filter(|r| !r["path"].as_str().is_some_and(|p| p.starts_with(&prefix))).collect()
+    stack.aws_writes().into_iter().filter(|r| purpose(r) != "cfn-response").collect()
 }
 
 async fn setup() -> (FullStack, Clients) {

@@ -281,7 +281,7 @@ async fn amp_data_plane_paths_reach_prometheus_and_the_control_plane_stays_at_mo
 
     // WHEN a sample is remote-written to the workspace's remote_write path, then queried back
     let metric = "o11y_local_dataplane_test";
-    // (the body the verify step's probe sends: shared/src/remote_write.rs)
+    // (the body the verify step's probe sends: shared/src/aws/remote_write.rs)
     let payload = write_request_body(&[Sample {
         labels: vec![("__name__".into(), metric.into()), ("job".into(), "dataplane-test".into())],
         value: 42.0,

@@ -50,7 +50,7 @@ impl Clients {
 
     /// Clients acting in another account: `sts:AssumeRole` into `role_arn` (session `session`),
     /// the regional clients rebuilt with those credentials from the same configuration.
-    pub async fn assume(&self, role_arn: &str, session: &str) -> crate::Result<Self> {
+    pub async fn assume(&self, role_arn: &str, session: &str) -> crate::domain::error::Result<Self> {
         let out = self
             .sts
             .assume_role()
@@ -59,8 +59,9 @@ impl Clients {
             .send()
             .await
             .map_err(|e| crate::aws::sdk::from_sdk("sts:AssumeRole", e))?;
-        let c =
-            out.credentials().ok_or_else(|| crate::Error::Internal("sts:AssumeRole returned no credentials".into()))?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| crate::domain::error::Error::Internal("sts:AssumeRole returned no credentials".into()))?;
         let creds = aws_credential_types::Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
@@ -81,10 +82,9 @@ impl Clients {
             self.grafana
                 .config()
                 .to_builder()
-                .credentials_provider(
-                    conf.credentials_provider()
-                        .ok_or_else(|| crate::Error::Internal("no credentials provider after AssumeRole".into()))?,
-                )
+                .credentials_provider(conf.credentials_provider().ok_or_else(|| {
+                    crate::domain::error::Error::Internal("no credentials provider after AssumeRole".into())
+                })?)
                 .build(),
         );
         Ok(clients)

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::aws::http::{HttpClient, Response};
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
+use crate::domain::text::clip;
 
 /// Lifetime of the token of one run: long enough for a step, short enough that a token left
 /// behind by a killed Lambda is useless within minutes.
@@ -90,14 +91,6 @@ pub fn grafana_message(resp: &Response) -> String {
             }
         }
         Err(_) => clip(&resp.text(), 300),
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
     }
 }
 

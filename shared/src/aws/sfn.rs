@@ -2,7 +2,6 @@
 //! CloudFormation request, an EventBridge event id, a vending payload), so a redelivery finds the
 //! execution already there and starts nothing new.
 
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use sha2::{Digest, Sha256};
 
 use crate::aws::sdk::from_sdk;
@@ -28,7 +27,7 @@ pub async fn start(clients: &Clients, state_machine_arn: &str, name: &str, input
             tracing::info!(execution = %name, "execution started");
             Ok(true)
         }
-        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ExecutionAlreadyExists") => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => {
             tracing::info!(execution = %name, "execution already started: nothing new");
             Ok(false)
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::domain::error::{Error, Result};
 
 /// Standard-tier value limit (bytes).
@@ -35,7 +35,7 @@ pub fn parameter_name(prefix: &str, leaf: &str) -> String {
 pub async fn get_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Option<String>> {
     match ssm.get_parameter().name(name).send().await {
         Ok(out) => Ok(Some(out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string())),
-        Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
         Err(e) => Err(from_sdk("ssm:GetParameter", e)),
     }
 }
@@ -91,7 +91,7 @@ pub async fn put_parameter(
                 tracing::info!(parameter = %name, "SSM parameter created");
                 return Ok(());
             }
-            Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {}
             Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
         }
     }

@@ -1,5 +1,5 @@
 //! One run at a time per deployment: a lease in SSM (`<ssmPrefix>/lease`), taken by `preflight`
-//! (after validation, for `apply` and `delete`; `plan` writes nothing) and released by `finish` on
+//! (after validation, for `apply` and `delete`; a plan takes none: the write gate skips it) and released by `finish` on
 //! every path. A run that finds another live run's lease fails with `ConflictError` ("another run
 //! holds the deployment"); a lease whose holder died expires after [`LEASE_SECONDS`] (longer than
 //! the state machine's own timeout).
@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::aws::ssm;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
@@ -50,7 +50,7 @@ async fn remove(ctx: &Ctx) -> Result<()> {
     ctx.write_unreported(|| async {
         match ctx.clients.ssm.delete_parameter().name(name(ctx)).send().await {
             Ok(_) => Ok(()),
-            Err(e) if has_code(&e, &["ParameterNotFound"]) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(()),
             Err(e) => Err(from_sdk("ssm:DeleteParameter", e)),
         }
     })
@@ -58,8 +58,9 @@ async fn remove(ctx: &Ctx) -> Result<()> {
     .map(|_| ())
 }
 
-/// Creates the lease parameter if it does not exist (through the gate): false when it exists.
-async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
+/// Creates the lease parameter if it does not exist (through the gate): `Some(false)` when it
+/// exists, `None` while planning (a plan takes no lease).
+async fn create(ctx: &Ctx, lease: &Lease) -> Result<Option<bool>> {
     let value = serde_json::to_string(lease).map_err(|e| Error::Internal(e.to_string()))?;
     let created = ctx
         .write_unreported(|| async {
@@ -75,12 +76,12 @@ async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
                 .await;
             match res {
                 Ok(_) => Ok(true),
-                Err(e) if has_code(&e, &["ParameterAlreadyExists"]) => Ok(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Ok(false),
                 Err(e) => Err(from_sdk("ssm:PutParameter", e)),
             }
         })
         .await?;
-    Ok(created.unwrap_or(true))
+    Ok(created)
 }
 
 /// Takes the lease for `holder`, or fails with `ConflictError` naming the run that holds it.
@@ -88,9 +89,13 @@ async fn create(ctx: &Ctx, lease: &Lease) -> Result<bool> {
 pub async fn acquire(ctx: &Ctx, holder: &str) -> Result<()> {
     let mine = Lease { holder: holder.to_string(), expires: now() + LEASE_SECONDS };
     for _ in 0..3 {
-        if create(ctx, &mine).await? {
-            tracing::info!(holder = %holder, "lease taken");
-            return Ok(());
+        match create(ctx, &mine).await? {
+            None => return Ok(()),
+            Some(true) => {
+                tracing::info!(holder = %holder, "lease taken");
+                return Ok(());
+            }
+            Some(false) => {}
         }
         match read(ctx).await? {
             None => continue,

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::{Error, Result};
+use crate::domain::text::clip;
 use crate::domain::validate;
 
 /// Default Grafana version (the runbook's).
@@ -318,17 +319,6 @@ fn describe_serde_error(msg: &str) -> String {
         }
     }
     clip(&msg.escape_debug().to_string(), 200)
-}
-
-/// At most `max` characters of `s`, with `…` when cut.
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max).collect();
-        out.push('…');
-        out
-    }
 }
 
 /// "an array", "a string"...: what a JSON value is, for messages.

@@ -5,7 +5,7 @@ use aws_sdk_amp::types::WorkspaceStatusCode;
 
 use serde_json::json;
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
@@ -119,7 +119,7 @@ async fn renamable(ctx: &Ctx, recorded: Option<&ResourceRecord>) -> Result<Optio
             let deleting = ws.status().map(|s| s.status_code() == &WorkspaceStatusCode::Deleting).unwrap_or(true);
             (!deleting).then(|| (r.id.clone(), ws.alias().unwrap_or_default().to_string(), r.owned))
         })),
-        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
         Err(e) => Err(from_sdk("aps:DescribeWorkspace", e)),
     }
 }
@@ -166,7 +166,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
                     tracing::info!(workspace_id = %id, "AMP workspace deleted");
                     Ok(())
                 }
-                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
                 Err(e) => Err(from_sdk("aps:DeleteWorkspace", e)),
             }
         })

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use aws_sdk_grafana::types::{Role, UpdateAction, UpdateInstruction, User, UserType};
 
 use crate::aws::grafana_http::{self, GrafanaApi, ServiceAccount};
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
@@ -581,7 +581,7 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
     let ws_id = ws_rec.id;
     let described = match ctx.clients.grafana.describe_workspace().workspace_id(&ws_id).send().await {
         Ok(d) => d,
-        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => return Ok(out),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(out),
         Err(e) => return Err(from_sdk("grafana:DescribeWorkspace", e)),
     };
     let Some(ws) = described.workspace() else { return Ok(out) };

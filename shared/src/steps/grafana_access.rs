@@ -12,7 +12,7 @@ use crate::aws::grafana_http::{
     check_service_account, service_account_name, token_name, ApiKey, GrafanaApi, ServiceAccount,
     PLAN_TOKEN_SECONDS_TO_LIVE, TOKEN_SECONDS_TO_LIVE,
 };
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
 
@@ -70,7 +70,7 @@ pub async fn ensure_service_account(ctx: &Ctx, workspace_id: &str) -> Result<(Op
             ))
         }
         // Created meanwhile (a concurrent run): use it.
-        Err(e) if has_code(&e, &["ConflictException"]) => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {
             let sa = find_service_account(ctx, workspace_id, &name).await?.ok_or_else(|| {
                 Error::Conflict(format!(
                     "Grafana workspace {workspace_id}: service account {name:?} conflicts but cannot be found"
@@ -96,7 +96,7 @@ pub async fn delete_service_account(ctx: &Ctx, workspace_id: &str, sa_id: &str) 
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if has_code(&e, &["ResourceNotFoundException"]) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(from_sdk("grafana:DeleteWorkspaceServiceAccount", e)),
         }
     })
@@ -129,7 +129,7 @@ async fn delete_token(ctx: &Ctx, workspace_id: &str, sa_id: &str, token_id: &str
                 tracing::info!(workspace_id, token_id, "Grafana service-account token deleted");
                 return Ok(());
             }
-            Err(e) if has_code(&e, &["ResourceNotFoundException"]) => return Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(()),
             Err(e) => {
                 let err = from_sdk("grafana:DeleteWorkspaceServiceAccountToken", e);
                 if !err.is_retryable() {

@@ -4,10 +4,11 @@
 
 use serde_json::{json, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::statements_or_empty;
 use crate::domain::iam::policy;
 use crate::domain::names;
 use crate::state::ChangeKind;
@@ -33,7 +34,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
 
     let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
         Ok(out) => out.role().cloned(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let (role_arn, adopted, created, trust_updated) = match live {
@@ -162,8 +163,8 @@ pub fn converge_trust(current: &Value, desired: &Value, owned: bool) -> Option<V
     if owned {
         return Some(desired.clone());
     }
-    let ours: Vec<Value> = statements(desired);
-    let mut theirs: Vec<Value> = statements(current);
+    let ours: Vec<Value> = statements_or_empty(desired).into_iter().cloned().collect();
+    let mut theirs: Vec<Value> = statements_or_empty(current).into_iter().cloned().collect();
     let missing: Vec<Value> =
         ours.into_iter().filter(|s| !theirs.iter().any(|t| policy::equivalent(&single(t), &single(s)))).collect();
     if missing.is_empty() {
@@ -176,14 +177,6 @@ pub fn converge_trust(current: &Value, desired: &Value, owned: bool) -> Option<V
         obj.entry("Version").or_insert_with(|| Value::String("2012-10-17".into()));
     }
     Some(doc)
-}
-
-fn statements(doc: &Value) -> Vec<Value> {
-    match doc.get("Statement") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(s @ Value::Object(_)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 fn single(statement: &Value) -> Value {

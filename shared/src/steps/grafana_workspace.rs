@@ -7,7 +7,7 @@ use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, Per
 
 use serde_json::json;
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
@@ -83,9 +83,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
             let created = ctx
                 .write(change, || async {
                     req.send().await.map_err(|e| {
+                        let validation = e.as_service_error().is_some_and(|s| s.is_validation_exception());
                         let err = from_sdk("grafana:CreateWorkspace", e);
+                        // A ValidationException that from_sdk left an AWS error (not transient).
                         if role.created
-                            && err.aws_code() == Some("ValidationException")
+                            && validation
+                            && err.aws_code().is_some()
                             && grafana_role::is_propagation_message(&err.to_string())
                         {
                             grafana_role::propagation_error(&role.role_name, &err.to_string())
@@ -194,9 +197,9 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         .write(change, || async {
             match ctx.clients.grafana.delete_workspace().workspace_id(&id).send().await {
                 Ok(_) => tracing::info!(workspace_id = %id, "Grafana workspace deletion started"),
-                Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
                 // Already being deleted (a re-run): wait for it.
-                Err(e) if has_code(&e, &["ConflictException"]) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
                 Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
             }
             Ok(())
@@ -223,7 +226,7 @@ pub async fn delete_status(ctx: &Ctx, id: &str, mut out: DeleteOutput) -> Result
             }
             out.status = Some("DELETING".to_string());
         }
-        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
             out.status = Some(DELETED.to_string());
             record::update(ctx, |r| {
                 r.resources.remove(keys::GRAFANA_WORKSPACE);

@@ -4,7 +4,7 @@
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
@@ -108,9 +108,7 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         return Ok(out);
     }
 
-    let versions =
-        iam.list_policy_versions().policy_arn(&arn).send().await.map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
-    let versions = versions.versions();
+    let versions = policy_versions(ctx, &arn).await?;
     let prune = if versions.len() >= MAX_POLICY_VERSIONS {
         Some(
             versions
@@ -171,6 +169,20 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     Ok(out)
 }
 
+/// Every version of a managed policy.
+async fn policy_versions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_iam::types::PolicyVersion>> {
+    ctx.clients
+        .iam
+        .list_policy_versions()
+        .policy_arn(arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| from_sdk("iam:ListPolicyVersions", e))
+}
+
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
     record::update(ctx, |r| {
         let attached_by_us = r.resource(key).is_some_and(|e| e.id == arn && e.attached_by_us);
@@ -186,7 +198,7 @@ async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<a
     let arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
     match ctx.clients.iam.get_policy().policy_arn(&arn).send().await {
         Ok(out) => return Ok(out.policy().cloned()),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
         Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
     }
     let mut pages =
@@ -206,10 +218,13 @@ async fn policy_owned(ctx: &Ctx, arn: &str) -> Result<bool> {
         .iam
         .list_policy_tags()
         .policy_arn(arn)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
-    Ok(ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))))
+    Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Whether a role carries our ownership tag.
@@ -219,10 +234,13 @@ pub async fn role_owned(ctx: &Ctx, role_name: &str) -> Result<bool> {
         .iam
         .list_role_tags()
         .role_name(role_name)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(|e| from_sdk("iam:ListRoleTags", e))?;
-    Ok(ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))))
+    Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Managed policies attached to a role (empty when the role does not exist).
@@ -232,7 +250,7 @@ async fn attached_policies(ctx: &Ctx, role_name: &str) -> Result<Vec<String>> {
     while let Some(page) = pages.next().await {
         match page {
             Ok(page) => arns.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string))),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => return Ok(Vec::new()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => return Ok(Vec::new()),
             Err(e) => return Err(from_sdk("iam:ListAttachedRolePolicies", e)),
         }
     }
@@ -294,7 +312,7 @@ pub async fn delete_managed_policy(
     let live = match &recorded {
         Some(r) => match iam.get_policy().policy_arn(&r.id).send().await {
             Ok(p) => p.policy().cloned(),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => None,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
             Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
         },
         None => find_policy(ctx, account_id, name).await?,
@@ -317,16 +335,19 @@ pub async fn delete_managed_policy(
     }
     let change = Change::new(step, ChangeKind::Delete, format!("policy {name}"), json!({ "policyArn": arn }));
     ctx.write(change, || async {
-        let entities = iam
-            .list_entities_for_policy()
-            .policy_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:ListEntitiesForPolicy", e))?;
-        for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
+        // All pages first: detaching while paging would move the later pages.
+        let (mut roles, mut users, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pages = iam.list_entities_for_policy().policy_arn(&arn).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("iam:ListEntitiesForPolicy", e))?;
+            roles.extend(page.policy_roles().iter().filter_map(|r| r.role_name().map(str::to_string)));
+            users.extend(page.policy_users().iter().filter_map(|u| u.user_name().map(str::to_string)));
+            groups.extend(page.policy_groups().iter().filter_map(|g| g.group_name().map(str::to_string)));
+        }
+        for role in &roles {
             detach(ctx, step, role, &arn).await?;
         }
-        for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
+        for user in &users {
             iam.detach_user_policy()
                 .user_name(user)
                 .policy_arn(&arn)
@@ -334,7 +355,7 @@ pub async fn delete_managed_policy(
                 .await
                 .map_err(|e| from_sdk("iam:DetachUserPolicy", e))?;
         }
-        for group in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
+        for group in &groups {
             iam.detach_group_policy()
                 .group_name(group)
                 .policy_arn(&arn)
@@ -342,13 +363,8 @@ pub async fn delete_managed_policy(
                 .await
                 .map_err(|e| from_sdk("iam:DetachGroupPolicy", e))?;
         }
-        let versions = iam
-            .list_policy_versions()
-            .policy_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:ListPolicyVersions", e))?;
-        for v in versions.versions().iter().filter(|v| !v.is_default_version()) {
+        let versions = policy_versions(ctx, &arn).await?;
+        for v in versions.iter().filter(|v| !v.is_default_version()) {
             if let Some(id) = v.version_id() {
                 iam.delete_policy_version()
                     .policy_arn(&arn)
@@ -360,7 +376,7 @@ pub async fn delete_managed_policy(
         }
         match iam.delete_policy().policy_arn(&arn).send().await {
             Ok(_) => tracing::info!(policy = %arn, "policy deleted"),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
             Err(e) => return Err(from_sdk("iam:DeletePolicy", e)),
         }
         Ok(())
@@ -375,7 +391,7 @@ async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Re
     ctx.write(change, || async {
         match ctx.clients.iam.detach_role_policy().role_name(role_name).policy_arn(arn).send().await {
             Ok(_) => Ok(()),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(()),
             Err(e) => Err(from_sdk("iam:DetachRolePolicy", e)),
         }
     })
@@ -403,7 +419,9 @@ pub async fn delete_role(
     let iam = &ctx.clients.iam;
     let arn = match iam.get_role().role_name(role_name).send().await {
         Ok(r) => r.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => return forget(ctx, record_key).await,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
+            return forget(ctx, record_key).await
+        }
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let rec = record::load(ctx).await?;
@@ -420,10 +438,13 @@ pub async fn delete_role(
         let inline = iam
             .list_role_policies()
             .role_name(role_name)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| from_sdk("iam:ListRolePolicies", e))?;
-        for name in inline.policy_names() {
+        for name in &inline {
             iam.delete_role_policy()
                 .role_name(role_name)
                 .policy_name(name)
@@ -433,7 +454,7 @@ pub async fn delete_role(
         }
         match iam.delete_role().role_name(role_name).send().await {
             Ok(_) => tracing::info!(role = %role_name, "role deleted"),
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
             Err(e) => return Err(from_sdk("iam:DeleteRole", e)),
         }
         Ok(())

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, TrustRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::Result;
@@ -26,7 +26,7 @@ async fn live_trust(ctx: &Ctx) -> Result<Option<Value>> {
             let raw = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
             Ok(Some(policy::decode_document(raw)?))
         }
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
         Err(e) => Err(from_sdk("iam:GetRole", e)),
     }
 }

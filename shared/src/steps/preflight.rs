@@ -2,7 +2,7 @@
 //! checks that the IAM OIDC provider and the IRSA role exist. Read-only. On `delete`, a missing
 //! cluster, provider or role is not an error: there is then less to clean up.
 
-use crate::aws::sdk::{from_sdk, has_code};
+use crate::aws::sdk::from_sdk;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::Action;
 use crate::domain::names;
@@ -53,8 +53,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     if !oidc_issuer.is_empty() {
         match c.iam.get_open_id_connect_provider().open_id_connect_provider_arn(&oidc_provider_arn).send().await {
             Ok(_) => {}
-            Err(e) if has_code(&e, &["NoSuchEntity"]) && deleting => {}
-            Err(e) if has_code(&e, &["NoSuchEntity"]) => {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) && deleting => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
                 return Err(Error::Precondition(format!(
                     "the IAM OIDC provider for {oidc_issuer} does not exist ({oidc_provider_arn}): it must be configured first \
                      (for example `eksctl utils associate-iam-oidc-provider --cluster <name> --approve`)"
@@ -66,8 +66,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
 
     let irsa_role_arn = match c.iam.get_role().role_name(&d.irsa_role_name).send().await {
         Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) && deleting => String::new(),
-        Err(e) if has_code(&e, &["NoSuchEntity"]) => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) && deleting => String::new(),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
             return Err(Error::Precondition(format!(
                 "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide)",
                 d.irsa_role_name
@@ -76,8 +76,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
-    // One run at a time: taken last, so a run that fails its checks writes nothing.
-    if let (Some(execution), false) = (&state.execution, d.action == Action::Plan) {
+    // One run at a time: taken last, so a run that fails its checks writes nothing (a plan
+    // takes none: the lease's writes pass the gate).
+    if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
     }
     Ok(PreflightOutput {
@@ -94,7 +95,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
 async fn cluster_issuer(ctx: &Ctx, cluster: &str) -> Result<String> {
     let out = match ctx.clients.eks.describe_cluster().name(cluster).send().await {
         Ok(out) => out,
-        Err(e) if has_code(&e, &["ResourceNotFoundException"]) => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
             return Err(Error::Precondition(format!(
                 "cluster.name: EKS cluster {cluster:?} not found in {}",
                 ctx.deployment.region

@@ -38,11 +38,17 @@ use crate::aws::ssm;
 use crate::ctx::record;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::statements_or_empty;
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
 use crate::domain::input::VerifyMode;
+use crate::domain::text::clip;
 use crate::state::{require, ProvisionState};
 pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
+
+/// The pure evaluation of the role's documents lives in the core (`domain::iam::eval`); its
+/// public items keep their paths here.
+pub use crate::domain::iam::eval::{evaluate, Decision, RoleDocuments};
 
 /// SSM leaf of the verification result.
 pub const PARAMETER_LEAF: &str = "verification";
@@ -61,156 +67,17 @@ const DETAIL_MAX_CHARS: usize = 500;
 
 // ---- own policy evaluation ---------------------------------------------------------------------
 
-/// An IAM decision for one action on one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    ExplicitDeny,
-    ImplicitDeny,
-}
-
-impl Decision {
-    /// IAM's spelling (`allowed`, `explicitDeny`, `implicitDeny`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allowed => "allowed",
-            Decision::ExplicitDeny => "explicitDeny",
-            Decision::ImplicitDeny => "implicitDeny",
-        }
-    }
-}
-
-/// `*` (any run) and `?` (any one character) matching.
-fn wildcard_match(pattern: &str, value: &str) -> bool {
-    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
-    let (mut pi, mut vi, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
-    while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = vi;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            vi = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-fn string_list(v: &Value) -> Option<Vec<&str>> {
-    match v {
-        Value::String(s) => Some(vec![s.as_str()]),
-        Value::Array(items) => items.iter().map(Value::as_str).collect(),
-        _ => None,
-    }
-}
-
-fn statements(doc: &Value) -> Vec<&Value> {
-    match doc.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(obj @ Value::Object(_)) => vec![obj],
-        _ => Vec::new(),
-    }
-}
-
-/// Whether a statement's `Action`/`NotAction` covers `action` (case-insensitive wildcards).
-fn action_applies(st: &Value, action: &str) -> bool {
-    let action = action.to_ascii_lowercase();
-    let hit = |list: Vec<&str>| list.iter().any(|p| wildcard_match(&p.to_ascii_lowercase(), &action));
-    match (st.get("Action").and_then(string_list), st.get("NotAction").and_then(string_list)) {
-        (Some(a), None) => hit(a),
-        (None, Some(na)) => !hit(na),
-        _ => false,
-    }
-}
-
-/// Whether a statement's `Resource`/`NotResource` covers `resource` (case-sensitive wildcards).
-/// A pattern with a policy variable (`${...}`) counts as matching for a `Deny` and as not
-/// matching for an `Allow` (conservative both ways).
-fn resource_applies(st: &Value, resource: &str, deny: bool) -> bool {
-    let hit = |list: Vec<&str>, on_variable: bool| {
-        list.iter().any(|p| if p.contains("${") { on_variable } else { wildcard_match(p, resource) })
-    };
-    match (st.get("Resource").and_then(string_list), st.get("NotResource").and_then(string_list)) {
-        (Some(r), None) => hit(r, deny),
-        (None, Some(nr)) => !hit(nr, !deny),
-        _ => false,
-    }
-}
-
-/// Evaluates identity-policy `documents` for `action` on `resource` the way IAM does, with
-/// conservative conditions: an explicit `Deny` wins, then an `Allow` is needed. `Action` /
-/// `NotAction` with wildcards (case-insensitive), `Resource` / `NotResource` with wildcards. An
-/// `Allow` with a `Condition` does not grant (we cannot know the request context); a `Deny` with a
-/// `Condition` applies.
-pub fn evaluate(documents: &[Value], action: &str, resource: &str) -> Decision {
-    let mut allowed = false;
-    for doc in documents {
-        for st in statements(doc) {
-            let deny = match st.get("Effect").and_then(Value::as_str) {
-                Some("Deny") => true,
-                Some("Allow") => false,
-                _ => continue,
-            };
-            if !action_applies(st, action) || !resource_applies(st, resource, deny) {
-                continue;
-            }
-            let conditional = st.get("Condition").is_some_and(|c| c.as_object().is_none_or(|m| !m.is_empty()));
-            if deny {
-                return Decision::ExplicitDeny;
-            }
-            if !conditional {
-                allowed = true;
-            }
-        }
-    }
-    if allowed {
-        Decision::Allowed
-    } else {
-        Decision::ImplicitDeny
-    }
-}
-
 /// One required permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The action, such as `aps:RemoteWrite`.
     pub action: String,
+    /// The resource ARN it must be allowed on (`*` for actions without resource-level permissions).
     pub resource: String,
 }
 
 fn req(action: &str, resource: &str) -> Requirement {
     Requirement { action: action.to_string(), resource: resource.to_string() }
-}
-
-/// A role's documents for [`evaluate`]: the identity policies (attached managed policies'
-/// default versions and inline policies) and the permissions boundary's, if any.
-#[derive(Debug, Clone, Default)]
-pub struct RoleDocuments {
-    pub identity: Vec<Value>,
-    pub boundary: Option<Value>,
-}
-
-impl RoleDocuments {
-    /// The decision with the boundary applied (a boundary must allow too).
-    pub fn decide(&self, action: &str, resource: &str) -> Decision {
-        let d = evaluate(&self.identity, action, resource);
-        match (&self.boundary, d) {
-            (Some(b), Decision::Allowed) => match evaluate(std::slice::from_ref(b), action, resource) {
-                Decision::Allowed => Decision::Allowed,
-                other => other,
-            },
-            _ => d,
-        }
-    }
 }
 
 async fn managed_policy_document(ctx: &Ctx, arn: &str) -> Result<Value> {
@@ -356,14 +223,6 @@ impl PolicyChecker {
         }
         let docs = role_documents(ctx, role_name).await?;
         Ok(reqs.iter().map(|r| docs.decide(&r.action, &r.resource)).collect())
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
     }
 }
 
@@ -558,13 +417,11 @@ async fn probe(ctx: &Ctx, prometheus_endpoint: &str, remote_write_url: &str) -> 
 /// The document with its Deny statements removed: tells "blocked by a Deny" from "not allowed".
 fn without_denies(doc: &Value) -> Value {
     let mut out = doc.clone();
-    let kept: Vec<Value> = match doc.get("Statement") {
-        Some(Value::Array(a)) => {
-            a.iter().filter(|s| s.get("Effect").and_then(Value::as_str) != Some("Deny")).cloned().collect()
-        }
-        Some(s @ Value::Object(_)) if s.get("Effect").and_then(Value::as_str) != Some("Deny") => vec![s.clone()],
-        _ => Vec::new(),
-    };
+    let kept: Vec<Value> = statements_or_empty(doc)
+        .into_iter()
+        .filter(|s| s.get("Effect").and_then(Value::as_str) != Some("Deny"))
+        .cloned()
+        .collect();
     if let Some(obj) = out.as_object_mut() {
         obj.insert("Statement".into(), Value::Array(kept));
     }
@@ -721,6 +578,7 @@ async fn store(ctx: &Ctx, parameter: &str, out: &VerifyOutput) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::iam::eval::pattern_matches as wildcard_match;
     use serde_json::json;
 
     const WS: &str = "arn:aws:aps:us-east-1:123456789012:workspace/ws-1";

@@ -6,7 +6,7 @@ Standard library only (Python 3.11). See README.md beside this file for the CLI 
 
 Layout of this file:
   * HTTP helpers (body reading, chunked framing)
-  * Request classification (service, operation, read/write) and fault shapes
+  * Request classification (service, operation, read/write, purpose) and fault shapes
   * Lambda: Invocation, Sandbox (one function process + its own Runtime API server), FunctionPool
   * Router front-door handler (invoke, /_router/*, proxy)
   * main(): CLI, READY line, signal handling, process spawning (on the main thread, see Spawner)
@@ -199,6 +199,51 @@ def classify(method: str, path: str, query: dict, headers, body: bytes) -> Class
     if service is None:
         return Classified(None, region, f"{method} {path}", "none", method not in ("GET", "HEAD"))
     return Classified(service, region, f"{method} {path}", "rest", method not in ("GET", "HEAD"))
+
+
+# What a logged request is for (its `purpose`; README.md "The request log"): the one place that
+# tells the writes every apply makes on purpose from those that change a provisioned resource, for
+# the harnesses (bench, chaos) and the Rust tests alike.
+PURPOSE_INVOKE = "invoke"  # a Lambda API call: the router's invokes of the function binaries
+PURPOSE_EXECUTION = "execution"  # a Step Functions API call (StartExecution, DescribeExecution...)
+PURPOSE_HARNESS = "harness"  # unsigned and not the Grafana HTTP API: a control request (/moto-api/...)
+PURPOSE_READ = "read"  # any other request that reads
+PURPOSE_LEASE = "lease"  # a write of the deployment's lease (an SSM parameter named .../lease)
+PURPOSE_GRAFANA_TOKEN = "grafana-token"  # the per-run Grafana service-account token's create or delete
+PURPOSE_PROBE = "verification-probe"  # verify's one remote-written sample (.../api/v1/remote_write)
+PURPOSE_CFN_RESPONSE = "cfn-response"  # a PUT to a presigned S3 URL: a CloudFormation response
+PURPOSE_RESOURCE = "resource"  # any other write: it changes something provisioned
+PURPOSES = (PURPOSE_INVOKE, PURPOSE_EXECUTION, PURPOSE_HARNESS, PURPOSE_READ, PURPOSE_LEASE,
+            PURPOSE_GRAFANA_TOKEN, PURPOSE_PROBE, PURPOSE_CFN_RESPONSE, PURPOSE_RESOURCE)
+
+
+def is_presigned_s3(c: Classified, query: dict) -> bool:
+    """A presigned S3 URL: SigV4 (`X-Amz-Signature`, scope `s3`) or SigV2 (`AWSAccessKeyId` and
+    `Signature`, no scope), as CloudFormation's ResponseURL and boto3's presigned URLs are."""
+    return (c.service == "s3" and "X-Amz-Signature" in query) or ("AWSAccessKeyId" in query and "Signature" in query)
+
+
+def purpose_of(c: Classified, method: str, path: str, query: dict, name: str | None, host_routed: bool) -> str:
+    """What a proxied request is for (one of PURPOSES): `c` is its classification, `path` without
+    the query, `name` the resource a JSON-protocol call names, `host_routed` whether a
+    --host-route matched (the workspaces' Grafana HTTP API, which has no credential scope)."""
+    if c.service == "lambda":
+        return PURPOSE_INVOKE
+    if c.service == "states":
+        return PURPOSE_EXECUTION
+    if method == "PUT" and is_presigned_s3(c, query):
+        return PURPOSE_CFN_RESPONSE
+    if c.service is None and not host_routed:
+        return PURPOSE_HARNESS
+    if not c.write:
+        return PURPOSE_READ
+    if c.service == "ssm" and (name or "").endswith("/lease"):
+        return PURPOSE_LEASE
+    if c.service == "grafana" and "/serviceaccounts/" in path and "/tokens" in path:
+        return PURPOSE_GRAFANA_TOKEN
+    if path.endswith("/api/v1/remote_write"):
+        return PURPOSE_PROBE
+    return PURPOSE_RESOURCE
 
 
 # --------------------------------------------------------------------------------------------
@@ -1082,8 +1127,8 @@ class RouterHandler(BaseHTTPRequestHandler):
             return self.handle_router_api(path_only, body)
         r = self.router
         entry = {"time": round(time.time(), 3), "method": self.command, "path": path_only}
-        # The resource a JSON-protocol call names (SSM parameter names, ...), so that tests can
-        # tell bookkeeping writes (the deployment's lease) from resource writes.
+        # The resource a JSON-protocol call names (SSM parameter names, ...): purpose_of tells the
+        # deployment's lease from resource writes by it.
         if body[:1] == b"{" and self.headers.get("X-Amz-Target"):
             try:
                 named = json.loads(body).get("Name")
@@ -1159,8 +1204,8 @@ class RouterHandler(BaseHTTPRequestHandler):
         _, scope_region = credential_scope(self.headers, query)
         region = arn_region or scope_region or r.region
         account = account or r.account_id
-        entry.update(service="lambda", operation="Invoke", write=False, function=name,
-                     backend="function", fault=None)
+        entry.update(service="lambda", operation="Invoke", write=False, purpose=PURPOSE_INVOKE,
+                     function=name, backend="function", fault=None)
         c = Classified("lambda", region, "Invoke", "rest", False)
         fault = r.faults.pick(c)
         if fault and fault != "latency" and r.faults.invoke_mode() == "function-error":
@@ -1247,8 +1292,11 @@ class RouterHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         c = classify(self.command, split.path, query, self.headers, body)
-        backend, fwd_path = r.backend_for(self.path, c.service, self.headers.get("Host"))
+        host = self.headers.get("Host")
+        backend, fwd_path = r.backend_for(self.path, c.service, host)
+        host_routed = any(hr.match(host) for hr in r.host_routes)
         entry.update(service=c.service, operation=c.operation, write=c.write, backend=backend,
+                     purpose=purpose_of(c, self.command, entry["path"], query, entry.get("name"), host_routed),
                      fault=None)
         fault = r.faults.pick(c)
         if fault and self.apply_fault(fault, c, entry):

@@ -690,6 +690,67 @@ def main() -> int:
                     e and e[0]["service"] is None and e[0]["backend"] == moto_url and e[0]["status"] in (200, 201),
                     (cfg, e))
 
+        # ---------------------------------------------------------------- purpose
+        def t_purpose():
+            """Each logged request says what it is for (router.py purpose_of; README "purpose")."""
+            post_json("/_router/reset")
+            ssm, sts, sfn = client("ssm"), client("sts"), client("stepfunctions")
+            ssm.put_parameter(Name="/o11y/dep/lease", Value="run-1", Type="String", Overwrite=True)
+            ssm.delete_parameter(Name="/o11y/dep/lease")
+            ssm.put_parameter(Name="/o11y/dep/helm-values", Value="v", Type="String", Overwrite=True)
+            ssm.get_parameter(Name="/o11y/dep/helm-values")
+            sts.get_caller_identity()
+            sfn.list_state_machines()
+            invoke("echo", {"purpose": True})
+            post_json("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+
+            def scoped(method, path, service, body=b"", host=None):
+                """A request with `service` in its credential scope (the router reads no signature)."""
+                conn = http.client.HTTPConnection("127.0.0.1", rport, timeout=10)
+                headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20250101/{REGION}/{service}/"
+                                            "aws4_request, SignedHeaders=host, Signature=0"}
+                if host:
+                    headers = {"Host": host, "Authorization": "Bearer glsa_x"}
+                conn.request(method, path, body=body, headers=headers)
+                conn.getresponse().read()
+                conn.close()
+
+            scoped("POST", "/workspaces/g-1/serviceaccounts/2/tokens", "grafana", b"{}")
+            scoped("DELETE", "/workspaces/g-1/serviceaccounts/2/tokens/7", "grafana")
+            scoped("POST", "/workspaces/g-1/serviceaccounts", "grafana", b"{}")
+            scoped("POST", "/workspaces/ws-1/api/v1/remote_write", "aps", b"\x00")
+            ws_host = f"g-1.grafana-workspace.{REGION}.amazonaws.com"
+            scoped("PUT", "/api/datasources/uid/amp", None, b"{}", host=ws_host)
+            scoped("GET", "/api/datasources/uid/amp", None, host=ws_host)
+            s3 = client("s3")
+            s3.create_bucket(Bucket="selftest-responses")
+            s3v4 = client("s3", signature_version="s3v4")
+            for presigner, key in ((s3, "v2"), (s3v4, "v4")):
+                url = presigner.generate_presigned_url("put_object", Params={"Bucket": "selftest-responses", "Key": key})
+                urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="PUT"), timeout=10).read()
+            got = [(e["method"], e.get("name") or e["path"], e.get("purpose")) for e in reqlog()]
+            want = [
+                ("POST", "/o11y/dep/lease", "lease"),
+                ("POST", "/o11y/dep/lease", "lease"),
+                ("POST", "/o11y/dep/helm-values", "resource"),
+                ("POST", "/o11y/dep/helm-values", "read"),
+                ("POST", "/", "read"),
+                ("POST", "/", "execution"),
+                ("POST", "/2015-03-31/functions/echo/invocations", "invoke"),
+                ("POST", "/moto-api/config", "harness"),
+                ("POST", "/workspaces/g-1/serviceaccounts/2/tokens", "grafana-token"),
+                ("DELETE", "/workspaces/g-1/serviceaccounts/2/tokens/7", "grafana-token"),
+                ("POST", "/workspaces/g-1/serviceaccounts", "resource"),
+                ("POST", "/workspaces/ws-1/api/v1/remote_write", "verification-probe"),
+                ("PUT", "/api/datasources/uid/amp", "resource"),
+                ("GET", "/api/datasources/uid/amp", "read"),
+                ("PUT", "/selftest-responses", "resource"),
+                ("PUT", "/selftest-responses/v2", "cfn-response"),
+                ("PUT", "/selftest-responses/v4", "cfn-response"),
+            ]
+            t.check("log: purpose of each request (lease, token, probe, response, resource, read, "
+                    "invoke, execution, harness)", got == want, got)
+
         # ---------------------------------------------------------------- faults
         def t_faults():
             nore = {"retries": {"total_max_attempts": 1}}
@@ -899,6 +960,7 @@ def main() -> int:
             ("path route", t_path_route),
             ("host route", t_host_route),
             ("moto-api default", t_moto_api_default),
+            ("purpose", t_purpose),
             ("faults", t_faults),
             ("sfn echo", t_sfn_echo),
             ("sfn integration", t_sfn_integration),

@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::{condition_values, statements_or_empty};
 
 /// Managed policy size quota (characters, whitespace not counted).
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
@@ -230,13 +231,7 @@ pub fn normalize(doc: &Value) -> Value {
 /// The statements of `after` that `before` lacks (added) and those of `before` that `after`
 /// lacks (removed), compared in normalized form; returned as they appear in each document.
 pub fn statement_diff(before: &Value, after: &Value) -> (Vec<Value>, Vec<Value>) {
-    let list = |doc: &Value| -> Vec<Value> {
-        match doc.get("Statement") {
-            Some(Value::Array(a)) => a.clone(),
-            Some(s @ Value::Object(_)) => vec![s.clone()],
-            _ => Vec::new(),
-        }
-    };
+    let list = |doc: &Value| -> Vec<Value> { statements_or_empty(doc).into_iter().cloned().collect() };
     let norm = |s: &Value| normalize(&serde_json::json!({ "Statement": [s] }));
     let (b, a) = (list(before), list(after));
     let (bn, an): (Vec<Value>, Vec<Value>) = (b.iter().map(norm).collect(), a.iter().map(norm).collect());
@@ -362,20 +357,10 @@ fn normalize_condition(value: &Value) -> Value {
 /// A string or array of scalars as a sorted, deduplicated array of strings (lower-cased when
 /// `fold_case`). Values that are not scalars or arrays of scalars are kept (keys sorted).
 fn string_set(value: &Value, fold_case: bool) -> Value {
-    let items: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
+    let Some(items) = condition_values(value) else {
+        return sort_keys(value);
     };
-    let mut set = BTreeSet::new();
-    for item in items {
-        let s = match item {
-            Value::String(s) => s.clone(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            _ => return sort_keys(value),
-        };
-        set.insert(if fold_case { s.to_lowercase() } else { s });
-    }
+    let set: BTreeSet<String> = items.into_iter().map(|s| if fold_case { s.to_lowercase() } else { s }).collect();
     Value::Array(set.into_iter().map(Value::String).collect())
 }
 

@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::doc::{
+    action_matches, as_list, has_policy_variable, has_wildcard, statement_sid, statements, statements_or_empty,
+    wildcard_match,
+};
+use crate::domain::iam::eval::{all3, any3, condition_holds, EmptyBlock, RequestContext};
 use crate::domain::iam::policy::{document_length, TRUST_POLICY_MAX_CHARS};
 use crate::domain::input::SERVICE_ACCOUNT_PATTERN;
 use crate::domain::validate::shown;
@@ -150,14 +155,8 @@ pub fn merge_with_quota(existing: &Value, grant: &IrsaGrant, sid: &str, quota: u
         return Err(Error::Internal(format!("trust statement Sid {} must be non-empty and alphanumeric", shown(sid))));
     }
     let root = existing.as_object().ok_or_else(|| Error::Internal("trust policy is not a JSON object".to_string()))?;
-    let statements: Vec<&Value> = match root.get("Statement") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(obj @ Value::Object(_)) => vec![obj],
-        Some(_) => {
-            return Err(Error::Internal("trust policy: Statement is neither an object nor an array".to_string()))
-        }
-    };
+    let statements = statements(existing)
+        .ok_or_else(|| Error::Internal("trust policy: Statement is neither an object nor an array".to_string()))?;
     let desired = desired_statement(grant, sid);
     let mut warnings = Vec::new();
 
@@ -299,11 +298,13 @@ impl AssumeRequest {
             AssumeRequest::Service(_) | AssumeRequest::Aws(_) => ASSUME_ROLE_ACTION,
         }
     }
+}
 
+impl RequestContext for AssumeRequest {
     /// The request's value for condition key `key` (case-insensitive), when we model it:
     /// `<issuer>:sub` and `<issuer>:aud` of a web-identity request's own provider. `None` for
     /// every other key (absent or unknown to us).
-    fn context_value(&self, key: &str) -> Option<&str> {
+    fn value(&self, key: &str) -> Option<&str> {
         let AssumeRequest::WebIdentity { provider_arn, sub, aud } = self else {
             return None;
         };
@@ -360,13 +361,11 @@ pub fn covers(m: &Map<String, Value>, grant: &IrsaGrant) -> bool {
     if ["NotPrincipal", "NotAction", "Resource", "NotResource"].iter().any(|k| m.contains_key(*k)) {
         return false;
     }
-    let federated =
-        m.get("Principal").and_then(Value::as_object).and_then(|p| p.get("Federated")).and_then(string_list);
+    let federated = m.get("Principal").and_then(Value::as_object).and_then(|p| p.get("Federated")).and_then(as_list);
     if !federated.is_some_and(|f| f.iter().any(|v| *v == grant.provider_arn)) {
         return false;
     }
-    if !m.get("Action").and_then(string_list).is_some_and(|a| a.iter().any(|v| action_matches(v, WEB_IDENTITY_ACTION)))
-    {
+    if !m.get("Action").and_then(as_list).is_some_and(|a| a.iter().any(|v| action_matches(v, WEB_IDENTITY_ACTION))) {
         return false;
     }
     let conditions = match m.get("Condition") {
@@ -383,8 +382,8 @@ pub fn covers(m: &Map<String, Value>, grant: &IrsaGrant) -> bool {
         };
         let Some(block) = block.as_object() else { return false };
         block.iter().all(|(key, values)| {
-            let Some(values) = string_list(values) else { return false };
-            let mut usable = values.iter().filter(|v| !v.contains("${"));
+            let Some(values) = as_list(values) else { return false };
+            let mut usable = values.iter().filter(|v| !has_policy_variable(v));
             if key.eq_ignore_ascii_case(&sub_key) {
                 if like {
                     usable.any(|v| like_covers(v, &grant.subject_pattern))
@@ -419,11 +418,11 @@ pub fn narrower(m: &Map<String, Value>, grant: &IrsaGrant) -> bool {
     let federated_only = principal.len() == 1
         && principal
             .get("Federated")
-            .and_then(string_list)
+            .and_then(as_list)
             .is_some_and(|f| !f.is_empty() && f.iter().all(|v| *v == grant.provider_arn));
     let action_only = m
         .get("Action")
-        .and_then(string_list)
+        .and_then(as_list)
         .is_some_and(|a| !a.is_empty() && a.iter().all(|v| v.eq_ignore_ascii_case(WEB_IDENTITY_ACTION)));
     if !federated_only || !action_only {
         return false;
@@ -440,8 +439,9 @@ pub fn narrower(m: &Map<String, Value>, grant: &IrsaGrant) -> bool {
             block.as_object().is_some_and(|b| {
                 b.iter().any(|(k, values)| {
                     k.eq_ignore_ascii_case(key)
-                        && string_list(values)
-                            .is_some_and(|vs| !vs.is_empty() && vs.iter().all(|v| !v.contains("${") && within(v, like)))
+                        && as_list(values).is_some_and(|vs| {
+                            !vs.is_empty() && vs.iter().all(|v| !has_policy_variable(v) && within(v, like))
+                        })
                 })
             })
         })
@@ -463,7 +463,7 @@ fn deny_warnings(doc: &Value, grant: &IrsaGrant) -> Vec<String> {
         })
         .collect();
     let mut warnings = Vec::new();
-    for (i, statement) in statements(doc).unwrap_or_default().into_iter().enumerate() {
+    for (i, statement) in statements_or_empty(doc).into_iter().enumerate() {
         let Some(m) = statement.as_object() else { continue };
         if m.get("Effect").and_then(Value::as_str) != Some("Deny") {
             continue;
@@ -494,47 +494,6 @@ fn deny_warnings(doc: &Value, grant: &IrsaGrant) -> Vec<String> {
     warnings
 }
 
-/// The statements of a policy (`Statement` object or array; missing = none); `None` when the
-/// document or its `Statement` has another shape.
-fn statements(doc: &Value) -> Option<Vec<&Value>> {
-    match doc.as_object()?.get("Statement") {
-        None => Some(Vec::new()),
-        Some(Value::Array(items)) => Some(items.iter().collect()),
-        Some(obj @ Value::Object(_)) => Some(vec![obj]),
-        Some(_) => None,
-    }
-}
-
-/// The statement's `Sid`, when it is a string.
-fn statement_sid(statement: &Value) -> Option<&str> {
-    statement.get("Sid").and_then(Value::as_str)
-}
-
-/// A string or an array of strings, as a list; `None` for any other shape.
-fn string_list(v: &Value) -> Option<Vec<&str>> {
-    match v {
-        Value::String(s) => Some(vec![s.as_str()]),
-        Value::Array(items) => items.iter().map(Value::as_str).collect(),
-        _ => None,
-    }
-}
-
-/// Condition values as strings (IAM accepts numbers and booleans too); `None` for other shapes.
-fn condition_values(v: &Value) -> Option<Vec<String>> {
-    fn one(v: &Value) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-    match v {
-        Value::Array(items) => items.iter().map(one).collect(),
-        other => one(other).map(|s| vec![s]),
-    }
-}
-
 /// Canonical form of a statement for [`statement_equivalent`]: every string becomes a
 /// one-element set and every array a sorted, deduplicated set, recursively.
 fn canonical(v: &Value) -> Value {
@@ -563,40 +522,6 @@ fn statement_equivalent(a: &Value, b: &Value) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Tri-state AND: any `false` wins, then any unknown.
-fn all3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for r in results {
-        match r {
-            Some(false) => return Some(false),
-            None => unknown = true,
-            Some(true) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(true)
-    }
-}
-
-/// Tri-state OR: any `true` wins, then any unknown.
-fn any3(results: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for r in results {
-        match r {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            Some(false) => {}
-        }
-    }
-    if unknown {
-        None
-    } else {
-        Some(false)
-    }
-}
-
 /// Whether statement `m` applies to `req` (principal, action and conditions); `None` when that
 /// depends on something we cannot evaluate or the statement is malformed.
 fn statement_matches(m: &Map<String, Value>, req: &AssumeRequest) -> Option<bool> {
@@ -606,18 +531,11 @@ fn statement_matches(m: &Map<String, Value>, req: &AssumeRequest) -> Option<bool
         _ => None,
     };
     let action = match (m.get("Action"), m.get("NotAction")) {
-        (Some(a), None) => string_list(a).map(|a| a.iter().any(|v| action_matches(v, req.action()))),
-        (None, Some(na)) => string_list(na).map(|a| !a.iter().any(|v| action_matches(v, req.action()))),
+        (Some(a), None) => as_list(a).map(|a| a.iter().any(|v| action_matches(v, req.action()))),
+        (None, Some(na)) => as_list(na).map(|a| !a.iter().any(|v| action_matches(v, req.action()))),
         _ => None,
     };
-    let condition = match m.get("Condition") {
-        None => Some(true),
-        Some(Value::Object(c)) => all3(c.iter().map(|(op, block)| match block.as_object() {
-            Some(block) => all3(block.iter().map(|(key, values)| condition_matches(op, key, values, req))),
-            None => None,
-        })),
-        Some(_) => None,
-    };
+    let condition = condition_holds(m.get("Condition"), req, EmptyBlock::Holds);
     all3([principal, action, condition])
 }
 
@@ -629,7 +547,7 @@ fn principal_matches(p: &Value, req: &AssumeRequest) -> Option<bool> {
         _ => return None,
     };
     any3(m.iter().map(|(kind, values)| {
-        let values = string_list(values)?;
+        let values = as_list(values)?;
         let hit = match (kind.as_str(), req) {
             ("AWS", _) if values.contains(&"*") => true,
             ("AWS", AssumeRequest::Aws(arn)) => values.iter().any(|v| aws_principal_matches(v, arn)),
@@ -661,84 +579,11 @@ fn aws_principal_matches(value: &str, arn: &str) -> bool {
     value_account.is_some_and(|acct| !acct.is_empty() && account_of(arn).as_deref() == Some(acct.as_str()))
 }
 
-/// IAM action matching: wildcards, case-insensitive.
-fn action_matches(pattern: &str, action: &str) -> bool {
-    wildcard_match(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
-}
-
-/// One condition key of one operator block against the request.
-fn condition_matches(op: &str, key: &str, values: &Value, req: &AssumeRequest) -> Option<bool> {
-    let base = op.strip_prefix("ForAnyValue:").or_else(|| op.strip_prefix("ForAllValues:")).unwrap_or(op);
-    let base = base.strip_suffix("IfExists").unwrap_or(base);
-    let (negated, like, ignore_case) = match base {
-        "StringEquals" => (false, false, false),
-        "StringNotEquals" => (true, false, false),
-        "StringEqualsIgnoreCase" => (false, false, true),
-        "StringNotEqualsIgnoreCase" => (true, false, true),
-        "StringLike" => (false, true, false),
-        "StringNotLike" => (true, true, false),
-        _ => return None,
-    };
-    let actual = req.context_value(key)?;
-    let values = condition_values(values)?;
-    let any = any3(values.iter().map(|v| {
-        if v.contains("${") {
-            None
-        } else if like {
-            Some(wildcard_match(v, actual))
-        } else if ignore_case {
-            Some(v.to_lowercase() == actual.to_lowercase())
-        } else {
-            Some(v == actual)
-        }
-    }));
-    if negated {
-        any.map(|b| !b)
-    } else {
-        any
-    }
-}
-
-/// True when `s` has a `*` or `?` wildcard.
-fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?'])
-}
-
-/// `StringLike` matching: `*` matches any run of characters (also none), `?` exactly one;
-/// case-sensitive.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || *c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
 /// Sufficient test that every string matched by `ours` is matched by the `StringLike` value
 /// `theirs`. For `ours` = literal `A` + `*`: `theirs` ends with `*` and, without it, matches some
 /// prefix of `A`. For a literal `ours`: `theirs` matches it. Otherwise: equality.
 fn like_covers(theirs: &str, ours: &str) -> bool {
-    if theirs.contains("${") {
+    if has_policy_variable(theirs) {
         return false;
     }
     if !has_wildcard(ours) {
