@@ -14,7 +14,7 @@
 //! up.
 //!
 //! Modeled errors carry their code in `ErrorMetadata` only when deserialized from the wire; a
-//! mocked one gets it from [`meta`], because the steps match on the code (`has_code`).
+//! mocked one gets it from [`meta`], so that `from_sdk` reports it (its code and message) as the wire would.
 
 #![allow(
     clippy::expect_used,
