@@ -564,7 +564,7 @@ def main() -> int:
             d = amp.describe_workspace(workspaceId=ws["workspaceId"])["workspace"]
             t.check("proxy: amp control plane (REST) to moto", d["alias"] == "selftest", d)
             log = reqlog()
-            rest = [e for e in log if e["service"] == "aps"]
+            rest = [e for e in log if e.get("service") == "aps"]
             t.check("log: REST ops are METHOD path, GET read / POST write",
                     any(e["operation"] == "POST /workspaces" and e["write"] for e in rest)
                     and any(e["operation"].startswith("GET /workspaces/") and not e["write"] for e in rest), rest)
