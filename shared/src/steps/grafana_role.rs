@@ -13,7 +13,7 @@ use crate::domain::iam::policy;
 use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaRoleOutput, ProvisionState};
-use crate::steps::iam_util::{self, PolicySpec};
+use crate::steps::iam_util::{self, PolicyRef};
 
 const STEP: &str = "grafana-role";
 
@@ -106,16 +106,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     };
 
     let doc = policy::read_policy(&amp.arn);
-    let spec = PolicySpec {
-        step: STEP,
-        record_key: keys::READ_POLICY,
-        name: &d.grafana_read_policy_name,
-        description: READ_POLICY_DESCRIPTION,
-        document: &doc,
-    };
-    let mut read_policy = iam_util::ensure_managed_policy(ctx, &pre.account_id, &spec).await?;
-    read_policy.attached =
-        iam_util::ensure_attached(ctx, STEP, keys::READ_POLICY, &d.grafana_role_name, &read_policy.policy_arn).await?;
+    let read_policy =
+        iam_util::converge_attached(ctx, &pre.account_id, &read_policy(ctx), READ_POLICY_DESCRIPTION, &doc).await?;
     Ok(GrafanaRoleOutput {
         role_arn,
         role_name: d.grafana_role_name.clone(),
@@ -139,19 +131,20 @@ async fn record_role(ctx: &Ctx, arn: &str, owned: bool) -> Result<()> {
 pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
-    let mut out = DeleteOutput::default();
-    iam_util::delete_managed_policy(
-        ctx,
-        STEP,
-        keys::READ_POLICY,
-        &pre.account_id,
-        &d.grafana_read_policy_name,
-        &d.grafana_role_name,
-        &mut out,
-    )
-    .await?;
+    let mut out = iam_util::delete_attached(ctx, &pre.account_id, &read_policy(ctx)).await?;
     iam_util::delete_role(ctx, STEP, keys::GRAFANA_ROLE, &d.grafana_role_name, &mut out).await?;
     Ok(out)
+}
+
+/// The read policy and the Grafana role it is attached to.
+fn read_policy(ctx: &Ctx) -> PolicyRef<'_> {
+    let d = &ctx.deployment;
+    PolicyRef {
+        step: STEP,
+        record_key: keys::READ_POLICY,
+        name: &d.grafana_read_policy_name,
+        role_name: &d.grafana_role_name,
+    }
 }
 
 /// The trust document to write, or `None` when the live one is fine. A role we own is set to the

@@ -35,6 +35,39 @@ pub struct PolicySpec<'a> {
     pub document: &'a Value,
 }
 
+/// A managed policy of a step, by name, and the role it is attached to.
+pub struct PolicyRef<'a> {
+    /// Step name, for the plan.
+    pub step: &'static str,
+    /// Key in the record.
+    pub record_key: &'a str,
+    pub name: &'a str,
+    pub role_name: &'a str,
+}
+
+/// Converges the policy `target` names to `document` and attaches it to its role.
+pub async fn converge_attached(
+    ctx: &Ctx,
+    account_id: &str,
+    target: &PolicyRef<'_>,
+    description: &str,
+    document: &Value,
+) -> Result<PolicyOutput> {
+    let spec =
+        PolicySpec { step: target.step, record_key: target.record_key, name: target.name, description, document };
+    let mut out = ensure_managed_policy(ctx, account_id, &spec).await?;
+    out.attached = ensure_attached(ctx, target.step, target.record_key, target.role_name, &out.policy_arn).await?;
+    Ok(out)
+}
+
+/// Removes the policy `target` names (see [`delete_managed_policy`]) and reports what it did.
+pub async fn delete_attached(ctx: &Ctx, account_id: &str, target: &PolicyRef<'_>) -> Result<DeleteOutput> {
+    let mut out = DeleteOutput::default();
+    delete_managed_policy(ctx, target.step, target.record_key, account_id, target.name, target.role_name, &mut out)
+        .await?;
+    Ok(out)
+}
+
 /// Creates the policy, or makes `document` its default version when the live default differs
 /// (pruning the oldest non-default version at the 5-version limit). Records ownership.
 pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpec<'_>) -> Result<PolicyOutput> {
@@ -382,8 +415,7 @@ pub async fn delete_managed_policy(
         Ok(())
     })
     .await?;
-    out.deleted.push(arn);
-    forget(ctx, record_key).await
+    deleted(ctx, record_key, arn, out).await
 }
 
 async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Result<()> {
@@ -397,6 +429,12 @@ async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Re
     })
     .await
     .map(|_| ())
+}
+
+/// Reports `arn` deleted and forgets the record's entry.
+async fn deleted(ctx: &Ctx, key: &str, arn: String, out: &mut DeleteOutput) -> Result<()> {
+    out.deleted.push(arn);
+    forget(ctx, key).await
 }
 
 async fn forget(ctx: &Ctx, key: &str) -> Result<()> {
@@ -460,6 +498,5 @@ pub async fn delete_role(
         Ok(())
     })
     .await?;
-    out.deleted.push(arn);
-    forget(ctx, record_key).await
+    deleted(ctx, record_key, arn, out).await
 }

@@ -5,7 +5,7 @@ use crate::ctx::record::keys;
 use crate::domain::error::Result;
 use crate::domain::iam::policy;
 use crate::state::{require, DeleteOutput, PolicyOutput, ProvisionState};
-use crate::steps::iam_util::{self, PolicySpec};
+use crate::steps::iam_util::{self, PolicyRef};
 use crate::steps::Ctx;
 
 /// Description set on the policy (the runbook's).
@@ -18,33 +18,18 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PolicyOutput> {
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let d = &ctx.deployment;
     let doc = policy::write_policy(&d.partition, &d.region, &pre.account_id, &d.log_group_name, &amp.arn);
-    let spec = PolicySpec {
-        step: STEP,
-        record_key: keys::WRITE_POLICY,
-        name: &d.write_policy_name,
-        description: DESCRIPTION,
-        document: &doc,
-    };
-    let mut out = iam_util::ensure_managed_policy(ctx, &pre.account_id, &spec).await?;
-    out.attached = iam_util::ensure_attached(ctx, STEP, keys::WRITE_POLICY, &d.irsa_role_name, &out.policy_arn).await?;
-    Ok(out)
+    iam_util::converge_attached(ctx, &pre.account_id, &target(ctx), DESCRIPTION, &doc).await
 }
 
 /// Detaches and deletes the write policy when we created it; an adopted one keeps everything
 /// but the attachment we made.
 pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let pre = require(&state.preflight, "preflight")?;
+    iam_util::delete_attached(ctx, &pre.account_id, &target(ctx)).await
+}
+
+/// The write policy and the IRSA role it is attached to.
+fn target(ctx: &Ctx) -> PolicyRef<'_> {
     let d = &ctx.deployment;
-    let mut out = DeleteOutput::default();
-    iam_util::delete_managed_policy(
-        ctx,
-        STEP,
-        keys::WRITE_POLICY,
-        &pre.account_id,
-        &d.write_policy_name,
-        &d.irsa_role_name,
-        &mut out,
-    )
-    .await?;
-    Ok(out)
+    PolicyRef { step: STEP, record_key: keys::WRITE_POLICY, name: &d.write_policy_name, role_name: &d.irsa_role_name }
 }
