@@ -69,7 +69,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
             }
         }
         Some(role) => {
-            let recorded = record::load(ctx).await?.resource(keys::GRAFANA_ROLE).is_some_and(|r| r.owned);
+            // Ours only when the record names this very role (a renamed `grafana.roleName` may
+            // point at someone else's role) or its tags say so.
+            let recorded =
+                record::load(ctx).await?.resource(keys::GRAFANA_ROLE).is_some_and(|r| r.owned && r.id == role.arn());
             let owned = recorded || iam_util::role_owned(ctx, &d.grafana_role_name).await?;
             record_role(ctx, role.arn(), owned).await?;
             let current = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;

@@ -463,7 +463,9 @@ pub async fn delete_role(
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
     let rec = record::load(ctx).await?;
-    let owned = rec.resource(record_key).is_some_and(|r| r.owned) || role_owned(ctx, role_name).await?;
+    // The record's entry counts only for the role it names (ids compared), not for any role that
+    // the input names now.
+    let owned = rec.resource(record_key).is_some_and(|r| r.owned && r.id == arn) || role_owned(ctx, role_name).await?;
     if !owned {
         out.retained.push(format!("{arn}: adopted"));
         return forget(ctx, record_key).await;

@@ -1,0 +1,88 @@
+//! Ownership under edits, on the local stack through the real state machine (the first tests of
+//! the ownership issue): a resource is ours only when the record names that very resource (ids
+//! compared) or its tags say so. Renaming `grafana.roleName` onto someone else's role adopts it:
+//! its trust keeps every statement it had, and a later delete leaves it in place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
+
+use aws_sdk_iam::types::Tag;
+use o11y_shared::aws::Clients;
+use o11y_shared::policy;
+use o11y_tests::seed;
+use o11y_tests::stack::{FullStack, StackOptions};
+use serde_json::{json, Value};
+
+fn minimal() -> Value {
+    json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa"})
+}
+
+async fn trust_of(clients: &Clients, role: &str) -> Option<Value> {
+    let r = clients.iam.get_role().role_name(role).send().await.ok()?;
+    Some(policy::decode_document(r.role()?.assume_role_policy_document()?).unwrap())
+}
+
+fn statements(doc: &Value) -> Vec<Value> {
+    match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        s @ Value::Object(_) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_grafana_role_onto_a_foreign_role_adopts_it_and_delete_keeps_it() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+
+    // GIVEN a converged deployment, and a role of another team that Grafana may assume and that
+    // also trusts that team's account
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    let foreign_trust = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "TeamX", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"Service": "grafana.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]});
+    clients
+        .iam
+        .create_role()
+        .role_name("team-x-grafana")
+        .assume_role_policy_document(foreign_trust.to_string())
+        .tags(Tag::builder().key("team").value("x").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN the input names that role
+    let mut edited = minimal();
+    edited["grafana"] = json!({"roleName": "team-x-grafana"});
+    let applied = stack.execute(&sm, "rename-role", &edited).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+
+    // THEN it is reported as adopted and its trust keeps every statement it had
+    let out = applied.output.unwrap();
+    assert!(out["adopted"].as_array().unwrap().contains(&json!("grafanaRole")), "{out:#}");
+    let trust = trust_of(&clients, "team-x-grafana").await.expect("the role exists");
+    for before in statements(&foreign_trust) {
+        assert!(
+            statements(&trust).iter().any(|s| policy::equivalent(
+                &json!({"Statement": [s]}),
+                &json!({"Statement": [before.clone()]})
+            )),
+            "lost {before} from {trust:#}"
+        );
+    }
+
+    // WHEN the deployment is deleted THEN the foreign role is still there, with its own trust
+    let mut delete = edited.clone();
+    delete["action"] = json!("delete");
+    let deleted = stack.execute(&sm, "delete", &delete).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    let after = trust_of(&clients, "team-x-grafana").await.expect("a foreign role is never deleted");
+    assert!(statements(&after).iter().any(|s| s["Sid"] == "TeamX"), "{after:#}");
+    let report = deleted.output.unwrap();
+    let retained = report["grafanaRole"]["retained"].as_array().cloned().unwrap_or_default();
+    assert!(retained.iter().any(|r| r.as_str().unwrap_or_default().contains("team-x-grafana")), "{report:#}");
+}
