@@ -1,7 +1,9 @@
 //! Ownership under edits, on the local stack through the real state machine (the first tests of
 //! the ownership issue): a resource is ours only when the record names that very resource (ids
 //! compared) or its tags say so. Renaming `grafana.roleName` onto someone else's role adopts it:
-//! its trust keeps every statement it had, and a later delete leaves it in place.
+//! its trust keeps every statement it had, and a later delete leaves it in place. Two deployments
+//! on one IRSA role and namespace each hold their own trust statement: deleting one never takes
+//! away what the other relies on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -67,10 +69,9 @@ async fn a_renamed_grafana_role_onto_a_foreign_role_adopts_it_and_delete_keeps_i
     let trust = trust_of(&clients, "team-x-grafana").await.expect("the role exists");
     for before in statements(&foreign_trust) {
         assert!(
-            statements(&trust).iter().any(|s| policy::equivalent(
-                &json!({"Statement": [s]}),
-                &json!({"Statement": [before.clone()]})
-            )),
+            statements(&trust)
+                .iter()
+                .any(|s| policy::equivalent(&json!({"Statement": [s]}), &json!({"Statement": [before.clone()]}))),
             "lost {before} from {trust:#}"
         );
     }
@@ -85,4 +86,47 @@ async fn a_renamed_grafana_role_onto_a_foreign_role_adopts_it_and_delete_keeps_i
     let report = deleted.output.unwrap();
     let retained = report["grafanaRole"]["retained"].as_array().cloned().unwrap_or_default();
     assert!(retained.iter().any(|r| r.as_str().unwrap_or_default().contains("team-x-grafana")), "{report:#}");
+}
+
+fn collector_admitted(trust: &Value, provider_arn: &str) -> bool {
+    o11y_shared::trust::admits(trust, &o11y_shared::steps::verify::collector_request(provider_arn, "dr-core"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let first = minimal();
+    let mut second = minimal();
+    second["deploymentName"] = json!("dr-prod-2");
+
+    // GIVEN two deployments on the same IRSA role and namespace
+    let a = stack.execute(&sm, "first", &first).await;
+    assert_eq!(a.status, "SUCCEEDED", "{a:?}");
+    let b = stack.execute(&sm, "second", &second).await;
+    assert_eq!(b.status, "SUCCEEDED", "{b:?}");
+    // THEN each added a statement of its own
+    let trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    let sids: Vec<String> = statements(&trust).iter().filter_map(|s| s["Sid"].as_str().map(str::to_string)).collect();
+    for name in ["dr-prod", "dr-prod-2"] {
+        assert!(sids.contains(&o11y_shared::names::trust_statement_sid(name)), "{name}: {trust:#}");
+    }
+
+    // WHEN the first is deleted THEN the second's service accounts are still trusted, and its
+    // re-run has nothing to change in the trust policy
+    let mut delete = first.clone();
+    delete["action"] = json!("delete");
+    let deleted = stack.execute(&sm, "delete-first", &delete).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    let trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    assert!(collector_admitted(&trust, &seeded.oidc_provider_arn), "{trust:#}");
+    let mut plan = second.clone();
+    plan["action"] = json!("plan");
+    let planned = stack.execute(&sm, "plan-second", &plan).await;
+    assert_eq!(planned.status, "SUCCEEDED", "{planned:?}");
+    let report = planned.output.unwrap();
+    let irsa = report["steps"].as_array().unwrap().iter().find(|s| s["step"] == "irsa-trust").cloned().unwrap();
+    assert_eq!(irsa["action"], "none", "{report:#}");
 }

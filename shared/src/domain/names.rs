@@ -48,11 +48,14 @@ pub fn client_token(kind: &str, account: &str, region: &str, deployment: &str) -
     format!("o11y-{hex}")
 }
 
+/// How every deployment's own trust statement `Sid` starts ([`trust_statement_sid`]).
+pub const TRUST_SID_PREFIX: &str = "O11yProvisionerIrsa";
+
 /// The `Sid` of the IRSA trust statement we add for a deployment (IAM Sids are alphanumeric).
 pub fn trust_statement_sid(deployment: &str) -> String {
     let digest = Sha256::digest(format!("o11y-provisioner/irsa/{deployment}").as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("O11yProvisionerIrsa{hex}")
+    format!("{TRUST_SID_PREFIX}{hex}")
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use crate::domain::iam::doc::{
 use crate::domain::iam::eval::{all3, any3, condition_holds, EmptyBlock, RequestContext};
 use crate::domain::iam::policy::{document_length, TRUST_POLICY_MAX_CHARS};
 use crate::domain::input::SERVICE_ACCOUNT_PATTERN;
+use crate::domain::names::TRUST_SID_PREFIX;
 use crate::domain::validate::shown;
 
 /// The action a web-identity (IRSA) token exchange is evaluated for.
@@ -162,8 +163,14 @@ pub fn merge_with_quota(existing: &Value, grant: &IrsaGrant, sid: &str, quota: u
 
     let ours: Vec<usize> =
         statements.iter().enumerate().filter(|(_, s)| statement_sid(s) == Some(sid)).map(|(i, _)| i).collect();
+    // Another deployment's statement does not count: its delete removes it, and ours would go
+    // with it (each deployment holds its own grant).
+    let other_deployments = |s: &Value| statement_sid(s).is_some_and(|x| x != sid && x.starts_with(TRUST_SID_PREFIX));
     let any_covers = |skip: Option<usize>| {
-        statements.iter().enumerate().any(|(i, s)| Some(i) != skip && s.as_object().is_some_and(|m| covers(m, grant)))
+        statements
+            .iter()
+            .enumerate()
+            .any(|(i, s)| Some(i) != skip && !other_deployments(s) && s.as_object().is_some_and(|m| covers(m, grant)))
     };
     let plan = match ours.as_slice() {
         [] if any_covers(None) => Plan::Keep,
@@ -895,6 +902,23 @@ mod tests {
         let d = doc(json!([copy]));
         let m = merge(&d, &grant(), SID).unwrap();
         assert!(!m.changed && m.added_statement.is_none() && m.document == d);
+    }
+
+    #[test]
+    fn another_deployments_statement_does_not_cover_each_holds_its_own() {
+        // GIVEN the trust holding another deployment's statement for the same namespace
+        let theirs = desired_statement(&grant(), "O11yProvisionerIrsaOther");
+        let d = doc(json!([theirs.clone()]));
+        // WHEN we merge THEN ours is appended beside it
+        let m = merge(&d, &grant(), SID).unwrap();
+        assert!(m.changed, "{m:?}");
+        assert_eq!(m.added_statement, Some(desired_statement(&grant(), SID)));
+        // AND when the other deployment removes its statement THEN ours still admits the grant
+        let after = remove(&m.document, &theirs);
+        assert!(admits(&after, &sa("observability-collector")));
+        // AND a runbook statement (not a deployment's) still covers: nothing is added
+        let runbook = desired_statement(&grant(), "RunbookObservability");
+        assert!(!merge(&doc(json!([runbook])), &grant(), SID).unwrap().changed);
     }
 
     // ---- merge ---------------------------------------------------------------------------
