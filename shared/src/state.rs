@@ -313,6 +313,10 @@ pub struct DatasourceOutput {
     pub service_account_created: bool,
     /// Permissions granted by this run (`SSO_USER:<id>`, `SSO_GROUP:<id>`), all `ADMIN`.
     pub admins_added: Vec<String>,
+    /// Permissions this deployment had granted that the input no longer lists, revoked by this
+    /// run (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins_revoked: Vec<String>,
 }
 
 /// One check.

@@ -489,6 +489,59 @@ async fn admins_are_granted_once_and_a_per_entry_error_fails_the_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_removed_from_the_input_are_revoked_and_admins_we_did_not_grant_are_kept() {
+    use aws_sdk_grafana::types::{Role, UpdateAction, UpdateInstruction, User, UserType};
+    const FOREIGN: &str = "aaaaaaaa-0000-4000-8000-00000000f0f0";
+    // GIVEN a deployment that granted ADMIN to a user and a group, and an admin granted by hand
+    let env = provision(json!({"version": "10.4", "admins": {"users": [ADMIN_USER], "groups": [ADMIN_GROUP]}})).await;
+    let hand = UpdateInstruction::builder()
+        .action(UpdateAction::Add)
+        .role(Role::Admin)
+        .users(User::builder().id(FOREIGN).r#type(UserType::SsoUser).build().unwrap())
+        .build()
+        .unwrap();
+    env.clients
+        .grafana
+        .update_permissions()
+        .workspace_id(env.ws_id())
+        .update_instruction_batch(hand)
+        .send()
+        .await
+        .unwrap();
+    async fn current(env: &Env) -> Vec<String> {
+        let perms = env.clients.grafana.list_permissions().workspace_id(env.ws_id()).send().await.unwrap();
+        let mut got: Vec<String> = perms
+            .permissions()
+            .iter()
+            .filter(|p| p.role() == &Role::Admin)
+            .map(|p| p.user().unwrap().id().to_string())
+            .collect();
+        got.sort();
+        got
+    }
+
+    // WHEN the input lists the hand-made admin too, then drops it and the user
+    let listed = env.with_input(
+        json!({"grafana": {"version": "10.4", "admins": {"users": [ADMIN_USER, FOREIGN], "groups": [ADMIN_GROUP]}}}),
+    );
+    let (out, _) = env.datasource(&listed).await.expect("listed");
+    assert!(out.admins_added.is_empty(), "{out:#?}");
+    let dropped = env.with_input(json!({"grafana": {"version": "10.4", "admins": {"groups": [ADMIN_GROUP]}}}));
+    let (out, _) = env.datasource(&dropped).await.expect("dropped");
+
+    // THEN only the user we granted is revoked: the hand-made admin and the group stay
+    assert_eq!(out.admins_revoked, vec![format!("SSO_USER:{ADMIN_USER}")], "{out:#?}");
+    let mut want = vec![ADMIN_GROUP.to_string(), FOREIGN.to_string()];
+    want.sort();
+    assert_eq!(current(&env).await, want);
+
+    // WHEN run again THEN nothing more is revoked
+    let (again, _) = env.datasource(&dropped).await.expect("again");
+    assert!(again.admins_revoked.is_empty() && again.admins_added.is_empty(), "{again:#?}");
+    assert_eq!(current(&env).await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_an_adopted_workspace_delete_removes_our_data_source_and_service_account() {
     use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, PermissionType};
     // GIVEN a Grafana workspace made by hand with the deployment's name, adopted and configured by apply

@@ -57,6 +57,10 @@ pub struct Record {
     pub trust: Option<TrustRecord>,
     #[serde(default)]
     pub resources: BTreeMap<String, ResourceRecord>,
+    /// The Grafana `ADMIN` permissions this deployment granted (`SSO_USER:<id>`,
+    /// `SSO_GROUP:<id>`): the only ones it ever revokes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<String>,
 }
 
 impl Record {

@@ -250,6 +250,7 @@ fn output(ws_id: &str, spec: &DatasourceSpec, action: DatasourceAction) -> Datas
         service_account: String::new(),
         service_account_created: false,
         admins_added: Vec::new(),
+        admins_revoked: Vec::new(),
     }
 }
 
@@ -331,7 +332,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
         Ok(out)
     };
     let mut out = ctx.write_or_preview(apply, preview).await?;
-    out.admins_added = grant_admins(ctx, &ws.workspace_id).await?;
+    (out.admins_added, out.admins_revoked) = converge_admins(ctx, &ws.workspace_id).await?;
     Ok(out)
 }
 
@@ -488,88 +489,133 @@ async fn current_admins(ctx: &Ctx, workspace_id: &str) -> Result<Vec<String>> {
     Ok(have)
 }
 
-/// Grants `ADMIN` to the input's users and groups that do not have it; returns what was added.
-async fn grant_admins(ctx: &Ctx, workspace_id: &str) -> Result<Vec<String>> {
-    if ctx.deployment.grafana_admin_users.is_empty() && ctx.deployment.grafana_admin_groups.is_empty() {
-        return Ok(Vec::new());
+/// Converges the workspace's `ADMIN` permissions with `grafana.admins`: grants the users and
+/// groups that lack it, and revokes those this deployment granted earlier (the record's
+/// `admins`) that the input no longer lists. Permissions we did not grant are never revoked.
+/// Returns `(added, revoked)`.
+async fn converge_admins(ctx: &Ctx, workspace_id: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let granted_before = record::load(ctx).await?.admins;
+    if ctx.deployment.grafana_admin_users.is_empty()
+        && ctx.deployment.grafana_admin_groups.is_empty()
+        && granted_before.is_empty()
+    {
+        return Ok((Vec::new(), Vec::new()));
     }
-    let missing = missing_admins(ctx, &current_admins(ctx, workspace_id).await?);
-    if missing.is_empty() {
-        return Ok(missing);
+    let have = current_admins(ctx, workspace_id).await?;
+    let wanted = missing_admins(ctx, &[]);
+    let missing = missing_admins(ctx, &have);
+    let revoke: Vec<String> =
+        granted_before.iter().filter(|g| !wanted.contains(g) && have.contains(g)).cloned().collect();
+    if !missing.is_empty() {
+        let change = Change::new(
+            STEP,
+            ChangeKind::Update,
+            "Grafana workspace permissions",
+            json!({"add": missing, "role": "ADMIN"}),
+        );
+        ctx.write(change, || async {
+            // Recorded first: a crash after the grant still lets a later run revoke it.
+            record::update(ctx, |r| {
+                for m in &missing {
+                    if !r.admins.contains(m) {
+                        r.admins.push(m.clone());
+                    }
+                }
+            })
+            .await?;
+            update_permissions(ctx, workspace_id, &missing, UpdateAction::Add).await?;
+            tracing::info!(workspace_id, added = ?missing, "Grafana ADMIN permissions granted");
+            Ok(())
+        })
+        .await?;
     }
-    let change = Change::new(
-        STEP,
-        ChangeKind::Update,
-        "Grafana workspace permissions",
-        json!({"add": missing, "role": "ADMIN"}),
-    );
-    ctx.write(change, || async {
-        let mut failures = Vec::new();
-        for batch in missing.chunks(PERMISSION_BATCH) {
-            let mut instructions = Vec::new();
-            for entry in batch {
-                let (kind, id) = entry.split_once(':').unwrap_or(("", entry));
-                let user = User::builder()
-                    .id(id)
-                    .r#type(UserType::from(kind))
+    if !revoke.is_empty() {
+        let change = Change::new(
+            STEP,
+            ChangeKind::Update,
+            "Grafana workspace permissions",
+            json!({"revoke": revoke, "role": "ADMIN"}),
+        );
+        ctx.write(change, || async {
+            update_permissions(ctx, workspace_id, &revoke, UpdateAction::Revoke).await?;
+            tracing::info!(workspace_id, revoked = ?revoke, "Grafana ADMIN permissions revoked");
+            Ok(())
+        })
+        .await?;
+    }
+    // Forget what the input no longer lists (revoked now, or removed by hand meanwhile).
+    if granted_before.iter().any(|g| !wanted.contains(g)) {
+        record::update(ctx, |r| r.admins.retain(|g| wanted.contains(g))).await?;
+    }
+    Ok((missing, revoke))
+}
+
+/// Adds or revokes `ADMIN` for `entries` (`SSO_USER:<id>` / `SSO_GROUP:<id>`), in batches; the
+/// per-entry errors `UpdatePermissions` answers inside its 200 are failures.
+async fn update_permissions(ctx: &Ctx, workspace_id: &str, entries: &[String], action: UpdateAction) -> Result<()> {
+    let mut failures = Vec::new();
+    for batch in entries.chunks(PERMISSION_BATCH) {
+        let mut instructions = Vec::new();
+        for entry in batch {
+            let (kind, id) = entry.split_once(':').unwrap_or(("", entry));
+            let user = User::builder()
+                .id(id)
+                .r#type(UserType::from(kind))
+                .build()
+                .map_err(|e| Error::Internal(format!("UpdatePermissions user: {e}")))?;
+            instructions.push(
+                UpdateInstruction::builder()
+                    .action(action.clone())
+                    .role(Role::Admin)
+                    .users(user)
                     .build()
-                    .map_err(|e| Error::Internal(format!("UpdatePermissions user: {e}")))?;
-                instructions.push(
-                    UpdateInstruction::builder()
-                        .action(UpdateAction::Add)
-                        .role(Role::Admin)
-                        .users(user)
-                        .build()
-                        .map_err(|e| Error::Internal(format!("UpdatePermissions instruction: {e}")))?,
-                );
-            }
-            let resp = ctx
-                .clients
-                .grafana
-                .update_permissions()
-                .workspace_id(workspace_id)
-                .set_update_instruction_batch(Some(instructions))
-                .send()
-                .await
-                .map_err(|e| from_sdk("grafana:UpdatePermissions", e))?;
-            for e in resp.errors() {
-                let who = e
-                    .caused_by()
-                    .map(|c| {
-                        c.users()
-                            .iter()
-                            .map(|u| format!("{} {}", u.r#type().as_str(), u.id()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                failures.push(format!("{who}: {} (code {})", e.message(), e.code()));
-            }
+                    .map_err(|e| Error::Internal(format!("UpdatePermissions instruction: {e}")))?,
+            );
         }
-        if !failures.is_empty() {
-            return Err(Error::Aws {
-                operation: "grafana:UpdatePermissions".to_string(),
-                code: "UpdateError".to_string(),
-                message: format!(
-                    "grafana.admins: {} of {} grants failed: {}",
-                    failures.len(),
-                    missing.len(),
-                    failures.join("; ")
-                ),
-            });
+        let resp = ctx
+            .clients
+            .grafana
+            .update_permissions()
+            .workspace_id(workspace_id)
+            .set_update_instruction_batch(Some(instructions))
+            .send()
+            .await
+            .map_err(|e| from_sdk("grafana:UpdatePermissions", e))?;
+        for e in resp.errors() {
+            let who = e
+                .caused_by()
+                .map(|c| {
+                    c.users()
+                        .iter()
+                        .map(|u| format!("{} {}", u.r#type().as_str(), u.id()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            failures.push(format!("{who}: {} (code {})", e.message(), e.code()));
         }
-        tracing::info!(workspace_id, added = ?missing, "Grafana ADMIN permissions granted");
-        Ok(())
-    })
-    .await?;
-    Ok(missing)
+    }
+    if !failures.is_empty() {
+        let verb = if action == UpdateAction::Revoke { "revocations" } else { "grants" };
+        return Err(Error::Aws {
+            operation: "grafana:UpdatePermissions".to_string(),
+            code: "UpdateError".to_string(),
+            message: format!(
+                "grafana.admins: {} of {} {verb} failed: {}",
+                failures.len(),
+                entries.len(),
+                failures.join("; ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// On delete: a workspace this deployment created takes the data source and the service account
 /// with it (the grafana-workspace delete step runs after this one), so nothing is done. In an
 /// adopted workspace, which is kept, our data source and our service account are removed (a
-/// token is created for that and deleted again). Granted admin permissions are kept (we cannot
-/// tell whether they were there before us). Idempotent.
+/// token is created for that and deleted again). Granted admin permissions are kept on delete
+/// (apply revokes the ones the record lists when the input drops them). Idempotent.
 pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> {
     let mut out = DeleteOutput::default();
     let rec = record::load(ctx).await?;
