@@ -65,6 +65,10 @@ pub struct Ctx {
     pub deployment: Deployment,
     /// Set when planning: writes are recorded here instead of made.
     pub plan: Option<PlanLog>,
+    /// The execution's name (`None` in the in-process runner): part of every client token, so
+    /// that a Lambda retried within one run repeats its request while every later run (a create
+    /// after a delete, a rename back) makes a new one.
+    pub execution: Option<String>,
 }
 
 impl Ctx {
@@ -80,7 +84,7 @@ impl Ctx {
             clients = clients.assume(&role_arn, &session_name(state.execution.as_deref(), &deployment.name)).await?;
         }
         let plan = (deployment.action == Action::Plan).then(PlanLog::default);
-        Ok(Self { clients, deployment, plan })
+        Ok(Self { clients, deployment, plan, execution: state.execution.clone() })
     }
 
     /// The write gate. Applying: performs `write` and returns its result. Planning: records
@@ -162,6 +166,17 @@ impl Ctx {
         self.plan.is_some()
     }
 
+    /// The idempotency token of a create or update of `kind` (`amp-workspace/<alias>`, ...) in
+    /// `account`: the same for every retry within this run, new for every run.
+    pub fn client_token(&self, kind: &str, account: &str) -> String {
+        names::client_token(
+            kind,
+            account,
+            &self.deployment.region,
+            &token_scope(&self.deployment.name, self.execution.as_deref()),
+        )
+    }
+
     /// The ownership tags we put on what we create.
     pub fn owner_tags(&self) -> Vec<(String, String)> {
         vec![
@@ -176,9 +191,32 @@ impl Ctx {
     }
 }
 
+/// What a client token is unique to: the deployment, and the run when there is one.
+pub fn token_scope(deployment: &str, execution: Option<&str>) -> String {
+    match execution {
+        Some(e) => format!("{deployment}/{e}"),
+        None => deployment.to_string(),
+    }
+}
+
 /// The STS session name: `o11y-` and the execution name (or the deployment), cut to the
 /// 64 characters of `[\w+=,.@-]` STS allows.
 pub fn session_name(execution: Option<&str>, deployment: &str) -> String {
     let raw = format!("o11y-{}", execution.unwrap_or(deployment));
     raw.chars().filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c)).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tokens_repeat_within_a_run_and_differ_between_runs() {
+        let t =
+            |e: Option<&str>| names::client_token("amp-workspace/a", "123456789012", "us-east-1", &token_scope("d", e));
+        assert_eq!(t(Some("run-1")), t(Some("run-1")));
+        assert_ne!(t(Some("run-1")), t(Some("run-2")));
+        assert_ne!(t(Some("run-1")), t(None));
+        assert!(t(Some(&"x".repeat(80))).len() <= 64, "AMP and Grafana take at most 64 characters");
+    }
 }

@@ -40,10 +40,11 @@ pub fn issuer_host_path(issuer: &str) -> &str {
     issuer.strip_prefix("https://").unwrap_or(issuer).trim_end_matches('/')
 }
 
-/// A deterministic idempotency token (`[!-~]{1,64}`) for creating `kind` for a deployment in an
-/// account and region: a retried Lambda sends the same token, so AWS returns the same resource.
-pub fn client_token(kind: &str, account: &str, region: &str, deployment: &str) -> String {
-    let digest = Sha256::digest(format!("o11y-provisioner/{kind}/{account}/{region}/{deployment}").as_bytes());
+/// A deterministic idempotency token (`[!-~]{1,64}`) for creating `kind` for `scope` (the
+/// deployment and its run: `ctx::token_scope`) in an account and region: a retried Lambda sends
+/// the same token, so AWS returns the same resource.
+pub fn client_token(kind: &str, account: &str, region: &str, scope: &str) -> String {
+    let digest = Sha256::digest(format!("o11y-provisioner/{kind}/{account}/{region}/{scope}").as_bytes());
     let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
     format!("o11y-{hex}")
 }

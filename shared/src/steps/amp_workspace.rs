@@ -9,7 +9,6 @@ use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
-use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{require, AmpWorkspaceOutput, DeleteOutput, ProvisionState};
 
@@ -42,8 +41,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
                     format!("AMP workspace {id}"),
                     json!({"alias": {"from": old_alias, "to": d.amp_alias}}),
                 );
-                let token =
-                    names::client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
+                let token = ctx.client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id);
                 let renamed = ctx
                     .write(change, || async {
                         amp.update_workspace_alias()
@@ -62,8 +60,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             }
             None => {
                 let change = Change::new(STEP, ChangeKind::Create, "AMP workspace", json!({"alias": d.amp_alias}));
-                let token =
-                    names::client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id, &d.region, &d.name);
+                let token = ctx.client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id);
                 let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
                 for (k, v) in ctx.owner_tags() {
                     req = req.tags(k, v);
@@ -159,7 +156,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     } else {
         let change =
             Change::new(STEP, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
-        let token = names::client_token("amp-delete", &pre.account_id, &d.region, &d.name);
+        let token = ctx.client_token("amp-delete", &pre.account_id);
         ctx.write(change, || async {
             match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {
                 Ok(_) => {

@@ -11,7 +11,6 @@ use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
-use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
 use crate::steps::grafana_role;
@@ -57,12 +56,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
                     "workspaceRoleArn": role.role_arn,
                 }),
             );
-            let token = names::client_token(
-                &format!("grafana-workspace/{}", d.grafana_workspace_name),
-                &pre.account_id,
-                &d.region,
-                &d.name,
-            );
+            let token = ctx.client_token(&format!("grafana-workspace/{}", d.grafana_workspace_name), &pre.account_id);
             let mut req = g
                 .create_workspace()
                 .account_access_type(AccountAccessType::CurrentAccount)
