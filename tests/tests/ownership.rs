@@ -3,7 +3,8 @@
 //! compared) or its tags say so. Renaming `grafana.roleName` onto someone else's role adopts it:
 //! its trust keeps every statement it had, and a later delete leaves it in place. Two deployments
 //! on one IRSA role and namespace each hold their own trust statement: deleting one never takes
-//! away what the other relies on.
+//! away what the other relies on. A policy named by the input that is someone else's (it allows
+//! more than ours) is refused, its document untouched.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -129,4 +130,45 @@ async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
     let report = planned.output.unwrap();
     let irsa = report["steps"].as_array().unwrap().iter().find(|s| s["step"] == "irsa-trust").cloned().unwrap();
     assert_eq!(irsa["action"], "none", "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_policy_name_that_is_someone_elses_policy_is_refused_and_left_as_it_was() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+
+    // GIVEN a policy of another team that has nothing to do with observability
+    let foreign = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::team-x-data/*"}
+    ]});
+    let created = clients
+        .iam
+        .create_policy()
+        .policy_name("team-x-data-read")
+        .policy_document(foreign.to_string())
+        .send()
+        .await
+        .unwrap();
+    let arn = created.policy().unwrap().arn().unwrap().to_string();
+
+    // WHEN the input names it as the write policy
+    let mut input = minimal();
+    input["writePolicyName"] = json!("team-x-data-read");
+    let run = stack.execute(&sm, "foreign-policy", &input).await;
+
+    // THEN the run fails with a ConflictError naming the field and the policy
+    assert_eq!(run.status, "FAILED", "{run:?}");
+    let text = format!("{:?} {:?}", run.error, run.cause);
+    assert!(text.contains("ConflictError"), "{text}");
+    assert!(text.contains("writePolicyName") && text.contains("team-x-data-read"), "{text}");
+    // AND the policy keeps its one version, its document and its attachments
+    let versions = clients.iam.list_policy_versions().policy_arn(&arn).send().await.unwrap();
+    assert_eq!(versions.versions().len(), 1, "{versions:?}");
+    let v = clients.iam.get_policy_version().policy_arn(&arn).version_id("v1").send().await.unwrap();
+    let doc = policy::decode_document(v.policy_version().unwrap().document().unwrap()).unwrap();
+    assert!(policy::equivalent(&doc, &foreign), "{doc:#}");
+    let attached = clients.iam.list_entities_for_policy().policy_arn(&arn).send().await.unwrap();
+    assert!(attached.policy_roles().is_empty(), "{attached:?}");
 }

@@ -5,7 +5,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, ResourceRecord};
+use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy;
@@ -140,6 +140,19 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     if policy::equivalent(&live_doc, spec.document) {
         return Ok(out);
     }
+    // Never replace the document of someone else's policy: one found by name is converged only
+    // when it is recognisably a version of ours or the runbook's.
+    let beyond = if owned { Vec::new() } else { policy::actions_beyond(&live_doc, spec.document) };
+    if !beyond.is_empty() {
+        return Err(Error::Conflict(format!(
+            "{}: the policy {} exists, was not created by this deployment, and allows {} beyond what this \
+             policy grants; refusing to replace its document: give {} another name, or remove that policy first",
+            input_field(spec.record_key),
+            spec.name,
+            beyond.join(", "),
+            input_field(spec.record_key)
+        )));
+    }
 
     let versions = policy_versions(ctx, &arn).await?;
     let prune = if versions.len() >= MAX_POLICY_VERSIONS {
@@ -214,6 +227,14 @@ async fn policy_versions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_iam::types:
         .try_collect()
         .await
         .map_err(|e| from_sdk("iam:ListPolicyVersions", e))
+}
+
+/// The input field that names the policy recorded under `record_key`.
+fn input_field(record_key: &str) -> &'static str {
+    match record_key {
+        keys::READ_POLICY => "grafana.readPolicyName",
+        _ => "writePolicyName",
+    }
 }
 
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {

@@ -12,7 +12,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
 use crate::domain::error::{Error, Result};
-use crate::domain::iam::doc::{condition_values, statements_or_empty};
+use crate::domain::iam::doc::{action_matches, as_list, condition_values, statements_or_empty};
 
 /// Managed policy size quota (characters, whitespace not counted).
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
@@ -383,6 +383,36 @@ fn sorted_map(map: Map<String, Value>) -> Map<String, Value> {
     entries.into_iter().collect()
 }
 
+/// The actions `live` allows that `ours` does not (`Allow` statements' `Action`s, matched
+/// case-insensitively against our patterns; a `NotAction` allow counts as `*`): empty when `live`
+/// is recognisably a version of ours or the runbook's, which may then be converged. A policy
+/// found by name that allows more is someone else's, and its document is never replaced.
+pub fn actions_beyond(live: &Value, ours: &Value) -> Vec<String> {
+    let our_actions: Vec<String> = statements_or_empty(ours)
+        .into_iter()
+        .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        .filter_map(|s| s.get("Action").and_then(as_list))
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    let mut beyond = Vec::new();
+    for st in statements_or_empty(live) {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let actions: Vec<String> = match (st.get("Action").and_then(as_list), st.get("NotAction")) {
+            (Some(a), None) => a.into_iter().map(str::to_string).collect(),
+            _ => vec!["*".to_string()],
+        };
+        for a in actions {
+            if !our_actions.iter().any(|o| action_matches(o, &a)) && !beyond.contains(&a) {
+                beyond.push(a);
+            }
+        }
+    }
+    beyond
+}
+
 #[cfg(test)]
 mod statement_diff_tests {
     use super::*;
@@ -542,5 +572,26 @@ mod tests {
         }
         assert!(check_managed_policy_size("w", &write_policy("aws", "us-east-1", "123456789012", "g", WS)).is_ok());
         assert!(check_trust_policy_size("g", &grafana_trust_policy("aws", "us-east-1", "123456789012")).is_ok());
+    }
+
+    #[test]
+    fn actions_beyond_ours_tell_a_foreign_policy_from_a_version_of_ours() {
+        let ours =
+            write_policy("aws", "us-east-1", "123456789012", "/g", "arn:aws:aps:us-east-1:123456789012:workspace/ws-1");
+        // A version of ours with another resource, or the runbook's, allows nothing more.
+        let mut older = ours.clone();
+        older["Statement"][0]["Resource"] = json!("*");
+        assert!(actions_beyond(&older, &ours).is_empty());
+        let lower = json!({"Statement": [{"Effect": "Allow", "Action": ["LOGS:PutLogEvents"], "Resource": "*"}]});
+        assert!(actions_beyond(&lower, &ours).is_empty());
+        // Someone else's policy allows more: named, and a NotAction allow counts as everything.
+        let foreign = json!({"Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "logs:PutLogEvents"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"},
+            {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}
+        ]});
+        assert_eq!(actions_beyond(&foreign, &ours), vec!["s3:GetObject".to_string(), "*".to_string()]);
+        let wider = json!({"Statement": {"Effect": "Allow", "Action": "logs:*", "Resource": "*"}});
+        assert_eq!(actions_beyond(&wider, &ours), vec!["logs:*".to_string()]);
     }
 }
