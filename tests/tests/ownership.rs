@@ -4,7 +4,8 @@
 //! its trust keeps every statement it had, and a later delete leaves it in place. Two deployments
 //! on one IRSA role and namespace each hold their own trust statement: deleting one never takes
 //! away what the other relies on. A policy named by the input that is someone else's (it allows
-//! more than ours) is refused, its document untouched.
+//! more than ours) is refused, its document untouched. A changed `irsaRoleName` moves our grant and
+//! the write policy to the new role, and the old role is left as it was before us.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -171,4 +172,55 @@ async fn a_write_policy_name_that_is_someone_elses_policy_is_refused_and_left_as
     assert!(policy::equivalent(&doc, &foreign), "{doc:#}");
     let attached = clients.iam.list_entities_for_policy().policy_arn(&arn).send().await.unwrap();
     assert!(attached.policy_roles().is_empty(), "{attached:?}");
+}
+
+async fn attached(clients: &Clients, role: &str) -> Vec<String> {
+    let out = clients.iam.list_attached_role_policies().role_name(role).send().await.unwrap();
+    out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_as_it_was() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    // GIVEN a converged deployment, and a second IRSA role of the same cluster
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    let host_path = o11y_shared::names::issuer_host_path(&seeded.oidc_issuer).to_string();
+    let second_trust = seed::eksctl_trust(&seeded.oidc_provider_arn, &host_path, "dr-core", "app");
+    clients
+        .iam
+        .create_role()
+        .role_name("dr-core-irsa-2")
+        .assume_role_policy_document(second_trust.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN the input names the second role
+    let mut moved = minimal();
+    moved["irsaRoleName"] = json!("dr-core-irsa-2");
+    let applied = stack.execute(&sm, "move", &moved).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+
+    // THEN the new role trusts the collector and has the write policy; the old role's trust is
+    // its original and the write policy is no longer attached to it
+    let new_trust = trust_of(&clients, "dr-core-irsa-2").await.unwrap();
+    assert!(collector_admitted(&new_trust, &seeded.oidc_provider_arn), "{new_trust:#}");
+    assert_eq!(attached(&clients, "dr-core-irsa-2").await, vec!["dr-prod-observability-write".to_string()]);
+    let old_trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    assert!(policy::equivalent(&old_trust, &seeded.original_trust), "{old_trust:#}");
+    assert!(attached(&clients, "dr-core-irsa").await.is_empty());
+    // AND the verification compares the new role with its own trust before us
+    let out = applied.output.unwrap();
+    assert_eq!(out["verification"]["status"], "passed", "{out:#}");
+
+    // WHEN deleted THEN both roles are as they were
+    moved["action"] = json!("delete");
+    let deleted = stack.execute(&sm, "delete", &moved).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa-2").await.unwrap(), &second_trust));
+    assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await.unwrap(), &seeded.original_trust));
 }

@@ -38,7 +38,7 @@ pub struct TrustRecord {
 }
 
 /// One resource: its id (ARN, workspace id or name) and whether we created it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRecord {
     pub id: String,
@@ -47,6 +47,9 @@ pub struct ResourceRecord {
     /// For policies: attached to their role by us (detached by `delete`).
     #[serde(default)]
     pub attached_by_us: bool,
+    /// For policies we attached: the role we attached it to (records before this field: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<String>,
 }
 
 /// The record.
@@ -57,6 +60,10 @@ pub struct Record {
     pub trust: Option<TrustRecord>,
     #[serde(default)]
     pub resources: BTreeMap<String, ResourceRecord>,
+    /// Trust statements we added to roles the input no longer names (`irsaRoleName` changed),
+    /// still to be removed: written before the move, so that a crash half-way still cleans up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_trust: Vec<TrustRecord>,
     /// The Grafana `ADMIN` permissions this deployment granted (`SSO_USER:<id>`,
     /// `SSO_GROUP:<id>`): the only ones it ever revokes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -87,7 +87,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             )));
         }
     };
-    let entry = ResourceRecord { id: workspace_id.clone(), owned, attached_by_us: false };
+    let entry = ResourceRecord { id: workspace_id.clone(), owned, ..ResourceRecord::default() };
     record::update(ctx, |r| {
         r.resources.insert(keys::AMP_WORKSPACE.to_string(), entry);
     })

@@ -316,8 +316,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
         out.action = action;
         out.drift = drifted;
         out.health = Some(health);
-        let settings = ResourceRecord { id: fingerprint(&desired), owned: true, attached_by_us: false };
-        let ds = ResourceRecord { id: spec.uid.clone(), owned: true, attached_by_us: false };
+        let settings = ResourceRecord { id: fingerprint(&desired), owned: true, ..ResourceRecord::default() };
+        let ds = ResourceRecord { id: spec.uid.clone(), owned: true, ..ResourceRecord::default() };
         record::update(ctx, |r| {
             r.resources.insert(RECORD_KEY.to_string(), ds);
             r.resources.insert(RECORD_SETTINGS_KEY.to_string(), settings);

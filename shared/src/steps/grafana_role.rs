@@ -122,7 +122,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
 }
 
 async fn record_role(ctx: &Ctx, arn: &str, owned: bool) -> Result<()> {
-    let entry = ResourceRecord { id: arn.to_string(), owned, attached_by_us: false };
+    let entry = ResourceRecord { id: arn.to_string(), owned, ..ResourceRecord::default() };
     record::update(ctx, |r| {
         r.resources.insert(keys::GRAFANA_ROLE.to_string(), entry);
     })

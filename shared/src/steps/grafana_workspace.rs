@@ -131,7 +131,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
 }
 
 async fn record_workspace(ctx: &Ctx, id: &str, owned: bool) -> Result<()> {
-    let entry = ResourceRecord { id: id.to_string(), owned, attached_by_us: false };
+    let entry = ResourceRecord { id: id.to_string(), owned, ..ResourceRecord::default() };
     record::update(ctx, |r| {
         r.resources.insert(keys::GRAFANA_WORKSPACE.to_string(), entry);
     })

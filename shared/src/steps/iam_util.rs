@@ -239,8 +239,10 @@ fn input_field(record_key: &str) -> &'static str {
 
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
     record::update(ctx, |r| {
-        let attached_by_us = r.resource(key).is_some_and(|e| e.id == arn && e.attached_by_us);
-        r.resources.insert(key.to_string(), ResourceRecord { id: arn.to_string(), owned, attached_by_us });
+        let same = r.resource(key).filter(|e| e.id == arn);
+        let attached_by_us = same.is_some_and(|e| e.attached_by_us);
+        let attached_to = same.and_then(|e| e.attached_to.clone());
+        r.resources.insert(key.to_string(), ResourceRecord { id: arn.to_string(), owned, attached_by_us, attached_to });
     })
     .await
     .map(|_| ())
@@ -320,33 +322,57 @@ pub async fn ensure_attached(
     role_name: &str,
     policy_arn: &str,
 ) -> Result<bool> {
-    if attached_policies(ctx, role_name).await?.iter().any(|a| a == policy_arn) {
-        return Ok(false);
-    }
-    let change =
-        Change::new(step, ChangeKind::Update, format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
-    // The record says "attached by us" before the attachment exists, so that a crash in
-    // between still lets delete detach it.
-    ctx.write(change, || async {
+    let attached = if attached_policies(ctx, role_name).await?.iter().any(|a| a == policy_arn) {
+        false
+    } else {
+        let change =
+            Change::new(step, ChangeKind::Update, format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
+        // The record says "attached by us" before the attachment exists, so that a crash in
+        // between still lets delete detach it.
+        ctx.write(change, || async {
+            record::update(ctx, |r| {
+                if let Some(e) = r.resources.get_mut(record_key) {
+                    e.attached_by_us = true;
+                    if e.attached_to.is_none() {
+                        e.attached_to = Some(role_name.to_string());
+                    }
+                }
+            })
+            .await?;
+            ctx.clients
+                .iam
+                .attach_role_policy()
+                .role_name(role_name)
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:AttachRolePolicy", e))?;
+            tracing::info!(role = %role_name, policy = %policy_arn, "policy attached");
+            Ok(())
+        })
+        .await?;
+        true
+    };
+    // The role the input named before (the record says we attached it there): detached now
+    // that the new one has it.
+    let rec = record::load(ctx).await?;
+    let previous = rec
+        .resource(record_key)
+        .filter(|e| e.id == policy_arn && e.attached_by_us)
+        .and_then(|e| e.attached_to.clone())
+        .filter(|old| old != role_name);
+    if let Some(old) = previous {
+        if attached_policies(ctx, &old).await?.iter().any(|a| a == policy_arn) {
+            detach(ctx, step, &old, policy_arn).await?;
+        }
         record::update(ctx, |r| {
             if let Some(e) = r.resources.get_mut(record_key) {
-                e.attached_by_us = true;
+                e.attached_to = Some(role_name.to_string());
             }
         })
         .await?;
-        ctx.clients
-            .iam
-            .attach_role_policy()
-            .role_name(role_name)
-            .policy_arn(policy_arn)
-            .send()
-            .await
-            .map_err(|e| from_sdk("iam:AttachRolePolicy", e))?;
-        tracing::info!(role = %role_name, policy = %policy_arn, "policy attached");
-        Ok(())
-    })
-    .await?;
-    Ok(true)
+    }
+    Ok(attached)
 }
 
 /// Removes a managed policy we created (detached everywhere, all versions deleted), or, for an
@@ -378,11 +404,13 @@ pub async fn delete_managed_policy(
     let arn = live.arn().unwrap_or_default().to_string();
     let owned = recorded.as_ref().is_some_and(|r| r.owned) || policy_owned(ctx, &arn).await?;
     if !owned {
+        let attached_role =
+            recorded.as_ref().and_then(|r| r.attached_to.clone()).unwrap_or_else(|| role_name.to_string());
         if recorded.as_ref().is_some_and(|r| r.attached_by_us)
-            && attached_policies(ctx, role_name).await?.iter().any(|a| a == &arn)
+            && attached_policies(ctx, &attached_role).await?.iter().any(|a| a == &arn)
         {
-            detach(ctx, step, role_name, &arn).await?;
-            out.deleted.push(format!("attachment of {arn} to {role_name}"));
+            detach(ctx, step, &attached_role, &arn).await?;
+            out.deleted.push(format!("attachment of {arn} to {attached_role}"));
         }
         out.retained.push(format!("{arn}: adopted"));
         return forget(ctx, record_key).await;

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, TrustRecord};
+use crate::ctx::record::{self, Record, TrustRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::Result;
 use crate::domain::iam::policy;
@@ -20,8 +20,8 @@ use crate::state::{require, DeleteOutput, IrsaTrustOutput, ProvisionState};
 
 const STEP: &str = "irsa-trust";
 
-async fn live_trust(ctx: &Ctx) -> Result<Option<Value>> {
-    match ctx.clients.iam.get_role().role_name(&ctx.deployment.irsa_role_name).send().await {
+async fn live_trust(ctx: &Ctx, role: &str) -> Result<Option<Value>> {
+    match ctx.clients.iam.get_role().role_name(role).send().await {
         Ok(role) => {
             let raw = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
             Ok(Some(policy::decode_document(raw)?))
@@ -31,9 +31,8 @@ async fn live_trust(ctx: &Ctx) -> Result<Option<Value>> {
     }
 }
 
-async fn write_trust(ctx: &Ctx, current: &Value, doc: &Value, kind: ChangeKind) -> Result<()> {
+async fn write_trust(ctx: &Ctx, role: &str, current: &Value, doc: &Value, kind: ChangeKind) -> Result<()> {
     let (added, removed) = policy::statement_diff(current, doc);
-    let role = &ctx.deployment.irsa_role_name;
     let (n_added, n_removed) = (added.len(), removed.len());
     let change = Change::new(
         STEP,
@@ -59,19 +58,47 @@ async fn write_trust(ctx: &Ctx, current: &Value, doc: &Value, kind: ChangeKind) 
     Ok(())
 }
 
+/// Removes the statements of the record's retired roles (roles the input named before), each
+/// from its own role, then forgets them. The role the input names now is never touched here.
+/// `before` is the record as the caller last wrote it (a plan writes none, yet reports these).
+async fn retire(ctx: &Ctx, before: &Record) -> Result<()> {
+    if before.retired_trust.is_empty() {
+        return Ok(());
+    }
+    for old in &before.retired_trust {
+        let Some(added) = old.added_statement.as_ref() else { continue };
+        if old.role_name == ctx.deployment.irsa_role_name {
+            continue;
+        }
+        let Some(current) = live_trust(ctx, &old.role_name).await? else { continue };
+        let doc = trust::remove(&current, added);
+        if !policy::equivalent(&doc, &current) {
+            write_trust(ctx, &old.role_name, &current, &doc, ChangeKind::Update).await?;
+        }
+    }
+    let mut after = before.clone();
+    after.retired_trust.clear();
+    record::save(ctx, before, &after).await
+}
+
 /// Merges our statement into the IRSA role's trust policy; writes only when it changes.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
-    let current = live_trust(ctx).await?.unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
+    let current =
+        live_trust(ctx, &d.irsa_role_name).await?.unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
     let before = record::load(ctx).await?;
+    // The input names another role than the recorded one: that role's statement is retired
+    // (removed once this one is in place), and this role's trust before us is its own.
+    let moved = before.trust.as_ref().filter(|t| t.role_name != d.irsa_role_name).cloned();
 
     let grant = IrsaGrant::new(&pre.oidc_provider_arn, names::issuer_host_path(&pre.oidc_issuer), &d.namespace);
     let sid = names::trust_statement_sid(&d.name);
     let desired = trust::desired_statement(&grant, &sid);
     // A statement recorded for an earlier namespace or cluster goes first.
     let mut base = current.clone();
-    if let Some(old) = before.trust.as_ref().and_then(|t| t.added_statement.as_ref()) {
+    let same_role = before.trust.as_ref().filter(|_| moved.is_none());
+    if let Some(old) = same_role.and_then(|t| t.added_statement.as_ref()) {
         if !policy::equivalent(&json!({"Statement": [old]}), &json!({"Statement": [&desired]})) {
             base = trust::remove(&base, old);
         }
@@ -82,7 +109,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let added = merged
         .added_statement
         .clone()
-        .or_else(|| before.trust.as_ref().and_then(|t| t.added_statement.clone()).filter(|s| s == &desired));
+        .or_else(|| same_role.and_then(|t| t.added_statement.clone()).filter(|s| s == &desired));
     let changed = !policy::equivalent(&merged.document, &current);
 
     // Write-ahead: the record says what we are about to add before the trust policy changes.
@@ -91,16 +118,18 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
         role_name: d.irsa_role_name.clone(),
         namespace: d.namespace.clone(),
         added_statement: added.clone(),
-        original_document: before
-            .trust
-            .as_ref()
-            .map(|t| t.original_document.clone())
-            .unwrap_or_else(|| current.clone()),
+        original_document: same_role.map(|t| t.original_document.clone()).unwrap_or_else(|| current.clone()),
     });
+    if let Some(old) = moved.filter(|t| t.added_statement.is_some()) {
+        if !after.retired_trust.iter().any(|r| r.role_name == old.role_name) {
+            after.retired_trust.push(old);
+        }
+    }
     record::save(ctx, &before, &after).await?;
     if changed {
-        write_trust(ctx, &current, &merged.document, ChangeKind::Update).await?;
+        write_trust(ctx, &d.irsa_role_name, &current, &merged.document, ChangeKind::Update).await?;
     }
+    retire(ctx, &after).await?;
     for w in &merged.warnings {
         tracing::warn!(role = %d.irsa_role_name, warning = %w, "trust policy");
     }
@@ -116,8 +145,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
 pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> {
     let d = &ctx.deployment;
     let mut out = DeleteOutput::default();
-    let before = record::load(ctx).await?;
-    let Some(current) = live_trust(ctx).await? else {
+    let mut before = record::load(ctx).await?;
+    retire(ctx, &before).await?;
+    // `retire` saved the record without them.
+    before.retired_trust.clear();
+    let Some(current) = live_trust(ctx, &d.irsa_role_name).await? else {
         out.retained.push(format!("role {}: does not exist", d.irsa_role_name));
         return Ok(out);
     };
@@ -128,7 +160,7 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
         doc = trust::remove(&doc, added);
     }
     if !policy::equivalent(&doc, &current) {
-        write_trust(ctx, &current, &doc, ChangeKind::Delete).await?;
+        write_trust(ctx, &d.irsa_role_name, &current, &doc, ChangeKind::Delete).await?;
         out.deleted.push(format!(
             "trust statement {} of role {}",
             names::trust_statement_sid(&d.name),

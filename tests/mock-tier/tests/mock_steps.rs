@@ -793,7 +793,7 @@ async fn record_created_meanwhile_by_another_run_is_overwritten_without_tags() {
         });
     let get = record_absent();
     let ctx = ctx(clients(&[], &[], &[], &[&get, &create, &overwrite]), false);
-    let entry = ResourceRecord { id: "ws-1".to_string(), owned: true, attached_by_us: false };
+    let entry = ResourceRecord { id: "ws-1".to_string(), owned: true, ..ResourceRecord::default() };
 
     let after = record::update(&ctx, |r| {
         r.resources.insert(keys::AMP_WORKSPACE.to_string(), entry.clone());
