@@ -5,7 +5,8 @@
 //! on one IRSA role and namespace each hold their own trust statement: deleting one never takes
 //! away what the other relies on. A policy named by the input that is someone else's (it allows
 //! more than ours) is refused, its document untouched. A changed `irsaRoleName` moves our grant and
-//! the write policy to the new role, and the old role is left as it was before us.
+//! the write policy to the new role, and the old role is left as it was before us. Renamed policies
+//! replace ours, and the old ones are deleted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -223,4 +224,48 @@ async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_
     assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa-2").await.unwrap(), &second_trust));
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await.unwrap(), &seeded.original_trust));
+}
+
+async fn policy_exists(clients: &Clients, name: &str) -> bool {
+    let arn = format!("arn:aws:iam::{}:policy/{name}", o11y_tests::ACCOUNT_ID);
+    clients.iam.get_policy().policy_arn(arn).send().await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    // GIVEN a converged deployment with the default policy names
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    assert!(policy_exists(&clients, "dr-prod-observability-write").await);
+    assert!(policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+
+    // WHEN both policies are renamed
+    let mut renamed = minimal();
+    renamed["writePolicyName"] = json!("dr-prod-write-2");
+    renamed["grafana"] = json!({"readPolicyName": "dr-prod-read-2"});
+    let mut plan = renamed.clone();
+    plan["action"] = json!("plan");
+    let planned = stack.execute(&sm, "plan-rename", &plan).await;
+    assert_eq!(planned.status, "SUCCEEDED", "{planned:?}");
+    let report = planned.output.unwrap().to_string();
+    assert!(report.contains("policy dr-prod-observability-write"), "the plan names the old policy's removal: {report}");
+    let applied = stack.execute(&sm, "rename", &renamed).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+
+    // THEN the new ones are attached and the old ones, ours, are gone
+    assert_eq!(attached(&clients, "dr-core-irsa").await, vec!["dr-prod-write-2".to_string()]);
+    assert_eq!(attached(&clients, "dr-prod-grafana").await, vec!["dr-prod-read-2".to_string()]);
+    assert!(!policy_exists(&clients, "dr-prod-observability-write").await);
+    assert!(!policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+
+    // WHEN deleted THEN the renamed ones go too
+    renamed["action"] = json!("delete");
+    let deleted = stack.execute(&sm, "delete", &renamed).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    assert!(!policy_exists(&clients, "dr-prod-write-2").await);
+    assert!(!policy_exists(&clients, "dr-prod-read-2").await);
 }

@@ -52,6 +52,16 @@ pub struct ResourceRecord {
     pub attached_to: Option<String>,
 }
 
+/// A resource taken out of [`Record::resources`] because the input now names another one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiredResource {
+    /// The key it was recorded under ([`keys`]).
+    pub key: String,
+    #[serde(flatten)]
+    pub resource: ResourceRecord,
+}
+
 /// The record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +74,10 @@ pub struct Record {
     /// still to be removed: written before the move, so that a crash half-way still cleans up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_trust: Vec<TrustRecord>,
+    /// Resources recorded under a key whose input now names another one (a renamed policy),
+    /// still to be removed once the new one is in place: written before the new one is made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_policies: Vec<RetiredResource>,
     /// The Grafana `ADMIN` permissions this deployment granted (`SSO_USER:<id>`,
     /// `SSO_GROUP:<id>`): the only ones it ever revokes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,7 +5,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy;
@@ -55,14 +55,71 @@ pub async fn converge_attached(
 ) -> Result<PolicyOutput> {
     let spec =
         PolicySpec { step: target.step, record_key: target.record_key, name: target.name, description, document };
+    // The input names another policy than the recorded one: the recorded one is retired first
+    // (written ahead), then removed once the new one is attached.
+    let rec = record::load(ctx).await?;
+    let mut retired = retired_of(&rec, target);
+    if let Some(prev) = rec.resource(target.record_key).filter(|e| policy_name_of(&e.id) != target.name).cloned() {
+        record::update(ctx, |r| {
+            if !r.retired_policies.iter().any(|x| x.resource.id == prev.id) {
+                r.retired_policies.push(RetiredResource { key: target.record_key.to_string(), resource: prev.clone() });
+            }
+            r.resources.remove(target.record_key);
+        })
+        .await?;
+        if !retired.iter().any(|x| x.id == prev.id) {
+            retired.push(prev);
+        }
+    }
     let mut out = ensure_managed_policy(ctx, account_id, &spec).await?;
     out.attached = ensure_attached(ctx, target.step, target.record_key, target.role_name, &out.policy_arn).await?;
+    let mut report = DeleteOutput::default();
+    retire_policies(ctx, target, &retired, &mut report).await?;
     Ok(out)
+}
+
+/// The name of a policy from its ARN (`arn:<p>:iam::<account>:policy/<path/>name`).
+fn policy_name_of(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The retired policies of `target`'s record key.
+fn retired_of(rec: &record::Record, target: &PolicyRef<'_>) -> Vec<ResourceRecord> {
+    rec.retired_policies.iter().filter(|x| x.key == target.record_key).map(|x| x.resource.clone()).collect()
+}
+
+/// Removes `retired` (policies of `target`'s record key the input named before; see
+/// [`converge_attached`]), then forgets them. Passed in rather than read back, so that a plan,
+/// which writes no record, reports them too.
+async fn retire_policies(
+    ctx: &Ctx,
+    target: &PolicyRef<'_>,
+    retired: &[ResourceRecord],
+    out: &mut DeleteOutput,
+) -> Result<()> {
+    let mine = retired;
+    for r in mine {
+        let exists = match ctx.clients.iam.get_policy().policy_arn(&r.id).send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => false,
+            Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
+        };
+        if exists {
+            let role = r.attached_to.clone().unwrap_or_else(|| target.role_name.to_string());
+            remove_policy(ctx, target.step, Some(r), r.id.clone(), policy_name_of(&r.id), &role, out).await?;
+        }
+    }
+    if !mine.is_empty() {
+        record::update(ctx, |r| r.retired_policies.retain(|x| x.key != target.record_key)).await?;
+    }
+    Ok(())
 }
 
 /// Removes the policy `target` names (see [`delete_managed_policy`]) and reports what it did.
 pub async fn delete_attached(ctx: &Ctx, account_id: &str, target: &PolicyRef<'_>) -> Result<DeleteOutput> {
     let mut out = DeleteOutput::default();
+    let retired = retired_of(&record::load(ctx).await?, target);
+    retire_policies(ctx, target, &retired, &mut out).await?;
     delete_managed_policy(ctx, target.step, target.record_key, account_id, target.name, target.role_name, &mut out)
         .await?;
     Ok(out)
@@ -402,18 +459,33 @@ pub async fn delete_managed_policy(
         return Ok(());
     };
     let arn = live.arn().unwrap_or_default().to_string();
-    let owned = recorded.as_ref().is_some_and(|r| r.owned) || policy_owned(ctx, &arn).await?;
+    remove_policy(ctx, step, recorded.as_ref(), arn, name, role_name, out).await?;
+    forget(ctx, record_key).await
+}
+
+/// Removes the policy `arn` when ours (detached everywhere, every version deleted), or, when
+/// adopted, only the attachment we made. `recorded` is its entry in the record.
+async fn remove_policy(
+    ctx: &Ctx,
+    step: &'static str,
+    recorded: Option<&ResourceRecord>,
+    arn: String,
+    name: &str,
+    role_name: &str,
+    out: &mut DeleteOutput,
+) -> Result<()> {
+    let iam = &ctx.clients.iam;
+    let owned = recorded.is_some_and(|r| r.owned) || policy_owned(ctx, &arn).await?;
     if !owned {
-        let attached_role =
-            recorded.as_ref().and_then(|r| r.attached_to.clone()).unwrap_or_else(|| role_name.to_string());
-        if recorded.as_ref().is_some_and(|r| r.attached_by_us)
+        let attached_role = recorded.and_then(|r| r.attached_to.clone()).unwrap_or_else(|| role_name.to_string());
+        if recorded.is_some_and(|r| r.attached_by_us)
             && attached_policies(ctx, &attached_role).await?.iter().any(|a| a == &arn)
         {
             detach(ctx, step, &attached_role, &arn).await?;
             out.deleted.push(format!("attachment of {arn} to {attached_role}"));
         }
         out.retained.push(format!("{arn}: adopted"));
-        return forget(ctx, record_key).await;
+        return Ok(());
     }
     let change = Change::new(step, ChangeKind::Delete, format!("policy {name}"), json!({ "policyArn": arn }));
     ctx.write(change, || async {
@@ -464,7 +536,8 @@ pub async fn delete_managed_policy(
         Ok(())
     })
     .await?;
-    deleted(ctx, record_key, arn, out).await
+    out.deleted.push(arn);
+    Ok(())
 }
 
 async fn detach(ctx: &Ctx, step: &'static str, role_name: &str, arn: &str) -> Result<()> {
@@ -517,7 +590,7 @@ pub async fn delete_role(
     let owned = rec.resource(record_key).is_some_and(|r| r.owned && r.id == arn) || role_owned(ctx, role_name).await?;
     if !owned {
         out.retained.push(format!("{arn}: adopted"));
-        return forget(ctx, record_key).await;
+        return Ok(());
     }
     let change = Change::new(step, ChangeKind::Delete, format!("role {role_name}"), json!({ "roleArn": arn }));
     ctx.write(change, || async {
