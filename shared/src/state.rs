@@ -225,6 +225,10 @@ pub struct GrafanaRoleOutput {
     pub created: bool,
     pub trust_updated: bool,
     pub read_policy: PolicyOutput,
+    /// Grafana roles the input named before (recorded as retired): removed by the datasource
+    /// step once the workspace is ACTIVE with this role (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_roles: Vec<String>,
 }
 
 /// grafana-workspace.

@@ -6,7 +6,8 @@
 //! away what the other relies on. A policy named by the input that is someone else's (it allows
 //! more than ours) is refused, its document untouched. A changed `irsaRoleName` moves our grant and
 //! the write policy to the new role, and the old role is left as it was before us. Renamed policies
-//! replace ours, and the old ones are deleted.
+//! replace ours, and the old ones are deleted; so is a renamed Grafana role of ours, once the
+//! workspace uses the new one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -268,4 +269,40 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
     assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
     assert!(!policy_exists(&clients, "dr-prod-write-2").await);
     assert!(!policy_exists(&clients, "dr-prod-read-2").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_new_one() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    // GIVEN a converged deployment with the default Grafana role
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    let ws_id = created.output.unwrap()["grafanaWorkspaceId"].as_str().unwrap().to_string();
+
+    // WHEN the role is renamed: the plan names the old role's removal, then apply
+    let mut renamed = minimal();
+    renamed["grafana"] = json!({"roleName": "dr-prod-grafana-2"});
+    let mut plan = renamed.clone();
+    plan["action"] = json!("plan");
+    let planned = stack.execute(&sm, "plan-rename", &plan).await;
+    assert_eq!(planned.status, "SUCCEEDED", "{planned:?}");
+    let report = planned.output.unwrap().to_string();
+    assert!(report.contains("\"role dr-prod-grafana\""), "{report}");
+    let applied = stack.execute(&sm, "rename", &renamed).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+
+    // THEN the workspace uses the new role, which has the read policy, and the old one is gone
+    let ws = clients.grafana.describe_workspace().workspace_id(&ws_id).send().await.unwrap();
+    let role_arn = ws.workspace().unwrap().workspace_role_arn().unwrap().to_string();
+    assert!(role_arn.ends_with(":role/dr-prod-grafana-2"), "{role_arn}");
+    assert_eq!(attached(&clients, "dr-prod-grafana-2").await, vec!["dr-prod-grafana-amp-read".to_string()]);
+    assert!(trust_of(&clients, "dr-prod-grafana").await.is_none(), "the old role, ours, is deleted");
+
+    // WHEN run again THEN nothing is left to retire: the plan reports no change
+    let again = stack.execute(&sm, "plan-again", &plan).await;
+    assert_eq!(again.status, "SUCCEEDED", "{again:?}");
+    assert_eq!(again.output.unwrap()["changes"], 0);
 }

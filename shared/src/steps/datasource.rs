@@ -48,7 +48,7 @@ use crate::domain::error::{Error, Result};
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
 pub use crate::state::{DatasourceAction, DatasourceOutput};
-use crate::steps::grafana_access;
+use crate::steps::{grafana_access, grafana_role};
 
 const STEP: &str = "datasource";
 
@@ -333,7 +333,27 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     };
     let mut out = ctx.write_or_preview(apply, preview).await?;
     (out.admins_added, out.admins_revoked) = converge_admins(ctx, &ws.workspace_id).await?;
+    retire_grafana_roles(ctx, state, ws).await?;
     Ok(out)
+}
+
+/// The Grafana roles the input named before go once the workspace is ACTIVE with the new one:
+/// updated to it by this run (then waited for), or found using it.
+async fn retire_grafana_roles(ctx: &Ctx, state: &ProvisionState, ws: &GrafanaWorkspaceOutput) -> Result<()> {
+    let Some(role) = state.grafana_role.as_ref().filter(|r| !r.retired_roles.is_empty()) else { return Ok(()) };
+    if ws.status != "ACTIVE" {
+        return Ok(());
+    }
+    if !ws.updated {
+        let live = match ctx.clients.grafana.describe_workspace().workspace_id(&ws.workspace_id).send().await {
+            Ok(out) => out.workspace().and_then(|w| w.workspace_role_arn().map(str::to_string)),
+            Err(e) => return Err(from_sdk("grafana:DescribeWorkspace", e)),
+        };
+        if live.as_deref() != Some(role.role_arn.as_str()) {
+            return Ok(());
+        }
+    }
+    grafana_role::retire_roles(ctx, STEP, &role.retired_roles, &mut DeleteOutput::default()).await
 }
 
 /// The plan for the data source: read with a short-lived token where our service account exists

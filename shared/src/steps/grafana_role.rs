@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::doc::statements_or_empty;
@@ -31,6 +31,32 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     let iam = &ctx.clients.iam;
     let desired = policy::grafana_trust_policy(&d.partition, &d.region, &pre.account_id);
     policy::check_trust_policy_size(&d.grafana_role_name, &desired)?;
+
+    // The input names another role than the recorded one: the recorded one is retired (written
+    // ahead), and removed once the workspace uses this one.
+    let rec = record::load(ctx).await?;
+    let mut retired_roles: Vec<String> = rec
+        .retired_policies
+        .iter()
+        .filter(|x| x.key == keys::GRAFANA_ROLE)
+        .map(|x| role_name_of(&x.resource.id).to_string())
+        .collect();
+    if let Some(prev) = rec.resource(keys::GRAFANA_ROLE).filter(|e| role_name_of(&e.id) != d.grafana_role_name).cloned()
+    {
+        let name = role_name_of(&prev.id).to_string();
+        record::update(ctx, |r| {
+            if !r.retired_policies.iter().any(|x| x.resource.id == prev.id) {
+                r.retired_policies
+                    .push(RetiredResource { key: keys::GRAFANA_ROLE.to_string(), resource: prev.clone() });
+            }
+            r.resources.remove(keys::GRAFANA_ROLE);
+        })
+        .await?;
+        if !retired_roles.contains(&name) {
+            retired_roles.push(name);
+        }
+    }
+    retired_roles.retain(|n| n != &d.grafana_role_name);
 
     let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
         Ok(out) => out.role().cloned(),
@@ -118,6 +144,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
         created,
         trust_updated,
         read_policy,
+        retired_roles,
     })
 }
 
@@ -130,11 +157,43 @@ async fn record_role(ctx: &Ctx, arn: &str, owned: bool) -> Result<()> {
     .map(|_| ())
 }
 
+/// The name of a role from its ARN (`arn:<p>:iam::<account>:role/<path/>name`).
+pub fn role_name_of(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Removes the retired Grafana roles (`names`): each only when ours (its tags say so), its
+/// policies detached first; then forgets them in the record.
+pub async fn retire_roles(ctx: &Ctx, step: &'static str, names: &[String], out: &mut DeleteOutput) -> Result<()> {
+    for name in names.iter().filter(|n| *n != &ctx.deployment.grafana_role_name) {
+        iam_util::delete_role(ctx, step, RETIRED_KEY, name, out).await?;
+    }
+    if !names.is_empty() {
+        record::update(ctx, |r| {
+            r.retired_policies
+                .retain(|x| !(x.key == keys::GRAFANA_ROLE && names.iter().any(|n| n == role_name_of(&x.resource.id))))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// A record key no resource uses: `delete_role` judges a retired role by its tags alone.
+const RETIRED_KEY: &str = "retiredGrafanaRole";
+
 /// Removes the read policy (when ours) and the role (when ours), in that order.
 pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
     let mut out = iam_util::delete_attached(ctx, &pre.account_id, &read_policy(ctx)).await?;
+    let retired: Vec<String> = record::load(ctx)
+        .await?
+        .retired_policies
+        .iter()
+        .filter(|x| x.key == keys::GRAFANA_ROLE)
+        .map(|x| role_name_of(&x.resource.id).to_string())
+        .collect();
+    retire_roles(ctx, STEP, &retired, &mut out).await?;
     iam_util::delete_role(ctx, STEP, keys::GRAFANA_ROLE, &d.grafana_role_name, &mut out).await?;
     Ok(out)
 }
