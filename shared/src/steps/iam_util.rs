@@ -326,33 +326,15 @@ async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<a
 }
 
 async fn policy_owned(ctx: &Ctx, arn: &str) -> Result<bool> {
-    let tags = ctx
-        .clients
-        .iam
-        .list_policy_tags()
-        .policy_arn(arn)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
+    let pages = ctx.clients.iam.list_policy_tags().policy_arn(arn).into_paginator().items().send();
+    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
     Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Whether a role carries our ownership tag.
 pub async fn role_owned(ctx: &Ctx, role_name: &str) -> Result<bool> {
-    let tags = ctx
-        .clients
-        .iam
-        .list_role_tags()
-        .role_name(role_name)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| from_sdk("iam:ListRoleTags", e))?;
+    let pages = ctx.clients.iam.list_role_tags().role_name(role_name).into_paginator().items().send();
+    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListRoleTags", e))?;
     Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
