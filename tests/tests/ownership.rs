@@ -18,6 +18,16 @@ use o11y_tests::seed;
 use o11y_tests::stack::{FullStack, StackOptions};
 use serde_json::{json, Value};
 
+/// A fresh local stack with the sample cluster, its OIDC provider and IRSA role, and the state
+/// machine.
+async fn start() -> (FullStack, Clients, seed::Seeded, String) {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let clients = stack.clients().await;
+    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    (stack, clients, seeded, sm)
+}
+
 fn minimal() -> Value {
     json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa"})
 }
@@ -37,10 +47,7 @@ fn statements(doc: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_grafana_role_onto_a_foreign_role_adopts_it_and_delete_keeps_it() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start().await;
 
     // GIVEN a converged deployment, and a role of another team that Grafana may assume and that
     // also trusts that team's account
@@ -98,10 +105,7 @@ fn collector_admitted(trust: &Value, provider_arn: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, seeded, sm) = start().await;
     let first = minimal();
     let mut second = minimal();
     second["deploymentName"] = json!("dr-prod-2");
@@ -137,10 +141,7 @@ async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_policy_name_that_is_someone_elses_policy_is_refused_and_left_as_it_was() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start().await;
 
     // GIVEN a policy of another team that has nothing to do with observability
     let foreign = json!({"Version": "2012-10-17", "Statement": [
@@ -183,10 +184,7 @@ async fn attached(clients: &Clients, role: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_as_it_was() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, seeded, sm) = start().await;
     // GIVEN a converged deployment, and a second IRSA role of the same cluster
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
@@ -234,10 +232,7 @@ async fn policy_exists(clients: &Clients, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start().await;
     // GIVEN a converged deployment with the default policy names
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
@@ -273,10 +268,7 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_new_one() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start().await;
     // GIVEN a converged deployment with the default Grafana role
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
