@@ -74,10 +74,11 @@ pub struct Record {
     /// still to be removed: written before the move, so that a crash half-way still cleans up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_trust: Vec<TrustRecord>,
-    /// Resources recorded under a key whose input now names another one (a renamed policy),
+    /// Resources recorded under a key whose input now names another one (a renamed policy or
+    /// Grafana role),
     /// still to be removed once the new one is in place: written before the new one is made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retired_policies: Vec<RetiredResource>,
+    pub retired: Vec<RetiredResource>,
     /// The Grafana `ADMIN` permissions this deployment granted (`SSO_USER:<id>`,
     /// `SSO_GROUP:<id>`): the only ones it ever revokes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     // ahead), and removed once the workspace uses this one.
     let rec = record::load(ctx).await?;
     let mut retired_roles: Vec<String> = rec
-        .retired_policies
+        .retired
         .iter()
         .filter(|x| x.key == keys::GRAFANA_ROLE)
         .map(|x| role_name_of(&x.resource.id).to_string())
@@ -45,9 +45,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     {
         let name = role_name_of(&prev.id).to_string();
         record::update(ctx, |r| {
-            if !r.retired_policies.iter().any(|x| x.resource.id == prev.id) {
-                r.retired_policies
-                    .push(RetiredResource { key: keys::GRAFANA_ROLE.to_string(), resource: prev.clone() });
+            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
+                r.retired.push(RetiredResource { key: keys::GRAFANA_ROLE.to_string(), resource: prev.clone() });
             }
             r.resources.remove(keys::GRAFANA_ROLE);
         })
@@ -170,7 +169,7 @@ pub async fn retire_roles(ctx: &Ctx, step: &'static str, names: &[String], out: 
     }
     if !names.is_empty() {
         record::update(ctx, |r| {
-            r.retired_policies
+            r.retired
                 .retain(|x| !(x.key == keys::GRAFANA_ROLE && names.iter().any(|n| n == role_name_of(&x.resource.id))))
         })
         .await?;
@@ -188,7 +187,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let mut out = iam_util::delete_attached(ctx, &pre.account_id, &read_policy(ctx)).await?;
     let retired: Vec<String> = record::load(ctx)
         .await?
-        .retired_policies
+        .retired
         .iter()
         .filter(|x| x.key == keys::GRAFANA_ROLE)
         .map(|x| role_name_of(&x.resource.id).to_string())

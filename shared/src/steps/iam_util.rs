@@ -61,8 +61,8 @@ pub async fn converge_attached(
     let mut retired = retired_of(&rec, target);
     if let Some(prev) = rec.resource(target.record_key).filter(|e| policy_name_of(&e.id) != target.name).cloned() {
         record::update(ctx, |r| {
-            if !r.retired_policies.iter().any(|x| x.resource.id == prev.id) {
-                r.retired_policies.push(RetiredResource { key: target.record_key.to_string(), resource: prev.clone() });
+            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
+                r.retired.push(RetiredResource { key: target.record_key.to_string(), resource: prev.clone() });
             }
             r.resources.remove(target.record_key);
         })
@@ -85,7 +85,7 @@ fn policy_name_of(arn: &str) -> &str {
 
 /// The retired policies of `target`'s record key.
 fn retired_of(rec: &record::Record, target: &PolicyRef<'_>) -> Vec<ResourceRecord> {
-    rec.retired_policies.iter().filter(|x| x.key == target.record_key).map(|x| x.resource.clone()).collect()
+    rec.retired.iter().filter(|x| x.key == target.record_key).map(|x| x.resource.clone()).collect()
 }
 
 /// Removes `retired` (policies of `target`'s record key the input named before; see
@@ -110,7 +110,7 @@ async fn retire_policies(
         }
     }
     if !mine.is_empty() {
-        record::update(ctx, |r| r.retired_policies.retain(|x| x.key != target.record_key)).await?;
+        record::update(ctx, |r| r.retired.retain(|x| x.key != target.record_key)).await?;
     }
     Ok(())
 }
