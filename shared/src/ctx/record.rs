@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::aws::ssm;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
+use crate::domain::names::iam_name;
 
 /// Leaf name of the record under the SSM prefix.
 pub const RECORD_LEAF: &str = "provisioner-state";
@@ -90,6 +91,33 @@ impl Record {
     pub fn resource(&self, key: &str) -> Option<&ResourceRecord> {
         self.resources.get(key)
     }
+
+    /// The retired resources of `key`.
+    pub fn retired_of(&self, key: &str) -> Vec<ResourceRecord> {
+        self.retired.iter().filter(|x| x.key == key).map(|x| x.resource.clone()).collect()
+    }
+}
+
+/// The resources of `key` to remove because the input now names `name`: those retired before,
+/// and the recorded one when its name (the last part of its id) differs, which is moved to
+/// [`Record::retired`] first (written ahead, so that a crash before its removal still finds it).
+/// Returned rather than read back later, so that a plan, which writes no record, reports them.
+pub async fn retire_renamed(ctx: &Ctx, key: &str, name: &str) -> Result<Vec<ResourceRecord>> {
+    let rec = load(ctx).await?;
+    let mut retired = rec.retired_of(key);
+    if let Some(prev) = rec.resource(key).filter(|e| iam_name(&e.id) != name).cloned() {
+        update(ctx, |r| {
+            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
+                r.retired.push(RetiredResource { key: key.to_string(), resource: prev.clone() });
+            }
+            r.resources.remove(key);
+        })
+        .await?;
+        if !retired.iter().any(|x| x.id == prev.id) {
+            retired.push(prev);
+        }
+    }
+    Ok(retired)
 }
 
 /// The record's parameter name.

@@ -49,6 +49,11 @@ pub fn client_token(kind: &str, account: &str, region: &str, scope: &str) -> Str
     format!("o11y-{hex}")
 }
 
+/// The name in an IAM ARN (`arn:<p>:iam::<account>:<role|policy>/<path/>name`).
+pub fn iam_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
 /// How every deployment's own trust statement `Sid` starts ([`trust_statement_sid`]).
 pub const TRUST_SID_PREFIX: &str = "O11yProvisionerIrsa";
 

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
+use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::doc::statements_or_empty;
@@ -34,28 +34,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
 
     // The input names another role than the recorded one: the recorded one is retired (written
     // ahead), and removed once the workspace uses this one.
-    let rec = record::load(ctx).await?;
-    let mut retired_roles: Vec<String> = rec
-        .retired
-        .iter()
-        .filter(|x| x.key == keys::GRAFANA_ROLE)
-        .map(|x| role_name_of(&x.resource.id).to_string())
-        .collect();
-    if let Some(prev) = rec.resource(keys::GRAFANA_ROLE).filter(|e| role_name_of(&e.id) != d.grafana_role_name).cloned()
-    {
-        let name = role_name_of(&prev.id).to_string();
-        record::update(ctx, |r| {
-            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
-                r.retired.push(RetiredResource { key: keys::GRAFANA_ROLE.to_string(), resource: prev.clone() });
-            }
-            r.resources.remove(keys::GRAFANA_ROLE);
-        })
-        .await?;
-        if !retired_roles.contains(&name) {
-            retired_roles.push(name);
-        }
-    }
-    retired_roles.retain(|n| n != &d.grafana_role_name);
+    let retired = record::retire_renamed(ctx, keys::GRAFANA_ROLE, &d.grafana_role_name).await?;
+    let retired_roles = role_names(&retired, &d.grafana_role_name);
 
     let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
         Ok(out) => out.role().cloned(),
@@ -156,9 +136,15 @@ async fn record_role(ctx: &Ctx, arn: &str, owned: bool) -> Result<()> {
     .map(|_| ())
 }
 
-/// The name of a role from its ARN (`arn:<p>:iam::<account>:role/<path/>name`).
-pub fn role_name_of(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
+/// The names of the `retired` roles, but `current`'s.
+fn role_names(retired: &[ResourceRecord], current: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in retired.iter().map(|r| names::iam_name(&r.id)).filter(|n| *n != current) {
+        if !out.iter().any(|x| x == name) {
+            out.push(name.to_string());
+        }
+    }
+    out
 }
 
 /// Removes the retired Grafana roles (`names`): each only when ours (its tags say so), its
@@ -169,8 +155,9 @@ pub async fn retire_roles(ctx: &Ctx, step: &'static str, names: &[String], out: 
     }
     if !names.is_empty() {
         record::update(ctx, |r| {
-            r.retired
-                .retain(|x| !(x.key == keys::GRAFANA_ROLE && names.iter().any(|n| n == role_name_of(&x.resource.id))))
+            r.retired.retain(|x| {
+                !(x.key == keys::GRAFANA_ROLE && names.iter().any(|n| n == names::iam_name(&x.resource.id)))
+            })
         })
         .await?;
     }
@@ -185,13 +172,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
     let mut out = iam_util::delete_attached(ctx, &pre.account_id, &read_policy(ctx)).await?;
-    let retired: Vec<String> = record::load(ctx)
-        .await?
-        .retired
-        .iter()
-        .filter(|x| x.key == keys::GRAFANA_ROLE)
-        .map(|x| role_name_of(&x.resource.id).to_string())
-        .collect();
+    let retired = role_names(&record::load(ctx).await?.retired_of(keys::GRAFANA_ROLE), &d.grafana_role_name);
     retire_roles(ctx, STEP, &retired, &mut out).await?;
     iam_util::delete_role(ctx, STEP, keys::GRAFANA_ROLE, &d.grafana_role_name, &mut out).await?;
     Ok(out)

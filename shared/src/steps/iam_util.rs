@@ -5,7 +5,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
+use crate::ctx::record::{self, keys, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy;
@@ -57,35 +57,12 @@ pub async fn converge_attached(
         PolicySpec { step: target.step, record_key: target.record_key, name: target.name, description, document };
     // The input names another policy than the recorded one: the recorded one is retired first
     // (written ahead), then removed once the new one is attached.
-    let rec = record::load(ctx).await?;
-    let mut retired = retired_of(&rec, target);
-    if let Some(prev) = rec.resource(target.record_key).filter(|e| policy_name_of(&e.id) != target.name).cloned() {
-        record::update(ctx, |r| {
-            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
-                r.retired.push(RetiredResource { key: target.record_key.to_string(), resource: prev.clone() });
-            }
-            r.resources.remove(target.record_key);
-        })
-        .await?;
-        if !retired.iter().any(|x| x.id == prev.id) {
-            retired.push(prev);
-        }
-    }
+    let retired = record::retire_renamed(ctx, target.record_key, target.name).await?;
     let mut out = ensure_managed_policy(ctx, account_id, &spec).await?;
     out.attached = ensure_attached(ctx, target.step, target.record_key, target.role_name, &out.policy_arn).await?;
     let mut report = DeleteOutput::default();
     retire_policies(ctx, target, &retired, &mut report).await?;
     Ok(out)
-}
-
-/// The name of a policy from its ARN (`arn:<p>:iam::<account>:policy/<path/>name`).
-fn policy_name_of(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
-/// The retired policies of `target`'s record key.
-fn retired_of(rec: &record::Record, target: &PolicyRef<'_>) -> Vec<ResourceRecord> {
-    rec.retired.iter().filter(|x| x.key == target.record_key).map(|x| x.resource.clone()).collect()
 }
 
 /// Removes `retired` (policies of `target`'s record key the input named before; see
@@ -106,7 +83,7 @@ async fn retire_policies(
         };
         if exists {
             let role = r.attached_to.clone().unwrap_or_else(|| target.role_name.to_string());
-            remove_policy(ctx, target.step, Some(r), r.id.clone(), policy_name_of(&r.id), &role, out).await?;
+            remove_policy(ctx, target.step, Some(r), r.id.clone(), names::iam_name(&r.id), &role, out).await?;
         }
     }
     if !mine.is_empty() {
@@ -118,7 +95,7 @@ async fn retire_policies(
 /// Removes the policy `target` names (see [`delete_managed_policy`]) and reports what it did.
 pub async fn delete_attached(ctx: &Ctx, account_id: &str, target: &PolicyRef<'_>) -> Result<DeleteOutput> {
     let mut out = DeleteOutput::default();
-    let retired = retired_of(&record::load(ctx).await?, target);
+    let retired = record::load(ctx).await?.retired_of(target.record_key);
     retire_policies(ctx, target, &retired, &mut out).await?;
     delete_managed_policy(ctx, target.step, target.record_key, account_id, target.name, target.role_name, &mut out)
         .await?;
