@@ -5,8 +5,12 @@
 //! The contract: exactly one response per request, before CloudFormation's one-hour timeout. The
 //! `PhysicalResourceId` is `o11y-provisioner:<account>:<region>:<deploymentName>`, so a change of
 //! any of the three is a replacement (CloudFormation then deletes the old one). A Create that
-//! fails answers with a sentinel id, and the Delete that follows succeeds without touching
-//! anything. The response body stays under 4,096 bytes.
+//! fails is rolled back first when the deployment had no record before it (the state machine's
+//! `Rollback*` states run the delete chain), then answered FAILED with a sentinel id: after a
+//! complete rollback (or a failed Create on a deployment that existed before it, which is left
+//! as it was) the Delete that follows succeeds without touching anything; after a rollback that
+//! failed, the sentinel says so and that Delete runs the real delete from the record. The
+//! response body stays under 4,096 bytes.
 
 use std::time::Duration;
 
@@ -22,8 +26,13 @@ use crate::domain::input::{self, Action};
 pub use crate::state::{CfnContext, RequestType};
 use crate::state::{OutputContract, ProvisionState};
 
-/// Prefix of the id answered for a Create that failed.
+/// Prefix of the id answered for a Create that failed and left nothing of its own behind.
 pub const CREATE_FAILED_PREFIX: &str = "o11y-provisioner:create-failed:";
+/// Prefix of the id answered for a Create that failed and whose rollback failed too: the
+/// record is kept, and the Delete CloudFormation sends next finishes the rollback.
+pub const ROLLBACK_INCOMPLETE_PREFIX: &str = "o11y-provisioner:rollback-incomplete:";
+/// The longest the original failure and the rollback's failure each take in a reason.
+const REASON_PART_CHARS: usize = 1800;
 /// CloudFormation's limit on the response body.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 
@@ -200,6 +209,67 @@ fn response(ctx: &CfnContext, ok: bool, reason: String, data: Map<String, Value>
     }
 }
 
+fn clip(text: String) -> String {
+    if text.chars().count() <= REASON_PART_CHARS {
+        return text;
+    }
+    text.chars().take(REASON_PART_CHARS - 3).collect::<String>() + "..."
+}
+
+/// The FAILED answer of a failed run: the original failure first, then, when the run was rolled
+/// back (a CloudFormation Create of a deployment without a record), how the rollback went. A
+/// rollback that failed answers with [`ROLLBACK_INCOMPLETE_PREFIX`], so that the following Delete
+/// finishes it.
+pub fn failure_response(ctx: &CfnContext, state: &ProvisionState, error: &Value) -> CfnResponse {
+    let original = clip(failure_reason(error));
+    let rolled_back = state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure);
+    if !rolled_back {
+        return response(ctx, false, original, Map::new());
+    }
+    match &state.rollback_error {
+        None => {
+            let kept: Vec<String> = state
+                .deleted
+                .iter()
+                .flat_map(|d| {
+                    [
+                        &d.datasource,
+                        &d.grafana_workspace,
+                        &d.grafana_role,
+                        &d.write_policy,
+                        &d.amp_workspace,
+                        &d.irsa_trust,
+                        &d.outputs,
+                    ]
+                })
+                .flatten()
+                .flat_map(|o| o.retained.clone())
+                .collect();
+            let kept = if kept.is_empty() { String::new() } else { format!("; kept: {}", kept.join(", ")) };
+            response(
+                ctx,
+                false,
+                format!("{original} (rolled back: what this Create made was deleted{kept})"),
+                Map::new(),
+            )
+        }
+        Some(rollback) => {
+            let mut resp = response(
+                ctx,
+                false,
+                format!(
+                    "{original} (the rollback failed too: {}; what is left is recorded, and deleting the stack, or a \
+                     delete run from the console, removes it)",
+                    clip(failure_reason(rollback))
+                ),
+                Map::new(),
+            );
+            resp.physical_resource_id = format!("{ROLLBACK_INCOMPLETE_PREFIX}{}", ctx.request_id);
+            resp
+        }
+    }
+}
+
 /// Answers from the state (its error, or its output).
 pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Result<Value> {
     let Some(ctx) = &state.cloud_formation else {
@@ -207,7 +277,7 @@ pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Re
     };
     let execution = state.execution.clone().unwrap_or_default();
     let resp = match &state.error {
-        Some(err) => response(ctx, false, failure_reason(err), Map::new()),
+        Some(err) => failure_response(ctx, state, err),
         None => {
             let data = state.output.as_ref().map(data_of).unwrap_or_default();
             response(ctx, true, format!("o11y-provisioner execution {execution} succeeded"), data)
@@ -276,7 +346,8 @@ pub async fn handle_request(
     };
     check_response_url(&ctx.response_url)?;
 
-    // The Delete that follows a failed Create: nothing was kept, nothing to touch.
+    // The Delete that follows a failed Create: nothing of its own was left, nothing to touch (a
+    // rollback that did not finish answered ROLLBACK_INCOMPLETE_PREFIX instead: that Delete runs).
     if request_type == RequestType::Delete && failure_id.starts_with(CREATE_FAILED_PREFIX) {
         return answer(ctx, true, "nothing to delete: the create had failed".into()).await;
     }
@@ -288,6 +359,11 @@ pub async fn handle_request(
     };
     if let Some(obj) = input.as_object_mut() {
         obj.insert("action".into(), json!(action.as_str()));
+        // Finishing a rollback: the AMP workspace the failed Create made goes too, unless the
+        // properties say to retain it (the rollback's own rule).
+        if failure_id.starts_with(ROLLBACK_INCOMPLETE_PREFIX) && !obj.contains_key("retainMetrics") {
+            obj.insert("retainMetrics".into(), json!(false));
+        }
     }
     let deployment = match input::resolve(&input, Some(&stack_region)) {
         Ok(d) => d,
@@ -386,6 +462,49 @@ mod tests {
         assert_eq!(v["Status"], "FAILED");
         assert_eq!(v["PhysicalResourceId"], format!("{CREATE_FAILED_PREFIX}r"));
         assert_eq!(v["Data"]["GrafanaUrl"], "https://g-1.grafana-workspace.us-east-1.amazonaws.com");
+    }
+
+    fn failed_state(rollback: bool, rollback_error: Option<Value>) -> ProvisionState {
+        let mut st = ProvisionState::new(json!({}));
+        st.preflight = Some(crate::state::PreflightOutput {
+            action: input::Action::Apply,
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+            oidc_issuer: String::new(),
+            oidc_provider_arn: String::new(),
+            irsa_role_arn: String::new(),
+            rollback_on_failure: rollback,
+        });
+        let kept = crate::state::DeleteOutput { retained: vec!["ws-1: adopted".into()], ..Default::default() };
+        st.deleted = Some(crate::state::DeletedState { amp_workspace: Some(kept), ..Default::default() });
+        st.rollback_error = rollback_error;
+        st
+    }
+
+    #[test]
+    fn a_failed_create_answers_the_original_failure_and_how_the_rollback_went() {
+        let err = json!({"Error": "AwsError", "Cause": "{\"errorMessage\":\"datasource: 1 of 1 grants failed\"}"});
+        // not rolled back (the deployment existed before the Create): the failure alone, the sentinel
+        let r = failure_response(&ctx(), &failed_state(false, None), &err);
+        assert_eq!(r.reason, "AwsError: datasource: 1 of 1 grants failed");
+        assert_eq!(r.physical_resource_id, format!("{CREATE_FAILED_PREFIX}r"));
+        // rolled back: the failure first, then what was kept
+        let r = failure_response(&ctx(), &failed_state(true, None), &err);
+        assert!(r.reason.starts_with("AwsError: datasource: 1 of 1 grants failed (rolled back"), "{}", r.reason);
+        assert!(r.reason.contains("kept: ws-1: adopted"), "{}", r.reason);
+        assert_eq!(r.physical_resource_id, format!("{CREATE_FAILED_PREFIX}r"));
+        // the rollback failed: both causes, and the id that makes the following Delete run
+        let rb = json!({"Error": "AwsError", "Cause": "{\"errorMessage\":\"grafana-role: AccessDenied\"}"});
+        let r = failure_response(
+            &ctx(),
+            &failed_state(true, Some(rb)),
+            &json!({"Error": "AwsError", "Cause": "x".repeat(5000)}),
+        );
+        assert!(r.reason.contains("the rollback failed too: AwsError: grafana-role: AccessDenied"), "{}", r.reason);
+        assert_eq!(r.physical_resource_id, format!("{ROLLBACK_INCOMPLETE_PREFIX}r"));
+        assert!(!r.physical_resource_id.starts_with(CREATE_FAILED_PREFIX));
+        assert!(body(r).unwrap().len() <= MAX_RESPONSE_BYTES);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct ProvisionState {
     /// The caught error (`Error`, `Cause`), on the failure path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// The caught error of the rollback of a failed CloudFormation Create (the state machine's
+    /// `Rollback*` states), when the rollback itself failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_error: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<PreflightOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +168,11 @@ pub struct PreflightOutput {
     pub oidc_issuer: String,
     pub oidc_provider_arn: String,
     pub irsa_role_arn: String,
+    /// A failure of this run is rolled back (the state machine runs the delete chain, then
+    /// answers FAILED): set only for a CloudFormation Create of a deployment that had no record
+    /// when this run began, so that everything recorded since was made by this run.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
 }
 
 /// irsa-trust: what the trust policy holds for us.

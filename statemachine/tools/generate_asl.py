@@ -18,6 +18,11 @@ RETRY = [
      "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2.0, "MaxDelaySeconds": 10, "JitterStrategy": "FULL"},
 ]
 CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Finish"}]
+# a failed apply step: rolled back first when preflight says so (a CloudFormation Create of a
+# deployment that had no record), then Finish
+APPLY_CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RollBack?"}]
+# a failed rollback step keeps the original error in $.error and adds its own
+ROLLBACK_CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.rollbackError", "Next": "Finish"}]
 
 
 def task(fn, result, nxt, comment, catch=CATCH):
@@ -25,13 +30,42 @@ def task(fn, result, nxt, comment, catch=CATCH):
             "TimeoutSeconds": 120, "Retry": RETRY, "Catch": catch, "Next": nxt}
 
 
-def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn, comment):
+def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn, comment, catch=CATCH):
     return {
         choice: {"Type": "Choice", "Choices": [
             {"Variable": path + ".status", "StringEquals": done_value, "Next": done_next}], "Default": wait},
         wait: {"Type": "Wait", "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
-        status_state: task(status_fn, path, choice, comment),
+        status_state: task(status_fn, path, choice, comment, catch),
     }
+
+
+def delete_chain(prefix, catch, what):
+    """The delete steps in reverse order of apply, as states named <prefix><Step> (Delete: the
+    delete action; Rollback: the rollback of a failed CloudFormation Create), ending in Finish."""
+    p = prefix
+    w = "" if p == "Delete" else p  # the delete action's wait loop keeps its original names
+    states = {
+        p + "Init": {"Type": "Pass", "Comment": "Delete reports go under $.deleted.", "Result": {}, "ResultPath": "$.deleted",
+                     "Next": p + "Datasource"},
+        p + "Datasource": task("Datasource", "$.deleted.datasource", p + "GrafanaWorkspace",
+                               "In an adopted workspace, remove our datasource and service account (ours go with the workspace).", catch),
+        p + "GrafanaWorkspace": task("GrafanaWorkspace", "$.deleted.grafanaWorkspace", w + "GrafanaGone?",
+                                     "Start deleting the Grafana workspace if %s created it." % what, catch),
+        p + "GrafanaRole": task("GrafanaRole", "$.deleted.grafanaRole", p + "WritePolicy",
+                                "Remove the read policy and the Grafana role if ours.", catch),
+        p + "WritePolicy": task("WritePolicy", "$.deleted.writePolicy", p + "AmpWorkspace",
+                                "Detach and delete the write policy if ours.", catch),
+        p + "AmpWorkspace": task("AmpWorkspace", "$.deleted.ampWorkspace", p + "IrsaTrust",
+                                 "Delete the AMP workspace only if ours and retainMetrics is false.", catch),
+        p + "IrsaTrust": task("IrsaTrust", "$.deleted.irsaTrust", p + "Outputs",
+                              "Remove exactly the trust statement we added.", catch),
+        p + "Outputs": task("Publish", "$.deleted.outputs", "Finish",
+                            "Delete our SSM parameters, the record last.", catch),
+    }
+    states.update(wait_loop(w + "GrafanaGone?", w + "GrafanaDeletionWait", w + "GrafanaDeletionStatus",
+                            "$.deleted.grafanaWorkspace", "DELETED", p + "GrafanaRole", "GrafanaStatus",
+                            "Look again until the Grafana workspace is gone.", catch))
+    return states
 
 
 states = {
@@ -53,38 +87,32 @@ states = {
     "Plan": task("Plan", "$.plan", "Finish", "Every step without writing: what apply would change."),
     # apply
     "IrsaTrust": task("IrsaTrust", "$.irsaTrust", "AmpWorkspace",
-                      "Make the IRSA role trust observability-* service accounts of the namespace."),
+                      "Make the IRSA role trust observability-* service accounts of the namespace.", APPLY_CATCH),
     "AmpWorkspace": task("AmpWorkspace", "$.ampWorkspace", "AmpActive?",
-                         "Find the AMP workspace by exact alias (renaming the recorded one on an alias change), or create it."),
+                         "Find the AMP workspace by exact alias (renaming the recorded one on an alias change), or create it.", APPLY_CATCH),
     "WritePolicy": task("WritePolicy", "$.writePolicy", "GrafanaRole",
-                        "Converge the write policy and attach it to the IRSA role."),
+                        "Converge the write policy and attach it to the IRSA role.", APPLY_CATCH),
     "GrafanaRole": task("GrafanaRole", "$.grafanaRole", "GrafanaWorkspace",
-                        "Converge the Grafana role, its trust and its read policy."),
+                        "Converge the Grafana role, its trust and its read policy.", APPLY_CATCH),
     "GrafanaWorkspace": task("GrafanaWorkspace", "$.grafanaWorkspace", "GrafanaActive?",
-                             "Find the Grafana workspace by exact name, or create it."),
+                             "Find the Grafana workspace by exact name, or create it.", APPLY_CATCH),
     "Datasource": task("Datasource", "$.datasource", "Publish",
-                       "Upsert the SigV4 Prometheus datasource (a short-lived token, deleted after use), check its health, grant the admins."),
+                       "Upsert the SigV4 Prometheus datasource (a short-lived token, deleted after use), check its health, grant the admins.", APPLY_CATCH),
     "Publish": task("Publish", "$.output", "Verify",
-                    "Write the SSM parameters and the Helm values; returns the output contract."),
+                    "Write the SSM parameters and the Helm values; returns the output contract.", APPLY_CATCH),
     "Verify": task("Verify", "$.output", "Finish",
-                   "Check the policies, the trust and a remote-write probe; the result joins the output contract and SSM."),
-    # delete
-    "DeleteInit": {"Type": "Pass", "Comment": "Delete reports go under $.deleted.", "Result": {}, "ResultPath": "$.deleted",
-                   "Next": "DeleteDatasource"},
-    "DeleteDatasource": task("Datasource", "$.deleted.datasource", "DeleteGrafanaWorkspace",
-                             "In an adopted workspace, remove our datasource and service account (ours go with the workspace)."),
-    "DeleteGrafanaWorkspace": task("GrafanaWorkspace", "$.deleted.grafanaWorkspace", "GrafanaGone?",
-                                   "Start deleting the Grafana workspace if this deployment created it."),
-    "DeleteGrafanaRole": task("GrafanaRole", "$.deleted.grafanaRole", "DeleteWritePolicy",
-                              "Remove the read policy and the Grafana role if ours."),
-    "DeleteWritePolicy": task("WritePolicy", "$.deleted.writePolicy", "DeleteAmpWorkspace",
-                              "Detach and delete the write policy if ours."),
-    "DeleteAmpWorkspace": task("AmpWorkspace", "$.deleted.ampWorkspace", "DeleteIrsaTrust",
-                               "Delete the AMP workspace only if ours and retainMetrics is false."),
-    "DeleteIrsaTrust": task("IrsaTrust", "$.deleted.irsaTrust", "DeleteOutputs",
-                            "Remove exactly the trust statement we added."),
-    "DeleteOutputs": task("Publish", "$.deleted.outputs", "Finish",
-                          "Delete our SSM parameters, the record last."),
+                   "Check the policies, the trust and a remote-write probe; the result joins the output contract and SSM.", APPLY_CATCH),
+    # a failed apply step of a rolled-back run (preflight.rollbackOnFailure): the same delete
+    # chain, with its own Catch so that the original error stays in $.error
+    "RollBack?": {"Type": "Choice", "Comment": "Roll back a failed CloudFormation Create of a deployment that had no record before it; else answer.",
+                  "Choices": [{"Variable": "$.preflight.rollbackOnFailure", "BooleanEquals": True, "Next": "Rollback"}],
+                  "Default": "Finish"},
+    "Rollback": {"Type": "Pass", "Comment": "The rollback is the delete of what this run recorded: every step runs its delete.",
+                 "Result": "delete", "ResultPath": "$.input.action", "Next": "RollbackRetain?"},
+    "RollbackRetain?": {"Type": "Choice", "Comment": "A retainMetrics the input states is obeyed; by default the AMP workspace this failed Create made is deleted (it holds no data worth keeping).",
+                        "Choices": [{"Variable": "$.input.retainMetrics", "IsPresent": True, "Next": "RollbackInit"}],
+                        "Default": "RollbackNoRetain"},
+    "RollbackNoRetain": {"Type": "Pass", "Result": False, "ResultPath": "$.input.retainMetrics", "Next": "RollbackInit"},
     # every path ends here: release the lease, answer CloudFormation if it started the run, then
     # succeed or fail
     "Finish": task("Finish", "$.finish", "Outcome",
@@ -106,11 +134,11 @@ states = {
                "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
 }
 states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
-                        "Look at the AMP workspace again; fails once the wait budget is spent."))
+                        "Look at the AMP workspace again; fails once the wait budget is spent.", APPLY_CATCH))
 states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Datasource",
-                        "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent."))
-states.update(wait_loop("GrafanaGone?", "GrafanaDeletionWait", "GrafanaDeletionStatus", "$.deleted.grafanaWorkspace",
-                        "DELETED", "DeleteGrafanaRole", "GrafanaStatus", "Look again until the Grafana workspace is gone."))
+                        "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent.", APPLY_CATCH))
+states.update(delete_chain("Delete", CATCH, "this deployment"))
+states.update(delete_chain("Rollback", ROLLBACK_CATCH, "this run"))
 asl = {"Comment": "o11y-provisioner: plan, apply or delete the AMP, Managed Grafana and IAM setup of an EKS deployment (JSONPath).",
        "QueryLanguage": "JSONPath", "StartAt": "Init", "TimeoutSeconds": 3000, "States": states}
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "provision.asl.json")

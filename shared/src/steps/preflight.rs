@@ -1,12 +1,16 @@
 //! preflight: the account (STS), the cluster's OIDC issuer (input or `eks:DescribeCluster`), and
 //! checks that the IAM OIDC provider and the IRSA role exist. Read-only. On `delete`, a missing
-//! cluster, provider or role is not an error: there is then less to clean up.
+//! cluster, provider or role is not an error: there is then less to clean up. For a
+//! CloudFormation Create it also reads whether the deployment's record exists: only a Create of a
+//! deployment without one is rolled back when it fails (what it would delete is then all its own).
 
 use crate::aws::sdk::from_sdk;
+use crate::aws::ssm;
+use crate::ctx::record;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::Action;
 use crate::domain::names;
-use crate::state::{PreflightOutput, ProvisionState};
+use crate::state::{PreflightOutput, ProvisionState, RequestType};
 use crate::steps::Ctx;
 
 /// Runs the preflight checks.
@@ -81,6 +85,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
     }
+    // Read once the lease is held: no other apply or delete writes the record meanwhile, so "no
+    // record now" means that every entry recorded from here on is this run's.
+    let cfn_create = state.cloud_formation.as_ref().is_some_and(|c| c.request_type == RequestType::Create);
+    let rollback_on_failure =
+        cfn_create && d.action == Action::Apply && ssm::get_parameter(&c.ssm, &record::parameter(ctx)).await?.is_none();
     Ok(PreflightOutput {
         action: d.action,
         account_id,
@@ -89,6 +98,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         oidc_issuer,
         oidc_provider_arn,
         irsa_role_arn,
+        rollback_on_failure,
     })
 }
 

@@ -250,7 +250,7 @@ def purpose_of(c: Classified, method: str, path: str, query: dict, name: str | N
 # Fault injection
 # --------------------------------------------------------------------------------------------
 
-FAULT_KINDS = ("throttle", "500", "503", "reset", "latency")
+FAULT_KINDS = ("throttle", "500", "503", "reset", "latency", "denied")
 
 # How a faulted Lambda Invoke is answered. "http": the Invoke API's own error (429, 500, 503, or a
 # reset connection). "function-error": what AWS Step Functions reports for that Lambda service
@@ -264,6 +264,7 @@ INVOKE_FAULT_ERROR_TYPES = {
     "500": ("Lambda.ServiceException", "Lambda encountered an internal error (HTTP 500)."),
     "503": ("Lambda.ServiceException", "Lambda is unavailable (HTTP 503)."),
     "reset": ("Lambda.SdkClientException", "Unable to execute HTTP request: Connection reset"),
+    "denied": ("Lambda.AccessDeniedException", "The role of the state machine may not invoke the function."),
 }
 
 
@@ -340,6 +341,10 @@ def fault_response(kind: str, c: Classified) -> tuple[int, dict, bytes]:
             status = 429
             if c.service == "lambda":
                 code_json = "TooManyRequestsException"
+    elif kind == "denied":
+        # not retryable: a failure the state machine does not retry (a step fails for good)
+        code_json, code_query, msg = "AccessDeniedException", "AccessDenied", "User is not authorized (injected)"
+        status, qtype = (403 if c.protocol != "json" else 400, "Sender")
     elif kind == "500":
         code_json = code_query = "InternalFailure"
         msg, status, qtype = "We encountered an internal error. Please try again.", 500, "Receiver"
