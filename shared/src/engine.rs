@@ -275,6 +275,7 @@ pub mod lambdas {
             let mut now = steps::amp_workspace::describe(ctx, &prev.workspace_id).await?;
             now.adopted = prev.adopted;
             now.created = prev.created;
+            now.retired_workspaces = prev.retired_workspaces.clone();
             if steps::amp_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("AMP workspace {} is {}", now.workspace_id, now.status)));
             }
@@ -306,6 +307,7 @@ pub mod lambdas {
             now.created = prev.created;
             now.updated = prev.updated;
             now.adopted = prev.adopted;
+            now.retired_workspaces = prev.retired_workspaces.clone();
             if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
             }
