@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
 use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, PermissionType};
-use o11y_shared::aws::Clients;
+use o11y_shared::aws::{ssm, Clients};
 use o11y_shared::steps::datasource::datasource_uid;
 use o11y_tests::seed;
 use o11y_tests::stack::{FullStack, StackOptions};
@@ -190,4 +190,37 @@ async fn an_amp_alias_of_another_workspace_with_retain_metrics_false_deletes_our
     assert!(out.get("retained").is_none(), "{out:#}");
     assert!(amp_tags(&clients, &ours_id).await.is_none(), "ours is deleted");
     assert!(amp_tags(&clients, &foreign_id).await.is_some());
+}
+
+/// The tier of an SSM parameter, read back from the stack.
+async fn tier_of(clients: &Clients, name: &str) -> String {
+    let filter = aws_sdk_ssm::types::ParameterStringFilter::builder().key("Name").option("Equals").values(name).build();
+    let out = clients.ssm.describe_parameters().parameter_filters(filter.unwrap()).send().await.unwrap();
+    out.parameters()[0].tier().unwrap().as_str().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_that_needed_the_advanced_tier_is_never_rewritten_as_standard() {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    let name = "/o11y/dr-prod/helm-values";
+    let tags = [("o11y-provisioner:deployment".to_string(), "dr-prod".to_string())];
+    let put = |value: String, exists: bool| {
+        let (ssm, tags) = (clients.ssm.clone(), tags.clone());
+        async move { ssm::put_parameter(&ssm, name, &value, exists, &tags, "test").await.unwrap() }
+    };
+
+    // GIVEN a value just over 4 KB: Advanced
+    put("x".repeat(4097), false).await;
+    assert_eq!(tier_of(&clients, name).await, "Advanced");
+    // WHEN a value that fits Standard replaces it THEN it stays Advanced, with the new value
+    put("small".to_string(), true).await;
+    assert_eq!(tier_of(&clients, name).await, "Advanced");
+    let v = clients.ssm.get_parameter().name(name).send().await.unwrap();
+    assert_eq!(v.parameter().unwrap().value(), Some("small"));
+    // AND a parameter that never needed more stays Standard
+    let other = "/o11y/dr-prod/grafana-url";
+    ssm::put_parameter(&clients.ssm, other, "a", false, &tags, "test").await.unwrap();
+    ssm::put_parameter(&clients.ssm, other, "b", true, &tags, "test").await.unwrap();
+    assert_eq!(tier_of(&clients, other).await, "Standard");
 }
