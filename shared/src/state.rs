@@ -18,6 +18,10 @@ pub struct ProvisionState {
     /// The execution's name (`$$.Execution.Name`): the STS session name in a target account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// The in-process runner's run id (there is no execution): what makes its client tokens
+    /// differ from another run's. Takes no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// Set when CloudFormation started the run: where and how to answer it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_formation: Option<CfnContext>,

@@ -224,3 +224,39 @@ async fn a_parameter_that_needed_the_advanced_tier_is_never_rewritten_as_standar
     ssm::put_parameter(&clients.ssm, other, "b", true, &tags, "test").await.unwrap();
     assert_eq!(tier_of(&clients, other).await, "Standard");
 }
+
+/// The client token the Grafana emulator holds for workspace `id`.
+fn grafana_client_token(stack: &FullStack, id: &str) -> String {
+    let state = stack.grafana_emulator_control("/_emulator/state");
+    let ws = state["workspaces"].as_array().unwrap().iter().find(|w| w["id"] == id).cloned().unwrap();
+    ws["clientToken"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_after_a_delete_in_process_uses_a_new_client_token() {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let wait = o11y_shared::engine::WaitPolicy {
+        first_interval: std::time::Duration::from_millis(100),
+        max_interval: std::time::Duration::from_millis(500),
+        max_total: std::time::Duration::from_secs(30),
+    };
+    let run = |input: Value| {
+        let (clients, wait) = (clients.clone(), wait.clone());
+        async move { o11y_shared::engine::run(&clients, input, &wait).await.expect("in-process run") }
+    };
+    let mut delete = minimal();
+    delete["action"] = json!("delete");
+    delete["retainMetrics"] = json!(false);
+
+    // GIVEN a deployment created, deleted and created again by the in-process runner (no execution)
+    let first = run(minimal()).await.grafana_workspace.unwrap().workspace_id;
+    let first_token = grafana_client_token(&stack, &first);
+    run(delete.clone()).await;
+    let second = run(minimal()).await.grafana_workspace.unwrap().workspace_id;
+
+    // THEN the second create carried a token of its own (same parameters, another generation)
+    assert_ne!(first, second);
+    assert_ne!(grafana_client_token(&stack, &second), first_token);
+}

@@ -42,7 +42,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
                     format!("AMP workspace {id}"),
                     json!({"alias": {"from": old_alias, "to": d.amp_alias}}),
                 );
-                let token = ctx.client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id);
+                let token = ctx.client_token(
+                    "amp-alias",
+                    &pre.account_id,
+                    &json!({"workspaceId": id, "from": old_alias, "alias": d.amp_alias}),
+                );
                 let renamed = ctx
                     .write(change, || async {
                         amp.update_workspace_alias()
@@ -61,7 +65,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             }
             None => {
                 let change = Change::new(STEP, ChangeKind::Create, "AMP workspace", json!({"alias": d.amp_alias}));
-                let token = ctx.client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id);
+                let token = ctx.client_token("amp-workspace", &pre.account_id, &json!({"alias": d.amp_alias}));
                 let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
                 for (k, v) in ctx.owner_tags() {
                     req = req.tags(k, v);
@@ -190,7 +194,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     } else {
         let change =
             Change::new(STEP, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
-        let token = ctx.client_token(&format!("amp-delete/{id}"), &pre.account_id);
+        let token = ctx.client_token("amp-delete", &pre.account_id, &json!({"workspaceId": id}));
         ctx.write(change, || async {
             match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {
                 Ok(_) => {
@@ -258,7 +262,7 @@ pub async fn retire_workspaces(
             retained.push(id.clone());
         } else {
             let change = Change::new(step, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"retired": true}));
-            let token = ctx.client_token(&format!("amp-delete/{id}"), account_id);
+            let token = ctx.client_token("amp-delete", account_id, &json!({"workspaceId": id}));
             ctx.write(change, || async {
                 match amp.delete_workspace().workspace_id(id).client_token(token).send().await {
                     Ok(_) => Ok(()),

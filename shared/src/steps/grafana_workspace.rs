@@ -65,7 +65,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
                     "workspaceRoleArn": role.role_arn,
                 }),
             );
-            let token = ctx.client_token(&format!("grafana-workspace/{}", d.grafana_workspace_name), &pre.account_id);
+            let token = ctx.client_token("grafana-workspace", &pre.account_id, &change.details);
             let mut req = g
                 .create_workspace()
                 .account_access_type(AccountAccessType::CurrentAccount)
