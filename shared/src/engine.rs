@@ -275,6 +275,7 @@ pub mod lambdas {
             let mut now = steps::amp_workspace::describe(ctx, &prev.workspace_id).await?;
             now.adopted = prev.adopted;
             now.created = prev.created;
+            now.retired_workspaces = prev.retired_workspaces.clone();
             if steps::amp_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("AMP workspace {} is {}", now.workspace_id, now.status)));
             }
@@ -306,6 +307,7 @@ pub mod lambdas {
             now.created = prev.created;
             now.updated = prev.updated;
             now.adopted = prev.adopted;
+            now.retired_workspaces = prev.retired_workspaces.clone();
             if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
             }
@@ -487,6 +489,7 @@ async fn run_chain(clients: &Clients, state: &mut ProvisionState, chain: &[Step]
 /// input's action.
 pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<ProvisionState> {
     let mut state = ProvisionState::new(input);
+    state.run = Some(local_run_id());
     run_chain(clients, &mut state, &[Step::Preflight]).await?;
     match require(&state.preflight, "preflight")?.action {
         Action::Plan => run_chain(clients, &mut state, &[Step::Plan]).await?,
@@ -515,6 +518,15 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
         }
     }
     Ok(state)
+}
+
+/// A run id unique to this in-process run (the process and the time, to the nanosecond, and a
+/// counter).
+fn local_run_id() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("local-{:x}-{nanos:x}-{n}", std::process::id())
 }
 
 /// Same as [`run`]: kept as the name callers use when they provision.

@@ -18,6 +18,10 @@ pub struct ProvisionState {
     /// The execution's name (`$$.Execution.Name`): the STS session name in a target account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// The in-process runner's run id (there is no execution): what makes its client tokens
+    /// differ from another run's. Takes no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// Set when CloudFormation started the run: where and how to answer it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_formation: Option<CfnContext>,
@@ -202,6 +206,11 @@ pub struct AmpWorkspaceOutput {
     pub adopted: bool,
     /// Created by this run.
     pub created: bool,
+    /// Workspaces of ours the input named before, under another alias now carried by this
+    /// workspace (recorded as retired): once the new one is in use, `publish` deletes them
+    /// (`retainMetrics: false`) or keeps them with their data, no longer ours (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_workspaces: Vec<String>,
     /// While not ACTIVE: when to look again (the state machine's Wait reads `poll.waitSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Poll>,
@@ -254,6 +263,10 @@ pub struct GrafanaWorkspaceOutput {
     pub adopted: bool,
     pub created: bool,
     pub updated: bool,
+    /// Workspaces of ours the input named before (recorded as retired): deleted by the
+    /// datasource step once this one is ACTIVE with the data source in place (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_workspaces: Vec<String>,
     /// While not ACTIVE: when to look again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Poll>,
@@ -280,6 +293,11 @@ pub struct OutputContract {
     /// Resources found rather than created (`ampWorkspace`, `writePolicy`, `grafanaRole`,
     /// `readPolicy`, `grafanaWorkspace`): a later delete never removes them.
     pub adopted: Vec<String>,
+    /// AMP workspaces this deployment created and no longer uses (the alias moved to another
+    /// workspace), kept with their metrics (`retainMetrics`) but no longer ours: their ownership
+    /// tags are removed and the record forgets them, so a later delete never removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained: Vec<String>,
     /// The final step's checks (policies, trust, the remote-write probe); also in SSM
     /// `<ssmPrefix>/verification`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

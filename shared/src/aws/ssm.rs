@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterTier, ParameterType, Tag};
 
 use crate::aws::sdk::from_sdk;
 use crate::domain::error::{Error, Result};
@@ -95,6 +95,13 @@ pub async fn put_parameter(
             Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
         }
     }
+    // SSM refuses to turn an Advanced parameter back into a Standard one: once Advanced, a
+    // parameter stays Advanced even when its new value would fit Standard.
+    let tier = if tier == ParameterTier::Standard && live_tier(ssm, name).await? == Some(ParameterTier::Advanced) {
+        ParameterTier::Advanced
+    } else {
+        tier
+    };
     ssm.put_parameter()
         .name(name)
         .value(value)
@@ -106,6 +113,24 @@ pub async fn put_parameter(
         .map_err(|e| from_sdk("ssm:PutParameter", e))?;
     tracing::info!(parameter = %name, "SSM parameter updated");
     Ok(())
+}
+
+/// The tier of the parameter `name` (`DescribeParameters`: `GetParameter` does not say), `None`
+/// when it does not exist.
+pub async fn live_tier(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Option<ParameterTier>> {
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let out = ssm
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .map_err(|e| from_sdk("ssm:DescribeParameters", e))?;
+    Ok(out.parameters().iter().find(|p| p.name() == Some(name)).and_then(|p| p.tier().cloned()))
 }
 
 /// Deletes parameters (at most [`GET_BATCH`] names a call).

@@ -65,9 +65,9 @@ pub struct Ctx {
     pub deployment: Deployment,
     /// Set when planning: writes are recorded here instead of made.
     pub plan: Option<PlanLog>,
-    /// The execution's name (`None` in the in-process runner): part of every client token, so
-    /// that a Lambda retried within one run repeats its request while every later run (a create
-    /// after a delete, a rename back) makes a new one.
+    /// The execution's name (the in-process runner: its run id, [`ProvisionState::run`]): part
+    /// of every client token, so that a Lambda retried within one run repeats its request while
+    /// every later run (a create after a delete, a rename back) makes a new one.
     pub execution: Option<String>,
 }
 
@@ -84,7 +84,7 @@ impl Ctx {
             clients = clients.assume(&role_arn, &session_name(state.execution.as_deref(), &deployment.name)).await?;
         }
         let plan = (deployment.action == Action::Plan).then(PlanLog::default);
-        Ok(Self { clients, deployment, plan, execution: state.execution.clone() })
+        Ok(Self { clients, deployment, plan, execution: state.execution.clone().or_else(|| state.run.clone()) })
     }
 
     /// The write gate. Applying: performs `write` and returns its result. Planning: records
@@ -166,11 +166,15 @@ impl Ctx {
         self.plan.is_some()
     }
 
-    /// The idempotency token of a create or update of `kind` (`amp-workspace/<alias>`, ...) in
-    /// `account`: the same for every retry within this run, new for every run.
-    pub fn client_token(&self, kind: &str, account: &str) -> String {
+    /// The idempotency token of a create, update or delete of `kind` (`amp-workspace`,
+    /// `grafana-workspace`, ...) with the parameters `request` (the names, ids and settings the
+    /// call sends) in `account`: the same for every retry within this run, new for every run and
+    /// for every other request. So one token never carries two sets of parameters: a create
+    /// after a delete, a rename back (A→B→A) or a second delete of another resource each get
+    /// their own.
+    pub fn client_token(&self, kind: &str, account: &str, request: &Value) -> String {
         names::client_token(
-            kind,
+            &request_kind(kind, request),
             account,
             &self.deployment.region,
             &token_scope(&self.deployment.name, self.execution.as_deref()),
@@ -189,6 +193,12 @@ impl Ctx {
     pub fn owns<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
         tags.any(|(k, v)| k == names::OWNER_TAG && v == self.deployment.name)
     }
+}
+
+/// `kind` and the request's parameters, canonical (serde_json sorts object keys): what a client
+/// token covers besides its scope.
+pub fn request_kind(kind: &str, request: &Value) -> String {
+    format!("{kind}/{request}")
 }
 
 /// What a client token is unique to: the deployment, and the run when there is one.
@@ -218,5 +228,35 @@ mod tests {
         assert_ne!(t(Some("run-1")), t(Some("run-2")));
         assert_ne!(t(Some("run-1")), t(None));
         assert!(t(Some(&"x".repeat(80))).len() <= 64, "AMP and Grafana take at most 64 characters");
+    }
+
+    /// The token of `kind` with `request` in run `e`.
+    fn token(kind: &str, request: &Value, e: &str) -> String {
+        names::client_token(&request_kind(kind, request), "123456789012", "us-east-1", &token_scope("d", Some(e)))
+    }
+
+    #[test]
+    fn one_client_token_never_carries_two_sets_of_parameters() {
+        use serde_json::json;
+        // A rename back and forth (A→B→A), within one run and across runs: every request its own.
+        let ab = json!({"workspaceId": "ws-1", "alias": "b"});
+        let ba = json!({"workspaceId": "ws-1", "alias": "a"});
+        let mut seen = std::collections::BTreeSet::new();
+        for (req, run) in [(&ab, "r1"), (&ba, "r1"), (&ab, "r2"), (&ba, "r3"), (&ab, "r4")] {
+            assert!(seen.insert(token("amp-alias", req, run)), "{req} in {run} reuses a token");
+        }
+        // A retry of the same request in the same run repeats it (that is the point).
+        assert_eq!(token("amp-alias", &ab, "r1"), token("amp-alias", &ab, "r1"));
+        // Delete then create again: each create its own token, so does each delete of another workspace.
+        let create = json!({"alias": "a"});
+        assert_ne!(token("amp-workspace", &create, "r1"), token("amp-workspace", &create, "r2"));
+        assert_ne!(
+            token("amp-delete", &json!({"workspaceId": "ws-1"}), "r1"),
+            token("amp-delete", &json!({"workspaceId": "ws-2"}), "r1")
+        );
+        // Other settings in the same run (a Grafana create with another role): another token.
+        let g1 = json!({"workspaceName": "g", "workspaceRoleArn": "arn:aws:iam::1:role/a"});
+        let g2 = json!({"workspaceName": "g", "workspaceRoleArn": "arn:aws:iam::1:role/b"});
+        assert_ne!(token("grafana-workspace", &g1, "r1"), token("grafana-workspace", &g2, "r1"));
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_amp::types::WorkspaceStatusCode;
 use serde_json::json;
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
 use crate::state::ChangeKind;
@@ -30,6 +30,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
     let amp = &ctx.clients.amp;
     let before = record::load(ctx).await?;
     let recorded = before.resource(keys::AMP_WORKSPACE).cloned();
+    let mut retired: Vec<String> = before.retired_of(keys::AMP_WORKSPACE).into_iter().map(|r| r.id).collect();
 
     let matches = find_by_alias(ctx, &d.amp_alias).await?;
     let (workspace_id, owned, created) = match matches.as_slice() {
@@ -41,7 +42,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
                     format!("AMP workspace {id}"),
                     json!({"alias": {"from": old_alias, "to": d.amp_alias}}),
                 );
-                let token = ctx.client_token(&format!("amp-alias/{}", d.amp_alias), &pre.account_id);
+                let token = ctx.client_token(
+                    "amp-alias",
+                    &pre.account_id,
+                    &json!({"workspaceId": id, "from": old_alias, "alias": d.amp_alias}),
+                );
                 let renamed = ctx
                     .write(change, || async {
                         amp.update_workspace_alias()
@@ -60,7 +65,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             }
             None => {
                 let change = Change::new(STEP, ChangeKind::Create, "AMP workspace", json!({"alias": d.amp_alias}));
-                let token = ctx.client_token(&format!("amp-workspace/{}", d.amp_alias), &pre.account_id);
+                let token = ctx.client_token("amp-workspace", &pre.account_id, &json!({"alias": d.amp_alias}));
                 let mut req = amp.create_workspace().alias(&d.amp_alias).client_token(token);
                 for (k, v) in ctx.owner_tags() {
                     req = req.tags(k, v);
@@ -75,7 +80,34 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
                 (out.workspace_id().to_string(), true, true)
             }
         },
-        [(id, owned)] => (id.clone(), *owned || recorded.as_ref().is_some_and(|r| &r.id == id && r.owned), false),
+        [(id, owned)] => {
+            let recorded_ours = recorded.as_ref().is_some_and(|r| &r.id == id && r.owned);
+            // The alias is now another workspace's, while ours still exists under its old one:
+            // that workspace is adopted only when the input names it explicitly, and ours is
+            // retired (written ahead).
+            if let Some((prev, _, true)) = renamable(ctx, recorded.as_ref().filter(|r| &r.id != id)).await? {
+                let named = state.input.pointer("/amp/alias").is_some_and(|v| v.is_string());
+                if !owned && !named {
+                    return Err(Error::Conflict(format!(
+                        "amp.alias: workspace {id} with the alias {:?} is not this deployment's; name it in amp.alias to \
+                         adopt it in place of {prev}, or choose an alias no workspace has",
+                        d.amp_alias
+                    )));
+                }
+                record::update(ctx, |r| {
+                    if let Some(old) = r.resources.remove(keys::AMP_WORKSPACE) {
+                        if !r.retired.iter().any(|x| x.resource.id == old.id) {
+                            r.retired.push(RetiredResource { key: keys::AMP_WORKSPACE.to_string(), resource: old });
+                        }
+                    }
+                })
+                .await?;
+                if !retired.contains(&prev) {
+                    retired.push(prev);
+                }
+            }
+            (id.clone(), *owned || recorded_ours, false)
+        }
         many => {
             let ids: Vec<&str> = many.iter().map(|(id, _)| id.as_str()).collect();
             return Err(Error::Conflict(format!(
@@ -99,6 +131,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
     let mut out = describe(ctx, &workspace_id).await?;
     out.adopted = !owned;
     out.created = created;
+    out.retired_workspaces = retired.into_iter().filter(|r| r != &workspace_id).collect();
     if FAILED_STATUSES.contains(&out.status.as_str()) {
         return Err(Error::ResourceFailed(format!(
             "AMP workspace {workspace_id} ({:?}) is {}: delete it, then run again",
@@ -133,6 +166,7 @@ fn planned_workspace(ctx: &Ctx, account_id: &str) -> AmpWorkspaceOutput {
         remote_write_url: KNOWN_AFTER_APPLY.to_string(),
         adopted: false,
         created: true,
+        retired_workspaces: Vec::new(),
         poll: None,
     }
 }
@@ -144,6 +178,10 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     let d = &ctx.deployment;
     let before = record::load(ctx).await?;
     let mut out = DeleteOutput::default();
+    let retired: Vec<String> = before.retired_of(keys::AMP_WORKSPACE).into_iter().map(|r| r.id).collect();
+    for id in retire_workspaces(ctx, STEP, &pre.account_id, &retired, &mut out.deleted).await? {
+        out.retained.push(format!("{id}: retainMetrics, no longer ours"));
+    }
     let target = match before.resource(keys::AMP_WORKSPACE) {
         Some(r) => Some((r.id.clone(), r.owned)),
         None => find_by_alias(ctx, &d.amp_alias).await?.into_iter().find(|(_, owned)| *owned),
@@ -156,7 +194,7 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
     } else {
         let change =
             Change::new(STEP, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
-        let token = ctx.client_token("amp-delete", &pre.account_id);
+        let token = ctx.client_token("amp-delete", &pre.account_id, &json!({"workspaceId": id}));
         ctx.write(change, || async {
             match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {
                 Ok(_) => {
@@ -175,6 +213,73 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         .await?;
     }
     Ok(out)
+}
+
+/// Retires the workspaces `ids` (ours, no longer named by the input), once the new one is in
+/// use: with `retainMetrics` each is kept with its data but is no longer ours (its ownership
+/// tags are removed, so neither an inventory nor a delete counts it) and returned; without, it
+/// is deleted. A workspace whose tags do not say it is ours is left as it is. Then the record
+/// forgets them. Deleted ones go to `deleted`.
+pub async fn retire_workspaces(
+    ctx: &Ctx,
+    step: &'static str,
+    account_id: &str,
+    ids: &[String],
+    deleted: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let amp = &ctx.clients.amp;
+    let mut retained = Vec::new();
+    for id in ids {
+        let ws = match amp.describe_workspace().workspace_id(id).send().await {
+            Ok(out) => out.workspace().cloned(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => None,
+            Err(e) => return Err(from_sdk("aps:DescribeWorkspace", e)),
+        };
+        let Some(ws) = ws else { continue };
+        let deleting = ws.status().is_some_and(|s| s.status_code() == &WorkspaceStatusCode::Deleting);
+        let ours = ctx.owns(ws.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
+        if deleting || !ours {
+            continue;
+        }
+        if ctx.deployment.retain_metrics {
+            let keys: Vec<String> = ctx.owner_tags().into_iter().map(|(k, _)| k).collect();
+            let change = Change::new(
+                step,
+                ChangeKind::Update,
+                format!("AMP workspace {id}"),
+                json!({"retained": "retainMetrics", "tagsRemoved": keys}),
+            );
+            ctx.write(change, || async {
+                amp.untag_resource()
+                    .resource_arn(ws.arn())
+                    .set_tag_keys(Some(keys.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("aps:UntagResource", e))
+            })
+            .await?;
+            tracing::info!(workspace_id = %id, "retired AMP workspace retained, no longer ours");
+            retained.push(id.clone());
+        } else {
+            let change = Change::new(step, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"retired": true}));
+            let token = ctx.client_token("amp-delete", account_id, &json!({"workspaceId": id}));
+            ctx.write(change, || async {
+                match amp.delete_workspace().workspace_id(id).client_token(token).send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+                    Err(e) => Err(from_sdk("aps:DeleteWorkspace", e)),
+                }
+            })
+            .await?;
+            tracing::info!(workspace_id = %id, "retired AMP workspace deleted");
+            deleted.push(id.clone());
+        }
+    }
+    if !ids.is_empty() {
+        record::update(ctx, |r| r.retired.retain(|x| !(x.key == keys::AMP_WORKSPACE && ids.contains(&x.resource.id))))
+            .await?;
+    }
+    Ok(retained)
 }
 
 /// Describes a workspace (used by the wait loop too); `adopted`/`created` are false.
@@ -205,6 +310,7 @@ pub async fn describe(ctx: &Ctx, workspace_id: &str) -> Result<AmpWorkspaceOutpu
         prometheus_endpoint,
         adopted: false,
         created: false,
+        retired_workspaces: Vec::new(),
         poll: None,
     })
 }

@@ -48,7 +48,7 @@ use crate::domain::error::{Error, Result};
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
 pub use crate::state::{DatasourceAction, DatasourceOutput};
-use crate::steps::{grafana_access, grafana_role};
+use crate::steps::{grafana_access, grafana_role, grafana_workspace};
 
 const STEP: &str = "datasource";
 
@@ -334,6 +334,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<DatasourceOutput> 
     let mut out = ctx.write_or_preview(apply, preview).await?;
     (out.admins_added, out.admins_revoked) = converge_admins(ctx, &ws.workspace_id).await?;
     retire_grafana_roles(ctx, state, ws).await?;
+    // The workspaces the input named before go once this one is ACTIVE with the data source.
+    grafana_workspace::retire_workspaces(ctx, STEP, &ws.retired_workspaces, &mut DeleteOutput::default()).await?;
     Ok(out)
 }
 

@@ -8,7 +8,7 @@ use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, Per
 use serde_json::json;
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
 use crate::state::ChangeKind;
@@ -41,8 +41,17 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
     let g = &ctx.clients.grafana;
 
     let matches = find_by_name(ctx, &d.grafana_workspace_name).await?;
-    let (id, created) = match matches.as_slice() {
-        [] => {
+    // Our recorded workspace, when the input no longer names it: renamed in place when no
+    // workspace carries the new name, retired when another one does.
+    let rec = record::load(ctx).await?;
+    let ours = match rec.resource(keys::GRAFANA_WORKSPACE) {
+        Some(r) if r.owned && !matches.contains(&r.id) => live_ours(ctx, &r.id).await?,
+        _ => None,
+    };
+    let mut retired: Vec<String> = rec.retired_of(keys::GRAFANA_WORKSPACE).into_iter().map(|r| r.id).collect();
+    let (id, created) = match (matches.as_slice(), ours) {
+        ([], Some(id)) => (id, false),
+        ([], None) => {
             check_version(ctx).await?;
             let change = Change::new(
                 STEP,
@@ -56,7 +65,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
                     "workspaceRoleArn": role.role_arn,
                 }),
             );
-            let token = ctx.client_token(&format!("grafana-workspace/{}", d.grafana_workspace_name), &pre.account_id);
+            let token = ctx.client_token("grafana-workspace", &pre.account_id, &change.details);
             let mut req = g
                 .create_workspace()
                 .account_access_type(AccountAccessType::CurrentAccount)
@@ -98,8 +107,26 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
             record_workspace(ctx, &id, true).await?;
             (id, true)
         }
-        [one] => (one.clone(), false),
-        many => {
+        ([one], ours) => {
+            if let Some(prev) = ours {
+                // The input names an existing workspace in place of ours: it is adopted only
+                // when the input names it explicitly, and ours is retired (written ahead).
+                let named = state.input.pointer("/grafana/workspaceName").is_some_and(|v| v.is_string());
+                if !named && describe(ctx, &pre.account_id, one).await?.adopted {
+                    return Err(Error::Conflict(format!(
+                        "grafana.workspaceName: workspace {one} named {:?} is not this deployment's; name it in \
+                         grafana.workspaceName to adopt it in place of {prev}, or choose a name no workspace has",
+                        d.grafana_workspace_name
+                    )));
+                }
+                retire(ctx, &prev).await?;
+                if !retired.contains(&prev) {
+                    retired.push(prev);
+                }
+            }
+            (one.clone(), false)
+        }
+        (many, _) => {
             return Err(Error::Conflict(format!(
                 "grafana.workspaceName: {} Grafana workspaces are named {:?} ({}); names are not unique, so give this \
                  deployment a distinct workspace name",
@@ -125,9 +152,76 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
         )));
     }
     if !created {
-        out.updated = converge(ctx, &id, &role.role_arn, &out.status).await?;
+        let rename = (!out.adopted).then_some(d.grafana_workspace_name.as_str());
+        if let Some(status) = converge(ctx, &id, &role.role_arn, &out.status, rename).await? {
+            out.updated = true;
+            // Renamed: the name is the new one, and the state machine waits for ACTIVE again.
+            if rename.is_some_and(|n| n != out.name) {
+                out.name = d.grafana_workspace_name.clone();
+                out.status = status;
+            }
+        }
     }
+    out.retired_workspaces = retired.into_iter().filter(|r| r != &id).collect();
     Ok(out)
+}
+
+/// The recorded workspace `id` when it still exists, is not being deleted and its tags say it
+/// is ours (the record and the tags agree).
+async fn live_ours(ctx: &Ctx, id: &str) -> Result<Option<String>> {
+    match ctx.clients.grafana.describe_workspace().workspace_id(id).send().await {
+        Ok(out) => Ok(out.workspace().and_then(|ws| {
+            let owned = ctx.owns(ws.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
+            (owned && ws.status() != &WorkspaceStatus::Deleting).then(|| id.to_string())
+        })),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+        Err(e) => Err(from_sdk("grafana:DescribeWorkspace", e)),
+    }
+}
+
+/// Moves the recorded workspace `id` to the record's retired resources (before anything else
+/// changes, so that a crash still finds it).
+async fn retire(ctx: &Ctx, id: &str) -> Result<()> {
+    record::update(ctx, |r| {
+        if let Some(prev) = r.resources.get(keys::GRAFANA_WORKSPACE).filter(|e| e.id == id).cloned() {
+            if !r.retired.iter().any(|x| x.resource.id == id) {
+                r.retired.push(RetiredResource { key: keys::GRAFANA_WORKSPACE.to_string(), resource: prev });
+            }
+            r.resources.remove(keys::GRAFANA_WORKSPACE);
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Deletes the retired workspaces `ids` that are ours (their tags say so; a workspace we did
+/// not create is never deleted), then forgets them in the record. Deletion is started, not
+/// waited for. What it deleted goes to `out.deleted`.
+pub async fn retire_workspaces(ctx: &Ctx, step: &'static str, ids: &[String], out: &mut DeleteOutput) -> Result<()> {
+    for id in ids {
+        if live_ours(ctx, id).await?.is_none() {
+            continue;
+        }
+        let change = Change::new(step, ChangeKind::Delete, format!("Grafana workspace {id}"), json!({"retired": true}));
+        ctx.write(change, || async {
+            match ctx.clients.grafana.delete_workspace().workspace_id(id).send().await {
+                Ok(_) => tracing::info!(workspace_id = %id, "retired Grafana workspace deletion started"),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
+                Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
+            }
+            Ok(())
+        })
+        .await?;
+        out.deleted.push(id.clone());
+    }
+    if !ids.is_empty() {
+        record::update(ctx, |r| {
+            r.retired.retain(|x| !(x.key == keys::GRAFANA_WORKSPACE && ids.contains(&x.resource.id)))
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn record_workspace(ctx: &Ctx, id: &str, owned: bool) -> Result<()> {
@@ -153,6 +247,7 @@ fn planned_workspace(ctx: &Ctx, account_id: &str) -> GrafanaWorkspaceOutput {
         adopted: false,
         created: true,
         updated: false,
+        retired_workspaces: Vec::new(),
         poll: None,
     }
 }
@@ -176,6 +271,8 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         }
     };
     let mut out = DeleteOutput { status: Some(DELETED.to_string()), ..DeleteOutput::default() };
+    let retired: Vec<String> = rec.retired_of(keys::GRAFANA_WORKSPACE).into_iter().map(|r| r.id).collect();
+    retire_workspaces(ctx, STEP, &retired, &mut out).await?;
     let Some((id, owned)) = target else { return Ok(out) };
     if !owned {
         out.retained.push(format!("{id}: adopted"));
@@ -262,20 +359,23 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
         adopted: !owned,
         created: false,
         updated: false,
+        retired_workspaces: Vec::new(),
         poll: None,
     })
 }
 
-/// Points an existing workspace at our role with CUSTOMER_MANAGED permissions, when it is
-/// ACTIVE and differs. Returns true when it updated.
-async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str) -> Result<bool> {
+/// Points an existing workspace at our role with CUSTOMER_MANAGED permissions, and renames it to
+/// `rename` (ours only), when it is ACTIVE and differs. Returns the status after the update
+/// when it updated (planning: the live one).
+async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str, rename: Option<&str>) -> Result<Option<String>> {
     if status != WorkspaceStatus::Active.as_str() {
-        return Ok(false);
+        return Ok(None);
     }
     let g = &ctx.clients.grafana;
     let out =
         g.describe_workspace().workspace_id(id).send().await.map_err(|e| from_sdk("grafana:DescribeWorkspace", e))?;
-    let Some(ws) = out.workspace() else { return Ok(false) };
+    let Some(ws) = out.workspace() else { return Ok(None) };
+    let new_name = rename.filter(|n| ws.name() != Some(*n));
     let role_ok = ws.workspace_role_arn() == Some(role_arn);
     let perm_ok = ws.permission_type() == Some(&PermissionType::CustomerManaged);
     let d = &ctx.deployment;
@@ -301,33 +401,37 @@ async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str) -> Result<b
             json!({ "differsButNotChanged": untouched }),
         ));
     }
-    if role_ok && perm_ok {
-        return Ok(false);
+    if role_ok && perm_ok && new_name.is_none() {
+        return Ok(None);
     }
-    let change = Change::new(
-        STEP,
-        ChangeKind::Update,
-        format!("Grafana workspace {id}"),
-        json!({
-            "workspaceRoleArn": {"live": ws.workspace_role_arn(), "desired": role_arn},
-            "permissionType": {"live": ws.permission_type().map(|p| p.as_str()), "desired": "CUSTOMER_MANAGED"},
-        }),
-    );
+    let mut details = json!({
+        "workspaceRoleArn": {"live": ws.workspace_role_arn(), "desired": role_arn},
+        "permissionType": {"live": ws.permission_type().map(|p| p.as_str()), "desired": "CUSTOMER_MANAGED"},
+    });
+    if let Some(n) = new_name {
+        details["workspaceName"] = json!({"live": ws.name(), "desired": n});
+    }
+    let change = Change::new(STEP, ChangeKind::Update, format!("Grafana workspace {id}"), details);
     let written = ctx
         .write(change, || async {
             g.update_workspace()
                 .workspace_id(id)
                 .permission_type(PermissionType::CustomerManaged)
                 .workspace_role_arn(role_arn)
+                .set_workspace_name(new_name.map(str::to_string))
                 .send()
                 .await
                 .map_err(|e| from_sdk("grafana:UpdateWorkspace", e))
         })
         .await?;
-    if written.is_some() {
-        tracing::info!(workspace_id = %id, "Grafana workspace role converged");
-    }
-    Ok(true)
+    let status = match written {
+        Some(out) => {
+            tracing::info!(workspace_id = %id, renamed = new_name.is_some(), "Grafana workspace converged");
+            out.workspace().map(|w| w.status().as_str().to_string()).unwrap_or_else(|| status.to_string())
+        }
+        None => status.to_string(),
+    };
+    Ok(Some(status))
 }
 
 /// The requested version must be one `ListVersions` offers.

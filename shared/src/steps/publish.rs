@@ -10,6 +10,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::render::{self, HelmValues};
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, OutputContract, ProvisionState};
+use crate::steps::amp_workspace;
 
 const STEP: &str = "publish";
 
@@ -48,6 +49,7 @@ pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         grafana_url: ws.url.clone(),
         helm_values_parameter: parameter_name(&ctx.deployment.ssm_prefix, "helm-values"),
         adopted,
+        retained: Vec::new(),
         verification: None,
     })
 }
@@ -120,6 +122,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, value, exists, &tags, &description))
             .await?;
     }
+    // The new AMP workspace is in use (the Helm values point at it): our previous ones go.
+    let mut out = out;
+    let amp = require(&state.amp_workspace, "amp-workspace")?;
+    out.retained =
+        amp_workspace::retire_workspaces(ctx, STEP, &out.account_id, &amp.retired_workspaces, &mut Vec::new()).await?;
     Ok(out)
 }
 
