@@ -168,6 +168,10 @@ pub struct PreflightOutput {
     pub oidc_issuer: String,
     pub oidc_provider_arn: String,
     pub irsa_role_arn: String,
+    /// The account's IAM trust-policy length quota (characters) the trust merges check against:
+    /// the input's `trustPolicyQuota`, else Service Quotas' applied value, else 2048.
+    #[serde(default = "crate::domain::iam::policy::default_trust_policy_quota")]
+    pub trust_policy_quota: usize,
 }
 
 /// irsa-trust: what the trust policy holds for us.

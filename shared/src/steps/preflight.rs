@@ -2,8 +2,10 @@
 //! checks that the IAM OIDC provider and the IRSA role exist. Read-only. On `delete`, a missing
 //! cluster, provider or role is not an error: there is then less to clean up.
 
+use crate::aws::quotas;
 use crate::aws::sdk::from_sdk;
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy;
 use crate::domain::input::Action;
 use crate::domain::names;
 use crate::state::{PreflightOutput, ProvisionState};
@@ -81,7 +83,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
     }
+    let trust_policy_quota = match d.trust_policy_quota {
+        Some(q) => q,
+        None => quotas::trust_policy_quota(&c.service_quotas).await.unwrap_or(policy::TRUST_POLICY_MAX_CHARS),
+    };
     Ok(PreflightOutput {
+        trust_policy_quota,
         action: d.action,
         account_id,
         region: d.region.clone(),

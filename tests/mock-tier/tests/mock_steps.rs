@@ -71,6 +71,7 @@ fn state() -> ProvisionState {
                 "arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
             ),
             irsa_role_arn: format!("arn:aws:iam::{ACCOUNT}:role/dr-core-irsa"),
+            trust_policy_quota: 2048,
         }),
         ..ProvisionState::new(input())
     }
