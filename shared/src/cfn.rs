@@ -51,7 +51,7 @@ pub struct CfnResponse {
 }
 
 /// The ResourceProperties as an input contract: `ServiceToken` dropped, and the string scalars
-/// CloudFormation sends for booleans (`"true"`, `"false"`) turned back into booleans.
+/// CloudFormation sends for booleans (`"true"`, `"false"`) and integers turned back into them.
 pub fn properties_to_input(props: &Value) -> Result<Value> {
     let Some(obj) = props.as_object() else {
         return Err(Error::validation("(properties)", "ResourceProperties must be an object"));
@@ -73,6 +73,12 @@ pub fn properties_to_input(props: &Value) -> Result<Value> {
             if let Some(b) = b {
                 *v = Value::Bool(b);
             }
+        }
+    }
+    // ...and the one integer (`trustPolicyQuota`).
+    if let Some(v) = input.get_mut("trustPolicyQuota") {
+        if let Some(n) = v.as_str().and_then(|s| s.trim().parse::<u64>().ok()) {
+            *v = Value::from(n);
         }
     }
     let input = Value::Object(input);
@@ -446,6 +452,8 @@ mod tests {
                            "grafana": {"defaultDatasource": "True", "version": "10.4"}});
         let input = properties_to_input(&props).unwrap();
         assert_eq!(input["retainMetrics"], json!(false));
+        let quota = properties_to_input(&json!({"deploymentName": "d", "trustPolicyQuota": "4096"})).unwrap();
+        assert_eq!(quota["trustPolicyQuota"], json!(4096));
         assert_eq!(input["grafana"]["defaultDatasource"], json!(true));
         assert_eq!(input["grafana"]["version"], json!("10.4"));
         assert!(input.get("ServiceToken").is_none());

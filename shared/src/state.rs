@@ -177,6 +177,10 @@ pub struct PreflightOutput {
     /// when this run began, so that everything recorded since was made by this run.
     #[serde(default)]
     pub rollback_on_failure: bool,
+    /// The account's IAM trust-policy length quota (characters) the trust merges check against:
+    /// the input's `trustPolicyQuota`, else Service Quotas' applied value, else 2048.
+    #[serde(default = "crate::domain::iam::policy::default_trust_policy_quota")]
+    pub trust_policy_quota: usize,
 }
 
 /// irsa-trust: what the trust policy holds for us.

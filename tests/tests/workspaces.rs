@@ -260,3 +260,63 @@ async fn a_create_after_a_delete_in_process_uses_a_new_client_token() {
     assert_ne!(first, second);
     assert_ne!(grafana_client_token(&stack, &second), first_token);
 }
+
+#[test]
+fn the_trust_policy_quota_input_is_validated_against_the_documented_range() {
+    let with = |q: Value| {
+        let mut i = minimal();
+        i["trustPolicyQuota"] = q;
+        o11y_shared::input::resolve(&i, Some("us-east-1"))
+    };
+    assert_eq!(with(json!(4096)).unwrap().trust_policy_quota, Some(4096));
+    assert_eq!(with(json!(2048)).unwrap().trust_policy_quota, Some(2048));
+    assert_eq!(o11y_shared::input::resolve(&minimal(), Some("us-east-1")).unwrap().trust_policy_quota, None);
+    for bad in [json!(4097), json!(1000), json!(0)] {
+        let err = with(bad.clone()).unwrap_err();
+        assert_eq!(err.name(), "ValidationError", "{bad}");
+        assert!(err.to_string().contains("trustPolicyQuota") && err.to_string().contains("4096"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_default() {
+    let (stack, clients, sm) = start().await;
+
+    // GIVEN an IRSA role whose trust policy is near the default 2,048-character quota
+    let role = clients.iam.get_role().role_name("dr-core-irsa").send().await.unwrap();
+    let mut trust =
+        o11y_shared::policy::decode_document(role.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    let len = o11y_shared::policy::document_length(&trust);
+    let mut pad = json!({"Sid": "TeamX", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": ""}}});
+    let pad_len = o11y_shared::policy::document_length(&json!({"Statement": [pad.clone()]}));
+    pad["Condition"]["StringEquals"]["sts:ExternalId"] = json!("x".repeat(1950 - len - pad_len));
+    trust["Statement"].as_array_mut().unwrap().push(pad);
+    let padded = o11y_shared::policy::document_length(&trust);
+    assert!((1900..2048).contains(&padded), "{padded}");
+    clients
+        .iam
+        .update_assume_role_policy()
+        .role_name("dr-core-irsa")
+        .policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN applied with the default quota (moto's Service Quotas has no applied IAM value, as
+    // AWS when the quota was never raised) THEN our statement does not fit: refused, nothing written
+    let refused = stack.execute(&sm, "default-quota", &minimal()).await;
+    assert_eq!(refused.status, "FAILED", "{refused:?}");
+    assert!(format!("{refused:?}").contains("LimitExceededError"), "{refused:?}");
+
+    // WHEN the input says the account's quota was raised THEN it is added
+    let mut raised = minimal();
+    raised["trustPolicyQuota"] = json!(4096);
+    apply(&stack, &sm, "raised-quota", &raised).await;
+    let role = clients.iam.get_role().role_name("dr-core-irsa").send().await.unwrap();
+    let after =
+        o11y_shared::policy::decode_document(role.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    assert!(o11y_shared::policy::document_length(&after) > 2048);
+    let sid = o11y_shared::names::trust_statement_sid("dr-prod");
+    assert!(after["Statement"].as_array().unwrap().iter().any(|s| s["Sid"] == sid.as_str()), "{after:#}");
+}

@@ -14,6 +14,8 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
     pub eks: aws_sdk_eks::Client,
+    /// Service Quotas (the IAM trust-policy length quota; IAM's quotas are global like IAM).
+    pub service_quotas: aws_sdk_servicequotas::Client,
     /// Plain HTTPS (CloudFormation responses, the Grafana HTTP API, remote write).
     pub http: crate::aws::http::HttpClient,
     /// Where Grafana HTTP API calls go instead of `https://<workspace endpoint>` (with the
@@ -45,6 +47,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(conf),
             sts: aws_sdk_sts::Client::new(conf),
             eks: aws_sdk_eks::Client::new(conf),
+            service_quotas: aws_sdk_servicequotas::Client::new(conf),
         }
     }
 
@@ -123,6 +126,7 @@ impl Clients {
             conf: self.conf.clone(),
             iam: self.iam.clone(),
             sts: self.sts.clone(),
+            service_quotas: self.service_quotas.clone(),
             amp: aws_sdk_amp::Client::from_conf(
                 aws_sdk_amp::config::Builder::from(&self.conf).region(r.clone()).build(),
             ),

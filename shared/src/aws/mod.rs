@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod grafana_http;
 pub mod http;
+pub mod quotas;
 pub mod remote_write;
 pub mod sdk;
 pub mod sfn;

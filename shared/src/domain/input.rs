@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy::{TRUST_POLICY_MAX_CHARS, TRUST_POLICY_QUOTA_MAX};
 use crate::domain::text::clip;
 use crate::domain::validate;
 
@@ -69,6 +70,11 @@ pub struct ProvisionInput {
     /// Another account to provision, through a role assumed there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetInput>,
+    /// The account's IAM "Role trust policy length" quota in characters (2048-4096), when it was
+    /// raised and Service Quotas cannot tell (the call denied, another account); default: the
+    /// account's value from Service Quotas, else 2048.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy_quota: Option<u32>,
 }
 
 /// What a run does.
@@ -215,6 +221,8 @@ pub struct Deployment {
     pub verify: VerifyMode,
     /// `(account, role name)` to assume; `None`: the function's own account.
     pub target: Option<(String, String)>,
+    /// `trustPolicyQuota`, validated (`None`: ask Service Quotas).
+    pub trust_policy_quota: Option<usize>,
 }
 
 /// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
@@ -444,6 +452,19 @@ impl ProvisionInput {
             None => None,
         };
 
+        let trust_policy_quota = match self.trust_policy_quota {
+            Some(q) if !(TRUST_POLICY_MAX_CHARS as u32..=TRUST_POLICY_QUOTA_MAX as u32).contains(&q) => {
+                return Err(Error::validation(
+                    "trustPolicyQuota",
+                    format!(
+                        "must be between {TRUST_POLICY_MAX_CHARS} (the default) and {TRUST_POLICY_QUOTA_MAX} (the documented \
+                         maximum of IAM's \"Role trust policy length\" quota), got {q}"
+                    ),
+                ))
+            }
+            q => q.map(|q| q as usize),
+        };
+
         Ok(Deployment {
             name: d.clone(),
             partition: crate::domain::names::partition(&region).to_string(),
@@ -470,6 +491,7 @@ impl ProvisionInput {
             retain_metrics: self.retain_metrics.unwrap_or(true),
             verify: self.verify.unwrap_or_default(),
             target,
+            trust_policy_quota,
         })
     }
 }

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     let d = &ctx.deployment;
     let iam = &ctx.clients.iam;
     let desired = policy::grafana_trust_policy(&d.partition, &d.region, &pre.account_id);
-    policy::check_trust_policy_size(&d.grafana_role_name, &desired)?;
+    policy::check_trust_policy_size(&d.grafana_role_name, &desired, pre.trust_policy_quota)?;
 
     // The input names another role than the recorded one: the recorded one is retired (written
     // ahead), and removed once the workspace uses this one.
@@ -93,7 +93,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
                     );
                     let written = ctx
                         .write(change, || async {
-                            policy::check_trust_policy_size(&d.grafana_role_name, &doc)?;
+                            policy::check_trust_policy_size(&d.grafana_role_name, &doc, pre.trust_policy_quota)?;
                             iam.update_assume_role_policy()
                                 .role_name(&d.grafana_role_name)
                                 .policy_document(policy::to_compact(&doc))

@@ -103,7 +103,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
             base = trust::remove(&base, old);
         }
     }
-    let merged = trust::merge(&base, &grant, &sid)?;
+    let merged = trust::merge_with_quota(&base, &grant, &sid, pre.trust_policy_quota)?;
     // Ours is only what a run of ours provably added: a statement with our Sid that was already
     // there before the first recorded run is someone else's to keep, and delete leaves it.
     let added = merged

@@ -4,10 +4,12 @@
 //! CloudFormation Create it also reads whether the deployment's record exists: only a Create of a
 //! deployment without one is rolled back when it fails (what it would delete is then all its own).
 
+use crate::aws::quotas;
 use crate::aws::sdk::from_sdk;
 use crate::aws::ssm;
 use crate::ctx::record;
 use crate::domain::error::{Error, Result};
+use crate::domain::iam::policy;
 use crate::domain::input::Action;
 use crate::domain::names;
 use crate::state::{PreflightOutput, ProvisionState, RequestType};
@@ -90,7 +92,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     let cfn_create = state.cloud_formation.as_ref().is_some_and(|c| c.request_type == RequestType::Create);
     let rollback_on_failure =
         cfn_create && d.action == Action::Apply && ssm::get_parameter(&c.ssm, &record::parameter(ctx)).await?.is_none();
+    let trust_policy_quota = match d.trust_policy_quota {
+        Some(q) => q,
+        None => quotas::trust_policy_quota(&c.service_quotas).await.unwrap_or(policy::TRUST_POLICY_MAX_CHARS),
+    };
     Ok(PreflightOutput {
+        trust_policy_quota,
         action: d.action,
         account_id,
         region: d.region.clone(),

@@ -72,6 +72,7 @@ fn state() -> ProvisionState {
             ),
             irsa_role_arn: format!("arn:aws:iam::{ACCOUNT}:role/dr-core-irsa"),
             rollback_on_failure: false,
+            trust_policy_quota: 2048,
         }),
         ..ProvisionState::new(input())
     }

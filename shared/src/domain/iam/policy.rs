@@ -18,6 +18,13 @@ use crate::domain::iam::doc::{action_matches, as_list, condition_values, stateme
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 /// Role trust policy size quota (default; characters, whitespace not counted).
 pub const TRUST_POLICY_MAX_CHARS: usize = 2048;
+/// The documented maximum the trust-policy length quota can be raised to.
+pub const TRUST_POLICY_QUOTA_MAX: usize = 4096;
+
+/// The default quota, for outputs written before the quota was read from the account.
+pub fn default_trust_policy_quota() -> usize {
+    TRUST_POLICY_MAX_CHARS
+}
 
 /// The policy language version every document we write uses.
 pub const POLICY_VERSION: &str = "2012-10-17";
@@ -268,13 +275,14 @@ pub fn check_managed_policy_size(name: &str, doc: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Fails with [`Error::LimitExceeded`] when role `role`'s trust policy is longer than
-/// [`TRUST_POLICY_MAX_CHARS`] (the default quota; it is adjustable through Service Quotas).
-pub fn check_trust_policy_size(role: &str, doc: &Value) -> Result<()> {
+/// Fails with [`Error::LimitExceeded`] when role `role`'s trust policy is longer than the
+/// account's trust-policy length `quota` ([`TRUST_POLICY_MAX_CHARS`] by default; adjustable
+/// through Service Quotas).
+pub fn check_trust_policy_size(role: &str, doc: &Value, quota: usize) -> Result<()> {
     let len = document_length(doc);
-    if len > TRUST_POLICY_MAX_CHARS {
+    if len > quota {
         return Err(Error::LimitExceeded(format!(
-            "trust policy of role {role} is {len} characters (whitespace not counted), over the IAM quota of 2,048 ({TRUST_POLICY_MAX_CHARS}, default, adjustable)"
+            "trust policy of role {role} is {len} characters (whitespace not counted), over the account's trust policy length quota of {quota} (default {TRUST_POLICY_MAX_CHARS}, adjustable in Service Quotas; a raised quota the provisioner cannot read goes in trustPolicyQuota)"
         )));
     }
     Ok(())
@@ -564,14 +572,18 @@ mod tests {
             }
             other => panic!("expected LimitExceeded, got {other:?}"),
         }
-        match check_trust_policy_size("r1", &big) {
+        match check_trust_policy_size("r1", &big, TRUST_POLICY_MAX_CHARS) {
             Err(Error::LimitExceeded(msg)) => {
-                assert!(msg.contains("r1") && msg.contains("2,048"), "{msg}")
+                assert!(msg.contains("r1") && msg.contains("2048") && msg.contains("trustPolicyQuota"), "{msg}")
             }
             other => panic!("expected LimitExceeded, got {other:?}"),
         }
+        // A raised quota admits a longer document.
+        let long = json!({"Version":"2012-10-17","Statement":[{"Sid":"x".repeat(3000)}]});
+        assert!(check_trust_policy_size("r1", &long, TRUST_POLICY_MAX_CHARS).is_err());
+        assert!(check_trust_policy_size("r1", &long, TRUST_POLICY_QUOTA_MAX).is_ok());
         assert!(check_managed_policy_size("w", &write_policy("aws", "us-east-1", "123456789012", "g", WS)).is_ok());
-        assert!(check_trust_policy_size("g", &grafana_trust_policy("aws", "us-east-1", "123456789012")).is_ok());
+        assert!(check_trust_policy_size("g", &grafana_trust_policy("aws", "us-east-1", "123456789012"), 2048).is_ok());
     }
 
     #[test]
