@@ -215,6 +215,10 @@ pub struct Deployment {
     pub verify: VerifyMode,
     /// `(account, role name)` to assume; `None`: the function's own account.
     pub target: Option<(String, String)>,
+    /// Not from the input: where the record is read from when it is not under `ssm_prefix` yet
+    /// (a plan of an `ssmPrefix` change; apply moves the record first). `None`: `ssm_prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_prefix: Option<String>,
 }
 
 /// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
@@ -470,6 +474,7 @@ impl ProvisionInput {
             retain_metrics: self.retain_metrics.unwrap_or(true),
             verify: self.verify.unwrap_or_default(),
             target,
+            record_prefix: None,
         })
     }
 }

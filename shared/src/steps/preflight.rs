@@ -76,11 +76,14 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
+    // The registry: no shared or nested SSM prefix, no name another deployment claims.
+    let registered = crate::ctx::registry::check(ctx).await?;
     // One run at a time: taken last, so a run that fails its checks writes nothing (a plan
     // takes none: the lease's writes pass the gate).
     if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
     }
+    crate::ctx::registry::register(ctx, registered).await?;
     Ok(PreflightOutput {
         action: d.action,
         account_id,
