@@ -334,6 +334,15 @@ def scan_parameters(stack: ChaosStack, res: Results, d: str, where: str) -> None
                 res.violation("secrets", f"{where}: SSM parameter {p['Name']}", found)
 
 
+def lease_held(stack: ChaosStack, d: str) -> bool:
+    """The deployment's lease (/o11y-provisioner/leases/<d>, shared/src/ctx/lease.rs) exists."""
+    try:
+        stack.ssm.get_parameter(Name=f"/o11y-provisioner/leases/{d}")
+        return True
+    except stack.ssm.exceptions.ParameterNotFound:
+        return False
+
+
 def check_applied(stack: ChaosStack, res: Results, d: str, where: str) -> None:
     scan_parameters(stack, res, d, where)
     inv = inventory(stack, d)
@@ -356,7 +365,7 @@ def check_applied(stack: ChaosStack, res: Results, d: str, where: str) -> None:
     missing = [leaf for leaf in OUTPUT_LEAVES if f"/o11y/{d}/{leaf}" not in inv["ssm"]]
     if missing:
         problems.append(f"SSM outputs missing: {missing}")
-    if f"/o11y/{d}/lease" in inv["ssm"]:
+    if f"/o11y/{d}/lease" in inv["ssm"] or lease_held(stack, d):
         problems.append("the lease is still held after the run ended")
     for ws, _ in live:
         try:

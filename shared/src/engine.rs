@@ -377,6 +377,9 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
     if !ctx.is_plan() {
         return Err(Error::validation("action", "the plan step runs only with \"action\": \"plan\""));
     }
+    // The record where it is now (an `ssmPrefix` change not applied yet keeps it under the old).
+    let planning = crate::ctx::registry::for_plan(ctx).await?;
+    let ctx = &planning;
     let mut st = state.clone();
     let order = APPLY_ORDER;
     for step in order {

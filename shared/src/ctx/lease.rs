@@ -1,4 +1,6 @@
-//! One run at a time per deployment: a lease in SSM (`<ssmPrefix>/lease`), taken by `preflight`
+//! One run at a time per deployment: a lease in SSM (`/o11y-provisioner/leases/<deploymentName>`,
+//! independent of `ssmPrefix`, so that runs of one deployment exclude each other whatever
+//! prefixes their inputs name), taken by `preflight`
 //! (after validation, for `apply` and `delete`; a plan takes none: the write gate skips it) and released by `finish` on
 //! every path. A run that finds another live run's lease fails with `ConflictError` ("another run
 //! holds the deployment"); a lease whose holder died expires after [`LEASE_SECONDS`] (longer than
@@ -17,8 +19,6 @@ use crate::domain::error::{Error, Result};
 
 /// Lease lifetime: the state machine's timeout (3,000 s) and a margin.
 pub const LEASE_SECONDS: u64 = 3600;
-/// Leaf name of the lease parameter.
-pub const LEASE_LEAF: &str = "lease";
 
 /// The lease's value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ fn now() -> u64 {
 }
 
 fn name(ctx: &Ctx) -> String {
-    ssm::parameter_name(&ctx.deployment.ssm_prefix, LEASE_LEAF)
+    crate::ctx::registry::lease_parameter(&ctx.deployment.name)
 }
 
 async fn read(ctx: &Ctx) -> Result<Option<(Lease, String)>> {

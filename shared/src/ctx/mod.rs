@@ -3,7 +3,7 @@
 //! ([`Ctx::write`]). Applying, the gate performs the write; planning, it records the
 //! [`PlannedChange`] instead, so `plan` is exactly `apply` without its writes and no step decides
 //! that for itself. The deployment's own bookkeeping in SSM lives beside it: the record
-//! ([`record`]) and the lease ([`lease`]).
+//! ([`record`]), the lease ([`lease`]) and the account's registry of deployments ([`registry`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use crate::state::{ChangeKind, PlannedChange, ProvisionState};
 
 pub mod lease;
 pub mod record;
+pub mod registry;
 
 /// A placeholder for a value that exists only after apply (plan on a fresh deployment).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";

@@ -120,9 +120,11 @@ pub async fn retire_renamed(ctx: &Ctx, key: &str, name: &str) -> Result<Vec<Reso
     Ok(retired)
 }
 
-/// The record's parameter name.
+/// The record's parameter name (under `ssmPrefix`; while a plan previews an `ssmPrefix` change,
+/// where the record still is: [`crate::ctx::registry`]).
 pub fn parameter(ctx: &Ctx) -> String {
-    ssm::parameter_name(&ctx.deployment.ssm_prefix, RECORD_LEAF)
+    let d = &ctx.deployment;
+    ssm::parameter_name(d.record_prefix.as_deref().unwrap_or(&d.ssm_prefix), RECORD_LEAF)
 }
 
 /// Reads the record (empty when there is none yet).

@@ -223,6 +223,10 @@ pub struct Deployment {
     pub target: Option<(String, String)>,
     /// `trustPolicyQuota`, validated (`None`: ask Service Quotas).
     pub trust_policy_quota: Option<usize>,
+    /// Not from the input: where the record is read from when it is not under `ssm_prefix` yet
+    /// (a plan of an `ssmPrefix` change; apply moves the record first). `None`: `ssm_prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_prefix: Option<String>,
 }
 
 /// Parses raw JSON into [`ProvisionInput`]; a type error, unknown field or missing field becomes
@@ -492,6 +496,7 @@ impl ProvisionInput {
             verify: self.verify.unwrap_or_default(),
             target,
             trust_policy_quota,
+            record_prefix: None,
         })
     }
 }

@@ -82,6 +82,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
+    // The registry: no shared or nested SSM prefix, no name another deployment claims.
+    let registered = crate::ctx::registry::check(ctx).await?;
     // One run at a time: taken last, so a run that fails its checks writes nothing (a plan
     // takes none: the lease's writes pass the gate).
     if let Some(execution) = &state.execution {
@@ -96,6 +98,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Some(q) => q,
         None => quotas::trust_policy_quota(&c.service_quotas).await.unwrap_or(policy::TRUST_POLICY_MAX_CHARS),
     };
+    crate::ctx::registry::register(ctx, registered).await?;
     Ok(PreflightOutput {
         trust_policy_quota,
         action: d.action,

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::aws::ssm;
 pub use crate::aws::ssm::{parameter_name, tier_for, ADVANCED_MAX_BYTES, STANDARD_MAX_BYTES};
-use crate::ctx::{record, Change, Ctx};
+use crate::ctx::{record, registry, Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::render::{self, HelmValues};
 use crate::state::ChangeKind;
@@ -127,6 +127,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     out.retained =
         amp_workspace::retire_workspaces(ctx, STEP, &out.account_id, &amp.retired_workspaces, &mut Vec::new()).await?;
+    // An `ssmPrefix` change: ours under the old prefix go once the new ones are in place.
+    registry::retire_prefixes(ctx, STEP, LEAVES).await?;
     Ok(out)
 }
 
@@ -160,5 +162,7 @@ pub async fn delete(ctx: &Ctx) -> Result<DeleteOutput> {
         ctx.write(change, || ssm::delete_parameters(&ctx.clients.ssm, batch.clone())).await?;
         out.deleted.extend(batch);
     }
+    // Ours under earlier prefixes not cleaned up yet, then the registry entry.
+    out.deleted.extend(registry::unregister(ctx, STEP, LEAVES).await?);
     Ok(out)
 }

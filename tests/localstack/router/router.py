@@ -208,7 +208,7 @@ PURPOSE_INVOKE = "invoke"  # a Lambda API call: the router's invokes of the func
 PURPOSE_EXECUTION = "execution"  # a Step Functions API call (StartExecution, DescribeExecution...)
 PURPOSE_HARNESS = "harness"  # unsigned and not the Grafana HTTP API: a control request (/moto-api/...)
 PURPOSE_READ = "read"  # any other request that reads
-PURPOSE_LEASE = "lease"  # a write of the deployment's lease (an SSM parameter named .../lease)
+PURPOSE_LEASE = "lease"  # a write of the deployment's lease (SSM /o11y-provisioner/leases/<name>, or .../lease)
 PURPOSE_GRAFANA_TOKEN = "grafana-token"  # the per-run Grafana service-account token's create or delete
 PURPOSE_PROBE = "verification-probe"  # verify's one remote-written sample (.../api/v1/remote_write)
 PURPOSE_CFN_RESPONSE = "cfn-response"  # a PUT to a presigned S3 URL: a CloudFormation response
@@ -237,7 +237,7 @@ def purpose_of(c: Classified, method: str, path: str, query: dict, name: str | N
         return PURPOSE_HARNESS
     if not c.write:
         return PURPOSE_READ
-    if c.service == "ssm" and (name or "").endswith("/lease"):
+    if c.service == "ssm" and ((name or "").endswith("/lease") or (name or "").startswith("/o11y-provisioner/leases/")):
         return PURPOSE_LEASE
     if c.service == "grafana" and "/serviceaccounts/" in path and "/tokens" in path:
         return PURPOSE_GRAFANA_TOKEN

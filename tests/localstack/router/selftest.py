@@ -697,6 +697,7 @@ def main() -> int:
             ssm, sts, sfn = client("ssm"), client("sts"), client("stepfunctions")
             ssm.put_parameter(Name="/o11y/dep/lease", Value="run-1", Type="String", Overwrite=True)
             ssm.delete_parameter(Name="/o11y/dep/lease")
+            ssm.put_parameter(Name="/o11y-provisioner/leases/dep", Value="run-1", Type="String", Overwrite=True)
             ssm.put_parameter(Name="/o11y/dep/helm-values", Value="v", Type="String", Overwrite=True)
             ssm.get_parameter(Name="/o11y/dep/helm-values")
             sts.get_caller_identity()
@@ -732,6 +733,7 @@ def main() -> int:
             want = [
                 ("POST", "/o11y/dep/lease", "lease"),
                 ("POST", "/o11y/dep/lease", "lease"),
+                ("POST", "/o11y-provisioner/leases/dep", "lease"),
                 ("POST", "/o11y/dep/helm-values", "resource"),
                 ("POST", "/o11y/dep/helm-values", "read"),
                 ("POST", "/", "read"),
