@@ -160,6 +160,7 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         grafana_default_datasource: false,
         verify: o11y_shared::input::VerifyMode::Fail,
         target: None,
+        trust_policy_quota: None,
     };
     assert_eq!(d, expected);
 }
