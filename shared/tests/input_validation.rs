@@ -161,6 +161,7 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         verify: o11y_shared::input::VerifyMode::Fail,
         target: None,
         record_prefix: None,
+        trust_policy_quota: None,
     };
     assert_eq!(d, expected);
 }

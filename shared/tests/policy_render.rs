@@ -412,7 +412,7 @@ fn given_our_documents_when_checked_then_within_quotas_even_with_longest_log_gro
     assert!(document_length(&doc) < MANAGED_POLICY_MAX_CHARS);
     check_managed_policy_size("write", &doc).unwrap();
     check_managed_policy_size("read", &read_policy(WS_ARN)).unwrap();
-    check_trust_policy_size("grafana", &the_trust_policy()).unwrap();
+    check_trust_policy_size("grafana", &the_trust_policy(), TRUST_POLICY_MAX_CHARS).unwrap();
 }
 
 /// `{"Sid":"xxx..."}`: 10 characters plus `n`.
@@ -429,8 +429,8 @@ fn given_documents_at_the_quota_boundaries_when_checked_then_exactly_over_fails(
     let msg = err.to_string();
     assert!(msg.contains("dr-core-write") && msg.contains("6145") && msg.contains("6,144"), "{msg}");
 
-    check_trust_policy_size("r", &doc_of_length(TRUST_POLICY_MAX_CHARS)).unwrap();
-    let err = check_trust_policy_size("dr-grafana", &doc_of_length(2049)).unwrap_err();
+    check_trust_policy_size("r", &doc_of_length(TRUST_POLICY_MAX_CHARS), TRUST_POLICY_MAX_CHARS).unwrap();
+    let err = check_trust_policy_size("dr-grafana", &doc_of_length(2049), TRUST_POLICY_MAX_CHARS).unwrap_err();
     assert_eq!(err.name(), "LimitExceededError");
     let msg = err.to_string();
     assert!(msg.contains("dr-grafana") && msg.contains("2049") && msg.contains("2,048"), "{msg}");
@@ -440,7 +440,7 @@ fn given_documents_at_the_quota_boundaries_when_checked_then_exactly_over_fails(
 fn given_multibyte_characters_when_measuring_then_characters_not_bytes_are_counted() {
     let doc = json!({"Sid": "é".repeat(2000)});
     assert_eq!(document_length(&doc), 2010);
-    check_trust_policy_size("r", &doc).unwrap();
+    check_trust_policy_size("r", &doc, policy::TRUST_POLICY_MAX_CHARS).unwrap();
     assert_eq!(policy::TRUST_POLICY_MAX_CHARS, 2048);
 }
 

@@ -243,7 +243,7 @@ async fn a_create_after_a_delete_in_process_uses_a_new_client_token() {
         max_total: std::time::Duration::from_secs(30),
     };
     let run = |input: Value| {
-        let (clients, wait) = (clients.clone(), wait.clone());
+        let clients = clients.clone();
         async move { o11y_shared::engine::run(&clients, input, &wait).await.expect("in-process run") }
     };
     let mut delete = minimal();

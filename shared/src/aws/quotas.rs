@@ -30,7 +30,7 @@ pub async fn trust_policy_quota(client: &aws_sdk_servicequotas::Client) -> Optio
 
 /// A quota value (Service Quotas answers a double) as a character count, when it is a sensible one.
 pub fn quota_chars(value: f64) -> Option<usize> {
-    (value.is_finite() && value >= 1.0 && value <= 1_000_000.0).then(|| value as usize)
+    (1.0..=1_000_000.0).contains(&value).then_some(value as usize)
 }
 
 #[cfg(test)]

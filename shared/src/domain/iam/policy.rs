@@ -282,7 +282,7 @@ pub fn check_trust_policy_size(role: &str, doc: &Value, quota: usize) -> Result<
     let len = document_length(doc);
     if len > quota {
         return Err(Error::LimitExceeded(format!(
-            "trust policy of role {role} is {len} characters (whitespace not counted), over the account's trust policy length quota of {quota} (default {TRUST_POLICY_MAX_CHARS}, adjustable in Service Quotas; a raised quota the provisioner cannot read goes in trustPolicyQuota)"
+            "trust policy of role {role} is {len} characters (whitespace not counted), over the account's trust policy length quota of {quota} (default 2,048, adjustable in Service Quotas; a raised quota the provisioner cannot read goes in trustPolicyQuota)"
         )));
     }
     Ok(())
