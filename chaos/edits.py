@@ -674,6 +674,12 @@ class Edits:
                         if w["name"] == name and wid not in self.baseline["grafana"]:
                             s.grafana.delete_workspace(workspaceId=wid)
                             break
+                elif f.startswith("grafana:") and ":admin:" in f:
+                    _, name, _, utype, uid = f.split(":", 4)
+                    for wid, w in snap["grafana"].items():
+                        if w["name"] == name:
+                            s.grafana.update_permissions(workspaceId=wid, updateInstructionBatch=[
+                                {"action": "REVOKE", "role": "ADMIN", "users": [{"id": uid, "type": utype}]}])
                 elif f.startswith("ssm:") and "=" not in f and ":helm:" not in f:
                     s.ssm.delete_parameter(Name=f[4:])
                 elif f.startswith("lease:"):
