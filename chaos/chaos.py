@@ -3,7 +3,7 @@
 
 Runs against a local stack started by `scripts/chaos` (moto with Step Functions execution, the
 router serving the real function binaries, the Grafana emulator, Prometheus), whose description
-(`devstack.json`) is passed with --stack. Five phases, each recording violations:
+(`devstack.json`) is passed with --stack. Six phases, each recording violations:
 
 1. faults:      N create-then-delete cycles while the router injects throttling, HTTP 500/503,
                 connection resets and latency at --rate on every AWS call, Lambda invokes included;
@@ -17,7 +17,11 @@ router serving the real function binaries, the Grafana emulator, Prometheus), wh
 4. corpus:      100+ bad inputs across the console, cfn-handler and vending-hook: each rejected
                 naming the field, zero AWS writes, CloudFormation answered FAILED exactly once,
                 no response PUT to a non-CloudFormation URL.
-5. secrets:     logs, execution outputs and histories, SSM values: no Grafana key, access key id,
+5. edits:       the edit corpus (edits.py): every field changed on a converged deployment, alone,
+                in pairs and back and forth, shared IRSA roles, foreign look-alikes; after each
+                run the whole account's inventory against an independent oracle: no orphan,
+                nothing missing, no foreign resource touched.
+6. secrets:     logs, execution outputs and histories, SSM values: no Grafana key, access key id,
                 secret key or presigned signature.
 
 Python 3 standard library plus boto3 (from the repository's .venv), and the local stack's client
@@ -50,6 +54,7 @@ sys.path.insert(0, str(REPO / "tests/localstack"))
 from stack import ACCOUNT_ID as ACCOUNT  # noqa: E402
 from stack import FUNCTION_ARN_PLACEHOLDER, REGION, Execution, Stack, execution_arn, kebab  # noqa: E402
 from stack import STATE_MACHINE_ARN as SM_ARN  # noqa: E402
+from inventory import decode_doc, deployment_view, normalize, snapshot  # noqa: E402
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 CLUSTER = "chaos-eks"
@@ -236,29 +241,6 @@ def make_irsa(stack: ChaosStack, seeded: dict, d: str) -> None:
     seeded["trust"][d] = trust
 
 
-def decode_doc(doc) -> dict:
-    if isinstance(doc, dict):
-        return doc
-    text = urllib.parse.unquote(doc) if doc.lstrip().startswith("%") else doc
-    try:
-        return json.loads(text)
-    except ValueError:
-        return json.loads(urllib.parse.unquote(doc))
-
-
-def normalize(v):
-    """A policy document up to what IAM ignores: key order, the order of statements and of values,
-    and a one-element list versus its element."""
-    if isinstance(v, dict):
-        return {k: normalize(x) for k, x in sorted(v.items())}
-    if isinstance(v, list):
-        items = [normalize(x) for x in v]
-        if len(items) == 1:
-            return items[0]
-        return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
-    return v
-
-
 def trust_of(stack: ChaosStack, role: str) -> dict:
     return decode_doc(stack.iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"])
 
@@ -279,47 +261,8 @@ def sfn_retries(events: list) -> int:
 # ------------------------------------------------------------------------------------------------
 
 def inventory(stack: ChaosStack, d: str) -> dict:
-    inv: dict = {}
-    amp = []
-    for w in stack.amp.list_workspaces().get("workspaces", []):
-        status = (w.get("status") or {}).get("statusCode")
-        if status in ("DELETING", "DELETED"):
-            continue
-        if w.get("alias") == d or (w.get("tags") or {}).get(DEP_TAG) == d:
-            amp.append(w["workspaceId"])
-    inv["amp"] = amp
-    graf = []
-    token = None
-    while True:
-        out = stack.grafana.list_workspaces(**({"nextToken": token} if token else {}))
-        for w in out.get("workspaces", []):
-            if w.get("name") == d or (w.get("tags") or {}).get(DEP_TAG) == d:
-                graf.append((w["id"], w.get("status")))
-        token = out.get("nextToken")
-        if not token:
-            break
-    inv["grafana"] = graf
-    roles = []
-    for page in stack.iam.get_paginator("list_roles").paginate():
-        roles += [r["RoleName"] for r in page["Roles"] if r["RoleName"].startswith(f"{d}-")]
-    inv["roles"] = sorted(roles)
-    policies = []
-    for page in stack.iam.get_paginator("list_policies").paginate(Scope="Local"):
-        policies += [p["PolicyName"] for p in page["Policies"] if p["PolicyName"].startswith(f"{d}-")]
-    inv["policies"] = sorted(policies)
-    attached = stack.iam.list_attached_role_policies(RoleName=irsa_role(d))["AttachedPolicies"]
-    inv["irsa_attached"] = [p["PolicyName"] for p in attached if p["PolicyName"].startswith(f"{d}-")]
-    if f"{d}-grafana" in roles:
-        ga = stack.iam.list_attached_role_policies(RoleName=f"{d}-grafana")["AttachedPolicies"]
-        inv["grafana_role_attached"] = [p["PolicyName"] for p in ga]
-    params = []
-    for page in stack.ssm.get_paginator("get_parameters_by_path").paginate(Path=f"/o11y/{d}", Recursive=True):
-        params += [p["Name"] for p in page["Parameters"]]
-    inv["ssm"] = sorted(params)
-    trust = trust_of(stack, irsa_role(d))
-    ours = [s for s in trust.get("Statement", []) if f":{NAMESPACE}:observability-*" in json.dumps(s)]
-    inv["trust_statements_ours"] = len(ours)
-    return inv
+    """What the account holds for deployment `d` (inventory.deployment_view of a full snapshot)."""
+    return deployment_view(snapshot(stack), d, irsa_role(d), NAMESPACE)
 
 
 def scan_parameters(stack: ChaosStack, res: Results, d: str, where: str) -> None:
@@ -383,26 +326,9 @@ def check_applied(stack: ChaosStack, res: Results, d: str, where: str) -> None:
         res.violation("duplicates", f"{where}: not exactly one of each resource for {d}", problems)
 
 
-def tagged_iam(stack: ChaosStack, d: str) -> list[str]:
-    """IAM roles and customer managed policies carrying the deployment's ownership tag."""
-    out = []
-    for page in stack.iam.get_paginator("list_roles").paginate():
-        for r in page["Roles"]:
-            tags = stack.iam.list_role_tags(RoleName=r["RoleName"]).get("Tags", [])
-            if any(t["Key"] == DEP_TAG and t["Value"] == d for t in tags):
-                out.append(r["Arn"])
-    for page in stack.iam.get_paginator("list_policies").paginate(Scope="Local"):
-        for p in page["Policies"]:
-            tags = stack.iam.list_policy_tags(PolicyArn=p["Arn"]).get("Tags", [])
-            if any(t["Key"] == DEP_TAG and t["Value"] == d for t in tags):
-                out.append(p["Arn"])
-    return out
-
-
 def check_deleted(stack: ChaosStack, res: Results, d: str, seeded: dict, where: str) -> None:
     original_trust = seeded["trust"][d]
     inv = inventory(stack, d)
-    inv["iam_tagged"] = tagged_iam(stack, d)
     left = {k: v for k, v in inv.items() if v and k != "trust_statements_ours"}
     if inv["trust_statements_ours"]:
         left["trust_statements_ours"] = inv["trust_statements_ours"]
@@ -1273,6 +1199,11 @@ def summary(res: Results, args, elapsed: float) -> str:
         ("rejected inputs (field named)", f"{f['corpus_rejected']}/{f['corpus_size']} "
                                            f"{json.dumps(f['corpus_by_entry'])}"),
         ("writes on bad input", str(f["writes_on_bad_input"])),
+        ("edits: cases (failed)", f"{f.get('edits_cases', 0)} ({f.get('edits_cases_failed', 0)}; "
+                                  f"{f.get('edits_runs', 0)} runs, {f.get('edits_failed_runs', 0)} did not converge "
+                                  f"or were not refused; {f.get('edits_seconds', 0)} s)"),
+        ("edits: orphans / missing", f"{f.get('edits_orphans', 0)} / {f.get('edits_missing', 0)}"),
+        ("edits: foreign touched", str(f.get("edits_foreign_touched", 0))),
         ("PUTs to foreign hosts", str(f["foreign_puts"])),
         ("secrets found", f"{f['secrets_found']} (logs, {f.get('executions_scanned', 0)} executions with histories, "
                           f"{f['ssm_values_scanned']} SSM values scanned)"),
@@ -1309,8 +1240,11 @@ def main(argv=None) -> int:
     ap.add_argument("--crash", action="append", default=None, metavar="[delete:]STEP@N",
                     help="kill STEP's process after its Nth write (0: at its first AWS call); repeatable. "
                          "Full: every step at 0, 1 and 2, and the delete steps at 1; quick: amp-workspace@1")
-    ap.add_argument("--phases", default="faults,crashes,concurrency,corpus,secrets",
-                    help="comma-separated subset of faults,crashes,concurrency,corpus,secrets")
+    ap.add_argument("--phases", default="faults,crashes,concurrency,corpus,edits,secrets",
+                    help="comma-separated subset of faults,crashes,concurrency,corpus,edits,secrets")
+    ap.add_argument("--only", metavar="PHASE", help="run just this phase (e.g. `--only edits`); same as --phases PHASE")
+    ap.add_argument("--edits-findings", type=Path, metavar="FILE",
+                    help="write every failed case of the edit corpus (its diff) as JSON here")
     ap.add_argument("--parallel", type=int, default=4, help="corpus inputs in flight at once (default 4)")
     ap.add_argument("--report", type=Path, help="write the figures and violations as JSON here")
     ap.add_argument("--keep", action="store_true", help="(scripts/chaos) keep the private directory")
@@ -1328,6 +1262,8 @@ def main(argv=None) -> int:
                           if not (s in READ_ONLY_STEPS and n > 0)]
             args.crash += [f"delete:{s}@1" for s in delete_steps]
             args.crash += ["cfn:finish@0", "cfn:grafana-workspace@1"]
+    if args.only:
+        args.phases = args.only
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
 
     t0 = time.time()
@@ -1350,6 +1286,9 @@ def main(argv=None) -> int:
             phase_crashes(stack, res, seeded, args.crash)
         if "concurrency" in phases:
             phase_concurrency(stack, res, seeded)
+        if "edits" in phases:
+            from edits import phase_edits
+            phase_edits(stack, res, args)
     except Exception as e:  # noqa: BLE001
         res.violation("harness", f"aborted: {e!r}", traceback.format_exc()[-2000:])
     finally:

@@ -38,6 +38,9 @@ fn chaos_quick_finds_no_violation() {
         "| leaked",
         "| rejected inputs",
         "| writes on bad input",
+        "| edits: cases",
+        "| edits: orphans / missing",
+        "| edits: foreign touched",
         "| secrets found",
     ] {
         assert!(stdout.contains(row), "the summary has no row {row:?}:\n{stdout}");
