@@ -309,8 +309,8 @@ def inventory(stack: ChaosStack, d: str) -> dict:
     inv["policies"] = sorted(policies)
     attached = stack.iam.list_attached_role_policies(RoleName=irsa_role(d))["AttachedPolicies"]
     inv["irsa_attached"] = [p["PolicyName"] for p in attached if p["PolicyName"].startswith(f"{d}-")]
-    if f"{d}-grafana" in roles:
-        ga = stack.iam.list_attached_role_policies(RoleName=f"{d}-grafana")["AttachedPolicies"]
+    if f"{d}-{REGION}-grafana" in roles:
+        ga = stack.iam.list_attached_role_policies(RoleName=f"{d}-{REGION}-grafana")["AttachedPolicies"]
         inv["grafana_role_attached"] = [p["PolicyName"] for p in ga]
     params = []
     for page in stack.ssm.get_paginator("get_parameters_by_path").paginate(Path=f"/o11y/{d}", Recursive=True):
@@ -343,13 +343,14 @@ def check_applied(stack: ChaosStack, res: Results, d: str, where: str) -> None:
     live = [g for g in inv["grafana"] if g[1] not in ("DELETING",)]
     if len(live) != 1:
         problems.append(f"{len(live)} Grafana workspaces {live}")
-    if inv["roles"] != [f"{d}-grafana"]:
+    # The default IAM names carry the region (IAM is global): README "Input contract".
+    if inv["roles"] != [f"{d}-{REGION}-grafana"]:
         problems.append(f"roles {inv['roles']}")
-    if inv["policies"] != sorted([f"{d}-observability-write", f"{d}-grafana-amp-read"]):
+    if inv["policies"] != sorted([f"{d}-{REGION}-observability-write", f"{d}-{REGION}-grafana-amp-read"]):
         problems.append(f"policies {inv['policies']}")
-    if inv["irsa_attached"] != [f"{d}-observability-write"]:
+    if inv["irsa_attached"] != [f"{d}-{REGION}-observability-write"]:
         problems.append(f"write policy attachments on the IRSA role {inv['irsa_attached']}")
-    if inv.get("grafana_role_attached") not in (None, [f"{d}-grafana-amp-read"]):
+    if inv.get("grafana_role_attached") not in (None, [f"{d}-{REGION}-grafana-amp-read"]):
         problems.append(f"grafana role attachments {inv.get('grafana_role_attached')}")
     if inv["trust_statements_ours"] != 1:
         problems.append(f"{inv['trust_statements_ours']} trust statements for our service accounts")
