@@ -1715,6 +1715,10 @@ class DataPlane:
                          f"workspaces/<workspace id>/)")
         url_region, amp_ws_id = m.group(1), m.group(2)
         query_url = url.rstrip("/") + "/api/v1/query"
+        region = region or self.service.region
+        if url_region != region:
+            return error(f"Post \"{query_url}\": dial tcp: lookup: the emulator reaches AMP only in "
+                         f"the workspace's region {region}, not {url_region}")
         if jd.get("sigV4Auth") is not True:
             return error(f"Post \"{query_url}\": 403 Forbidden: Missing Authentication Token "
                          f"(jsonData.sigV4Auth is not true, so the request is not signed)")
@@ -1742,8 +1746,7 @@ class DataPlane:
             return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
                          "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
         if self.amp_url:
-            # AMP is looked up in the region its URL names (a workspace may query another region's).
-            problem = self._amp_workspace_problem(amp_ws_id, creator, url_region)
+            problem = self._amp_workspace_problem(amp_ws_id, creator, region)
             if problem:
                 return error(f"Post \"{query_url}\": {problem}")
         if self.prometheus_url:
