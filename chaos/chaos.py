@@ -295,13 +295,14 @@ def check_applied(stack: ChaosStack, res: Results, d: str, where: str) -> None:
     live = [g for g in inv["grafana"] if g[1] not in ("DELETING",)]
     if len(live) != 1:
         problems.append(f"{len(live)} Grafana workspaces {live}")
-    if inv["roles"] != [f"{d}-grafana"]:
+    # The default IAM names carry the region (IAM is global): README "Input contract".
+    if inv["roles"] != [f"{d}-{REGION}-grafana"]:
         problems.append(f"roles {inv['roles']}")
-    if inv["policies"] != sorted([f"{d}-observability-write", f"{d}-grafana-amp-read"]):
+    if inv["policies"] != sorted([f"{d}-{REGION}-observability-write", f"{d}-{REGION}-grafana-amp-read"]):
         problems.append(f"policies {inv['policies']}")
-    if inv["irsa_attached"] != [f"{d}-observability-write"]:
+    if inv["irsa_attached"] != [f"{d}-{REGION}-observability-write"]:
         problems.append(f"write policy attachments on the IRSA role {inv['irsa_attached']}")
-    if inv.get("grafana_role_attached") not in (None, [f"{d}-grafana-amp-read"]):
+    if inv.get("grafana_role_attached") not in (None, [f"{d}-{REGION}-grafana-amp-read"]):
         problems.append(f"grafana role attachments {inv.get('grafana_role_attached')}")
     if inv["trust_statements_ours"] != 1:
         problems.append(f"{inv['trust_statements_ours']} trust statements for our service accounts")

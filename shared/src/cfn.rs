@@ -483,6 +483,7 @@ mod tests {
             oidc_provider_arn: String::new(),
             irsa_role_arn: String::new(),
             rollback_on_failure: rollback,
+            trust_policy_quota: 2048,
         });
         let kept = crate::state::DeleteOutput { retained: vec!["ws-1: adopted".into()], ..Default::default() };
         st.deleted = Some(crate::state::DeletedState { amp_workspace: Some(kept), ..Default::default() });

@@ -26,8 +26,9 @@ fn full() -> Value {
         "deploymentName":"dr-prod","region":"us-east-1",
         "cluster":{"name":"dr-eks","oidcIssuer":"https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"},
         "namespace":"dr-core","irsaRoleName":"dr-core-irsa","amp":{"alias":"dr-prod"},
-        "writePolicyName":"dr-prod-observability-write",
-        "grafana":{"workspaceName":"dr-prod","roleName":"dr-prod-grafana","readPolicyName":"dr-prod-grafana-amp-read",
+        "writePolicyName":"dr-prod-us-east-1-observability-write",
+        "grafana":{"workspaceName":"dr-prod","roleName":"dr-prod-us-east-1-grafana",
+                   "readPolicyName":"dr-prod-us-east-1-grafana-amp-read",
                    "version":"10.4","authenticationProviders":["AWS_SSO"]},
         "logs":{"groupName":"/dr-prod/observability","streamName":"otel-collector"},
         "ssmPrefix":"/o11y/dr-prod"
@@ -144,10 +145,10 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         namespace: "dr-core".into(),
         irsa_role_name: "dr-core-irsa".into(),
         amp_alias: "dr-prod".into(),
-        write_policy_name: "dr-prod-observability-write".into(),
+        write_policy_name: "dr-prod-us-east-1-observability-write".into(),
         grafana_workspace_name: "dr-prod".into(),
-        grafana_role_name: "dr-prod-grafana".into(),
-        grafana_read_policy_name: "dr-prod-grafana-amp-read".into(),
+        grafana_role_name: "dr-prod-us-east-1-grafana".into(),
+        grafana_read_policy_name: "dr-prod-us-east-1-grafana-amp-read".into(),
         grafana_version: "10.4".into(),
         grafana_authentication_providers: vec!["AWS_SSO".into()],
         log_group_name: "/dr-prod/observability".into(),
@@ -181,10 +182,10 @@ fn full_example_from_the_issue_is_accepted_as_given() {
     assert_eq!(d.namespace, "dr-core");
     assert_eq!(d.irsa_role_name, "dr-core-irsa");
     assert_eq!(d.amp_alias, "dr-prod");
-    assert_eq!(d.write_policy_name, "dr-prod-observability-write");
+    assert_eq!(d.write_policy_name, "dr-prod-us-east-1-observability-write");
     assert_eq!(d.grafana_workspace_name, "dr-prod");
-    assert_eq!(d.grafana_role_name, "dr-prod-grafana");
-    assert_eq!(d.grafana_read_policy_name, "dr-prod-grafana-amp-read");
+    assert_eq!(d.grafana_role_name, "dr-prod-us-east-1-grafana");
+    assert_eq!(d.grafana_read_policy_name, "dr-prod-us-east-1-grafana-amp-read");
     assert_eq!(d.grafana_version, "10.4");
     assert_eq!(d.grafana_authentication_providers, vec!["AWS_SSO".to_string()]);
     assert_eq!(d.log_group_name, "/dr-prod/observability");
@@ -217,7 +218,7 @@ fn longest_deployment_name_still_derives_valid_names() {
     // WHEN it is resolved
     let d = resolve(&v).unwrap();
     // THEN every derived name passes its own validator and fits its AWS limit
-    assert_eq!(d.grafana_role_name, format!("{name}-grafana"));
+    assert_eq!(d.grafana_role_name, format!("{name}-us-east-1-grafana"));
     assert!(d.grafana_role_name.len() <= 64);
     validate::iam_role_name("r", &d.grafana_role_name).unwrap();
     validate::iam_policy_name("p", &d.write_policy_name).unwrap();
@@ -701,7 +702,7 @@ fn grafana_role_and_policy_must_not_collide_with_the_irsa_ones() {
         assert!(rule.contains("irsaRoleName"), "{rule}");
     }
     // AND a read policy equal to the write policy is rejected
-    for p in ["dr-prod-observability-write", "DR-PROD-OBSERVABILITY-WRITE"] {
+    for p in ["dr-prod-us-east-1-observability-write", "DR-PROD-US-EAST-1-OBSERVABILITY-WRITE"] {
         let v = with(minimal(), "grafana.readPolicyName", json!(p));
         let (f, rule) = rejected(resolve(&v), p);
         assert_eq!(f, "grafana.readPolicyName");

@@ -17,6 +17,7 @@ const ACCOUNT: &str = "111122223333";
 const ISSUER: &str = "oidc.eks.us-east-1.amazonaws.com/id/5C6D7E8F9A0B1C2D3E4F5A6B7C8D9E0F";
 const NAMESPACE: &str = "dr-core";
 const DEPLOYMENT: &str = "dr-prod";
+const REGION: &str = "us-east-1";
 const FOREIGN_PROVIDER: &str =
     "arn:aws:iam::999988887777:oidc-provider/oidc.eks.ap-south-1.amazonaws.com/id/FFFFEEEEDDDDCCCCBBBBAAAA99998888";
 const OUR_PREFIX: &str = "system:serviceaccount:dr-core:observability-";
@@ -77,7 +78,7 @@ fn grant() -> IrsaGrant {
 }
 
 fn sid() -> String {
-    trust_statement_sid(DEPLOYMENT)
+    trust_statement_sid(DEPLOYMENT, REGION)
 }
 
 fn collector() -> AssumeRequest {

@@ -709,17 +709,27 @@ class GrafanaService:
         else:
             ws.pop("_nextStatus", None)
 
+    def _caller_region(self) -> str:
+        """The region of the control-plane call being served (its SigV4 scope), else ours."""
+        return getattr(self.caller, "region", None) or self.region
+
+    def _region_of(self, ws_id: str) -> str:
+        """A workspace lives in the region of the call that created it (as in AWS)."""
+        return (self.workspaces.get(ws_id) or {}).get("_region") or self.region
+
     def _get_ws(self, ws_id: str) -> dict:
         ws = self._tick(ws_id)
+        if ws is not None and self._region_of(ws_id) != self._caller_region():
+            ws = None  # another region's workspace is not found from here
         if ws is None:
             raise not_found(f"Workspace {ws_id} not found.", ws_id, RESOURCE_WORKSPACE)
         return ws
 
     def _arn(self, ws_id: str) -> str:
-        return f"arn:aws:{SERVICE_NAME}:{self.region}:{self.account_id}:/workspaces/{ws_id}"
+        return f"arn:aws:{SERVICE_NAME}:{self._region_of(ws_id)}:{self.account_id}:/workspaces/{ws_id}"
 
     def _endpoint(self, ws_id: str) -> str:
-        return f"{ws_id}.grafana-workspace.{self.region}.amazonaws.com"
+        return f"{ws_id}.grafana-workspace.{self._region_of(ws_id)}.amazonaws.com"
 
     def versions(self) -> list[str]:
         return list(self.config.get("grafanaVersions") or DEFAULT_GRAFANA_VERSIONS)
@@ -884,6 +894,7 @@ class GrafanaService:
         }
         self._transition(ws, "CREATING", "create", "ACTIVE")
         ws["_creatorAccessKey"] = getattr(self.caller, "access_key", None)
+        ws["_region"] = self._caller_region()
         self.workspaces[ws_id] = ws
         if token is not None:
             self.client_tokens[token] = (fingerprint, ws_id)
@@ -897,7 +908,9 @@ class GrafanaService:
 
     def op_ListWorkspaces(self, p: dict) -> dict:
         self._tick_all()
-        items = sorted(self.workspaces.values(), key=lambda w: (w["created"], w["id"]))
+        region = self._caller_region()
+        items = sorted((w for w in self.workspaces.values() if (w.get("_region") or self.region) == region),
+                       key=lambda w: (w["created"], w["id"]))
         page, token = Paginator.page(items, p.get("maxResults"), p.get("nextToken"))
         return {"workspaces": [self._summary(w) for w in page], "nextToken": token}
 
@@ -981,7 +994,9 @@ class GrafanaService:
         if not m or not WORKSPACE_ID_RE.match(m.group(4)):
             raise simple_validation("resourceArn", f"Invalid resource ARN: {arn}")
         _, region, account, ws_id = m.groups()
-        ws = self._tick(ws_id) if (region == self.region and account == self.account_id) else None
+        ws = self._tick(ws_id) if account == self.account_id else None
+        if ws is not None and (region != self._region_of(ws_id) or region != self._caller_region()):
+            ws = None
         if ws is None:
             raise not_found(f"Resource {arn} not found.", arn, RESOURCE_WORKSPACE)
         return ws
@@ -1349,15 +1364,15 @@ class DataPlane:
         self.service = service
         self.amp_url = amp_url.rstrip("/") if amp_url else None
         self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
-        self.host_re = re.compile(
-            r"^(g-[0-9a-f]{10})\.grafana-workspace\." + re.escape(service.region)
-            + r"\.amazonaws\.com$"
-        )
+        # Any region's workspace host; a workspace answers only at its own region's host.
+        self.host_re = re.compile(r"^(g-[0-9a-f]{10})\.grafana-workspace\.([a-z0-9-]+)\.amazonaws\.com$")
 
     def route(self, host: str, raw_path: str):
         host = (host or "").split(":")[0].lower()
         m = self.host_re.match(host)
         if m:
+            if self.service.workspaces.get(m.group(1)) and self.service._region_of(m.group(1)) != m.group(2):
+                return None
             return m.group(1), raw_path or "/"
         m = self.PATH_RE.match(raw_path)
         if m:
@@ -1659,9 +1674,11 @@ class DataPlane:
             version = ws["grafanaVersion"]
             role_arn = ws.get("workspaceRoleArn")
             creator = ws.get("_creatorAccessKey")
-        return self.check_health(ds, version, role_arn, creator)
+            region = ws.get("_region") or self.service.region
+        return self.check_health(ds, version, role_arn, creator, region)
 
-    def check_health(self, ds: dict, version: str, role_arn: str | None, creator: str | None = None):
+    def check_health(self, ds: dict, version: str, role_arn: str | None, creator: str | None = None,
+                     region: str | None = None):
         """Grafana's health check of a Prometheus data source pointed at AMP.
 
         Runs outside the service lock (it may call the AMP and Prometheus backends).
@@ -1698,9 +1715,10 @@ class DataPlane:
                          f"workspaces/<workspace id>/)")
         url_region, amp_ws_id = m.group(1), m.group(2)
         query_url = url.rstrip("/") + "/api/v1/query"
-        if url_region != self.service.region:
-            return error(f"Post \"{query_url}\": dial tcp: lookup: the emulator serves only region "
-                         f"{self.service.region}, not {url_region}")
+        region = region or self.service.region
+        if url_region != region:
+            return error(f"Post \"{query_url}\": dial tcp: lookup: the emulator reaches AMP only in "
+                         f"the workspace's region {region}, not {url_region}")
         if jd.get("sigV4Auth") is not True:
             return error(f"Post \"{query_url}\": 403 Forbidden: Missing Authentication Token "
                          f"(jsonData.sigV4Auth is not true, so the request is not signed)")
@@ -1728,7 +1746,7 @@ class DataPlane:
             return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
                          "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
         if self.amp_url:
-            problem = self._amp_workspace_problem(amp_ws_id, creator)
+            problem = self._amp_workspace_problem(amp_ws_id, creator, region)
             if problem:
                 return error(f"Post \"{query_url}\": {problem}")
         if self.prometheus_url:
@@ -1737,7 +1755,8 @@ class DataPlane:
                 return error(f"Post \"{query_url}\": {problem}")
         return 200, {"status": "OK", "message": PROM_HEALTH_OK}
 
-    def _amp_workspace_problem(self, amp_ws_id: str, creator: str | None = None) -> str | None:
+    def _amp_workspace_problem(self, amp_ws_id: str, creator: str | None = None,
+                               region: str | None = None) -> str | None:
         """None when the AMP workspace exists and is usable, else what is wrong. Looked up as the
         Grafana workspace's creator (moto maps an access key id to its account), so a workspace
         made in another account (AssumeRole) sees that account's AMP workspaces, as in AWS."""
@@ -1745,7 +1764,7 @@ class DataPlane:
         req = urllib.request.Request(
             f"{self.amp_url}/workspaces/{quote(amp_ws_id, safe='')}",
             headers={"Authorization": f"AWS4-HMAC-SHA256 Credential={creator or 'grafana-emulator'}/"
-                                      f"{date}/{self.service.region}/aps/aws4_request, "
+                                      f"{date}/{region or self.service.region}/aps/aws4_request, "
                                       "SignedHeaders=host, Signature=0"},
         )
         try:
@@ -1933,6 +1952,9 @@ class Handler(BaseHTTPRequestHandler):
             key = re.search(r"Credential=([^/,\s]+)/", auth_header) or re.search(
                 r"X-Amz-Credential=([^%/&]+)", raw_query or "")
             service.caller.access_key = key.group(1) if key else None
+            scope = re.search(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/", auth_header) or re.search(
+                r"X-Amz-Credential=[^%/&]+(?:/|%2F)\d{8}(?:/|%2F)([a-z0-9-]+)(?:/|%2F)", raw_query or "")
+            service.caller.region = scope.group(1) if scope else None
             params = model.parse_request(op_name, labels, query, self.headers, body)
             model.validate_input(op_name, params)
             entry["params"] = params  # this model has no secret inputs

@@ -20,6 +20,9 @@ use o11y_shared::aws::Clients;
 pub const ACCOUNT_ID: &str = "123456789012";
 /// Region of every test.
 pub const REGION: &str = "us-east-1";
+/// A second region, for deployments of one name in two regions (the functions still run in
+/// [`REGION`]; the input's `region` selects their clients).
+pub const OTHER_REGION: &str = "us-west-2";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -6,7 +6,7 @@
 //! runtime API.
 //!
 //! Routes of the router ([`router_routes`]):
-//! - `Host: *.grafana-workspace.<region>.amazonaws.com` → the Grafana emulator's data plane;
+//! - `Host: *.grafana-workspace.<region>.amazonaws.com` (the test regions) → the Grafana emulator's data plane;
 //! - `/workspaces/*/api/v1/remote_write` → Prometheus `/api/v1/write`;
 //! - `/workspaces/*/api/` → Prometheus `/api/` (PromQL: `query`, `query_range`, `labels`...);
 //! - SigV4 scope `grafana` → the Grafana emulator's control plane; everything else → moto.
@@ -19,7 +19,8 @@ use o11y_shared::aws::Clients;
 use serde_json::Value;
 
 use crate::{
-    free_port, http, http_with_headers, python, repo_root, sdk_config_for, Prometheus, Server, ACCOUNT_ID, REGION,
+    free_port, http, http_with_headers, python, repo_root, sdk_config_for, Prometheus, Server, ACCOUNT_ID,
+    OTHER_REGION, REGION,
 };
 
 /// The environment variable with the base URL of the Grafana HTTP API for the functions. When
@@ -32,19 +33,26 @@ pub fn grafana_workspace_host_suffix() -> String {
     format!(".grafana-workspace.{REGION}.amazonaws.com")
 }
 
+/// The `Host` suffixes of the Grafana workspace endpoints the router sends to the emulator:
+/// [`REGION`]'s and [`OTHER_REGION`]'s (tests of one deployment in two regions).
+pub fn grafana_workspace_host_suffixes() -> Vec<String> {
+    [REGION, OTHER_REGION].iter().map(|r| format!(".grafana-workspace.{r}.amazonaws.com")).collect()
+}
+
 /// The router's routing arguments for the Grafana emulator on `grafana_port` and Prometheus on
 /// `prometheus_port` (the module documentation lists them).
 pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
-    vec![
-        "--route".into(),
-        format!("grafana=http://127.0.0.1:{grafana_port}"),
-        "--host-route".into(),
-        format!("{}=http://127.0.0.1:{grafana_port}", grafana_workspace_host_suffix()),
+    let mut routes = vec!["--route".into(), format!("grafana=http://127.0.0.1:{grafana_port}")];
+    for suffix in grafana_workspace_host_suffixes() {
+        routes.extend(["--host-route".into(), format!("{suffix}=http://127.0.0.1:{grafana_port}")]);
+    }
+    routes.extend([
         "--path-route".into(),
         format!("/workspaces/*/api/v1/remote_write=http://127.0.0.1:{prometheus_port}/api/v1/write"),
         "--path-route".into(),
         format!("/workspaces/*/api/=http://127.0.0.1:{prometheus_port}/api/"),
-    ]
+    ]);
+    routes
 }
 
 /// The Grafana emulator's command line for the stack: AMP workspaces are looked up in moto and

@@ -649,7 +649,7 @@ async fn verify_passes_then_names_what_was_removed_out_of_band_and_warn_only_rep
         "{msg}"
     );
     assert!(msg.contains("logs:PutLogEvents") && msg.contains("xray:PutTraceSegments"), "{msg}");
-    assert!(msg.contains("attach the write policy dr-prod-observability-write"), "{msg}");
+    assert!(msg.contains("attach the write policy dr-prod-us-east-1-observability-write"), "{msg}");
     assert!(!msg.contains("grafana-role-policy") && !msg.contains("irsa-trust"), "{msg}");
     let stored: Value = serde_json::from_str(&env.ssm("verification").await.unwrap().0).unwrap();
     assert_eq!(stored["status"], "failed");

@@ -119,9 +119,9 @@ async fn fresh_create_builds_everything_and_a_second_run_changes_nothing() {
     assert_eq!(attached(&clients, &seeded.irsa_role_name).await, vec![out.write_policy_arn.clone()]);
 
     // Grafana role: trusted by grafana.amazonaws.com with the confused-deputy conditions
-    let gtrust = trust_of(&clients, "dr-prod-grafana").await;
+    let gtrust = trust_of(&clients, "dr-prod-us-east-1-grafana").await;
     assert!(policy::equivalent(&gtrust, &policy::grafana_trust_policy("aws", "us-east-1", ACCOUNT_ID)), "{gtrust}");
-    assert_eq!(attached(&clients, "dr-prod-grafana").await, vec![out.read_policy_arn.clone()]);
+    assert_eq!(attached(&clients, "dr-prod-us-east-1-grafana").await, vec![out.read_policy_arn.clone()]);
     assert!(policy::equivalent(
         &default_document(&clients, &out.read_policy_arn).await,
         &policy::read_policy(&out.amp_workspace_arn)
@@ -189,7 +189,7 @@ async fn pre_existing_workspace_and_policy_at_five_versions_are_adopted_and_conv
     let p = clients
         .iam
         .create_policy()
-        .policy_name("dr-prod-observability-write")
+        .policy_name("dr-prod-us-east-1-observability-write")
         .policy_document(old.to_string())
         .send()
         .await

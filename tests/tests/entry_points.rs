@@ -191,8 +191,11 @@ async fn custom_resource_create_update_replace_and_delete_answer_exactly_once() 
     let (body, len) = response_body(&stack, "delete-old").unwrap();
     assert_eq!((body["Status"].as_str(), body["PhysicalResourceId"].as_str()), (Some("SUCCESS"), Some(id)));
     assert!(len <= 4096);
-    assert!(clients.iam.get_role().role_name("dr-prod-grafana").send().await.is_err(), "the old deployment is gone");
-    assert!(clients.iam.get_role().role_name("dr-prod2-grafana").send().await.is_ok(), "the new one stays");
+    assert!(
+        clients.iam.get_role().role_name("dr-prod-us-east-1-grafana").send().await.is_err(),
+        "the old deployment is gone"
+    );
+    assert!(clients.iam.get_role().role_name("dr-prod2-us-east-1-grafana").send().await.is_ok(), "the new one stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +313,7 @@ async fn vending_provisions_new_accounts_once_per_event() {
         hub.ssm.get_parameter().name("/o11y/o11y-210987654321/grafana-url").send().await.is_err(),
         "not in the hub"
     );
-    let role = in_b.iam.get_role().role_name("o11y-210987654321-grafana").send().await.unwrap();
+    let role = in_b.iam.get_role().role_name("o11y-210987654321-us-east-1-grafana").send().await.unwrap();
     assert!(role.role().unwrap().arn().contains(b));
 
     // WHEN the same event is delivered again THEN nothing new starts

@@ -115,7 +115,7 @@ async fn plan_writes_only_its_grafana_token_and_reports_none_on_a_converged_depl
         assert_eq!(step(&p, s)["action"], "create", "{s}: {p:#}");
     }
     assert!(amp_ids(&clients).await.is_empty() && grafana_ids(&clients).await.is_empty());
-    assert!(!role_exists(&clients, "dr-prod-grafana").await);
+    assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await);
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
 
     // GIVEN a converged deployment WHEN planning THEN none everywhere, and no write but the one
@@ -318,9 +318,9 @@ async fn delete_removes_what_we_created_twice_and_retains_metrics_by_default() {
     // THEN Grafana, its role, both policies, our trust statement and our parameters are gone,
     // the AMP workspace (the customer's metrics) is retained, and the trust is the original
     assert!(grafana_ids(&clients).await.is_empty());
-    assert!(!role_exists(&clients, "dr-prod-grafana").await);
-    assert!(!policy_exists(&clients, "dr-prod-observability-write").await);
-    assert!(!policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+    assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-grafana-amp-read").await);
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await, &seeded.original_trust));
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
     assert_eq!(amp_ids(&clients).await, vec![ws_id.clone()]);
@@ -355,15 +355,15 @@ async fn delete_after_a_failed_create_cleans_up_and_adopted_resources_survive() 
     let failed = stack.execute(&sm, "create-fails", &failing).await;
     assert_eq!(failed.status, "FAILED");
     assert_eq!(failed.failed_state.as_deref(), Some("GrafanaWorkspace"));
-    assert!(role_exists(&clients, "dr-prod-grafana").await);
+    assert!(role_exists(&clients, "dr-prod-us-east-1-grafana").await);
 
     // WHEN deleted (with the same input) THEN everything it created is removed
     let del =
         stack.execute(&sm, "delete-failed", &with(failing, json!({"action": "delete", "retainMetrics": false}))).await;
     assert_eq!(del.status, "SUCCEEDED", "{del:?}");
-    assert!(!role_exists(&clients, "dr-prod-grafana").await);
-    assert!(!policy_exists(&clients, "dr-prod-observability-write").await);
-    assert!(!policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+    assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-grafana-amp-read").await);
     assert!(amp_ids(&clients).await.is_empty());
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await, &seeded.original_trust));
 
@@ -373,7 +373,7 @@ async fn delete_after_a_failed_create_cleans_up_and_adopted_resources_survive() 
     clients
         .iam
         .create_policy()
-        .policy_name("dr-prod-observability-write")
+        .policy_name("dr-prod-us-east-1-observability-write")
         .policy_document(doc.to_string())
         .send()
         .await
@@ -388,10 +388,10 @@ async fn delete_after_a_failed_create_cleans_up_and_adopted_resources_survive() 
         .await;
     assert_eq!(del.status, "SUCCEEDED", "{del:?}");
     assert_eq!(amp_ids(&clients).await, vec![manual.workspace_id().to_string()]);
-    assert!(policy_exists(&clients, "dr-prod-observability-write").await);
+    assert!(policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
     let attached = clients.iam.list_attached_role_policies().role_name("dr-core-irsa").send().await.unwrap();
     assert!(attached.attached_policies().is_empty(), "the attachment we made is removed");
-    assert!(!role_exists(&clients, "dr-prod-grafana").await, "what we created goes");
+    assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await, "what we created goes");
     let report = del.output.unwrap();
     assert!(report["ampWorkspace"]["retained"][0].as_str().unwrap().ends_with(": adopted"), "{report:#}");
 }
@@ -547,7 +547,7 @@ async fn a_delete_that_fails_half_way_completes_when_run_again() {
         .iam
         .add_role_to_instance_profile()
         .instance_profile_name("in-the-way")
-        .role_name("dr-prod-grafana")
+        .role_name("dr-prod-us-east-1-grafana")
         .send()
         .await
         .unwrap();
@@ -565,14 +565,14 @@ async fn a_delete_that_fails_half_way_completes_when_run_again() {
         .iam
         .remove_role_from_instance_profile()
         .instance_profile_name("in-the-way")
-        .role_name("dr-prod-grafana")
+        .role_name("dr-prod-us-east-1-grafana")
         .send()
         .await
         .unwrap();
     let done = stack.execute(&sm, "delete-2", &delete).await;
     assert_eq!(done.status, "SUCCEEDED", "{done:?}");
-    assert!(!role_exists(&clients, "dr-prod-grafana").await);
-    assert!(!policy_exists(&clients, "dr-prod-observability-write").await);
+    assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await, &seeded.original_trust));
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
 }

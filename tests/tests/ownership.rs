@@ -119,7 +119,7 @@ async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
     let trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
     let sids: Vec<String> = statements(&trust).iter().filter_map(|s| s["Sid"].as_str().map(str::to_string)).collect();
     for name in ["dr-prod", "dr-prod-2"] {
-        assert!(sids.contains(&o11y_shared::names::trust_statement_sid(name)), "{name}: {trust:#}");
+        assert!(sids.contains(&o11y_shared::names::trust_statement_sid(name, o11y_tests::REGION)), "{name}: {trust:#}");
     }
 
     // WHEN the first is deleted THEN the second's service accounts are still trusted, and its
@@ -209,7 +209,7 @@ async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_
     // its original and the write policy is no longer attached to it
     let new_trust = trust_of(&clients, "dr-core-irsa-2").await.unwrap();
     assert!(collector_admitted(&new_trust, &seeded.oidc_provider_arn), "{new_trust:#}");
-    assert_eq!(attached(&clients, "dr-core-irsa-2").await, vec!["dr-prod-observability-write".to_string()]);
+    assert_eq!(attached(&clients, "dr-core-irsa-2").await, vec!["dr-prod-us-east-1-observability-write".to_string()]);
     let old_trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
     assert!(policy::equivalent(&old_trust, &seeded.original_trust), "{old_trust:#}");
     assert!(attached(&clients, "dr-core-irsa").await.is_empty());
@@ -236,8 +236,8 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
     // GIVEN a converged deployment with the default policy names
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
-    assert!(policy_exists(&clients, "dr-prod-observability-write").await);
-    assert!(policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+    assert!(policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
+    assert!(policy_exists(&clients, "dr-prod-us-east-1-grafana-amp-read").await);
 
     // WHEN both policies are renamed
     let mut renamed = minimal();
@@ -248,15 +248,18 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
     let planned = stack.execute(&sm, "plan-rename", &plan).await;
     assert_eq!(planned.status, "SUCCEEDED", "{planned:?}");
     let report = planned.output.unwrap().to_string();
-    assert!(report.contains("policy dr-prod-observability-write"), "the plan names the old policy's removal: {report}");
+    assert!(
+        report.contains("policy dr-prod-us-east-1-observability-write"),
+        "the plan names the old policy's removal: {report}"
+    );
     let applied = stack.execute(&sm, "rename", &renamed).await;
     assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
 
     // THEN the new ones are attached and the old ones, ours, are gone
     assert_eq!(attached(&clients, "dr-core-irsa").await, vec!["dr-prod-write-2".to_string()]);
-    assert_eq!(attached(&clients, "dr-prod-grafana").await, vec!["dr-prod-read-2".to_string()]);
-    assert!(!policy_exists(&clients, "dr-prod-observability-write").await);
-    assert!(!policy_exists(&clients, "dr-prod-grafana-amp-read").await);
+    assert_eq!(attached(&clients, "dr-prod-us-east-1-grafana").await, vec!["dr-prod-read-2".to_string()]);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
+    assert!(!policy_exists(&clients, "dr-prod-us-east-1-grafana-amp-read").await);
 
     // WHEN deleted THEN the renamed ones go too
     renamed["action"] = json!("delete");
@@ -282,7 +285,7 @@ async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_n
     let planned = stack.execute(&sm, "plan-rename", &plan).await;
     assert_eq!(planned.status, "SUCCEEDED", "{planned:?}");
     let report = planned.output.unwrap().to_string();
-    assert!(report.contains("\"role dr-prod-grafana\""), "{report}");
+    assert!(report.contains("\"role dr-prod-us-east-1-grafana\""), "{report}");
     let applied = stack.execute(&sm, "rename", &renamed).await;
     assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
 
@@ -290,8 +293,8 @@ async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_n
     let ws = clients.grafana.describe_workspace().workspace_id(&ws_id).send().await.unwrap();
     let role_arn = ws.workspace().unwrap().workspace_role_arn().unwrap().to_string();
     assert!(role_arn.ends_with(":role/dr-prod-grafana-2"), "{role_arn}");
-    assert_eq!(attached(&clients, "dr-prod-grafana-2").await, vec!["dr-prod-grafana-amp-read".to_string()]);
-    assert!(trust_of(&clients, "dr-prod-grafana").await.is_none(), "the old role, ours, is deleted");
+    assert_eq!(attached(&clients, "dr-prod-grafana-2").await, vec!["dr-prod-us-east-1-grafana-amp-read".to_string()]);
+    assert!(trust_of(&clients, "dr-prod-us-east-1-grafana").await.is_none(), "the old role, ours, is deleted");
 
     // WHEN run again THEN nothing is left to retire: the plan reports no change
     let again = stack.execute(&sm, "plan-again", &plan).await;

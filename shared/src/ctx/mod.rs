@@ -190,9 +190,19 @@ impl Ctx {
         ]
     }
 
-    /// True when `tags` say this deployment created the resource.
-    pub fn owns<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-        tags.any(|(k, v)| k == names::OWNER_TAG && v == self.deployment.name)
+    /// The ownership tags of the IAM resources we create: [`Ctx::owner_tags`] and the region
+    /// ([`names::REGION_TAG`]), since IAM is global and the same deployment name may run in
+    /// several regions.
+    pub fn iam_owner_tags(&self) -> Vec<(String, String)> {
+        let mut tags = self.owner_tags();
+        tags.push((names::REGION_TAG.to_string(), self.deployment.region.clone()));
+        tags
+    }
+
+    /// True when `tags` say this deployment, in this region, created the resource (a resource
+    /// without the region tag counts as this region's).
+    pub fn owns<'a>(&self, tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        names::TaggedOwner::from_tags(tags).is_some_and(|o| o.is(&self.deployment.name, &self.deployment.region))
     }
 }
 

@@ -1,10 +1,10 @@
 //! The public input contract (camelCase JSON typed into the Step Functions console) and its
 //! resolution into a fully defaulted, validated [`Deployment`].
 //!
-//! Defaults, all derived from `deploymentName` (`<d>`):
-//! `amp.alias` = `<d>`, `writePolicyName` = `<d>-observability-write`,
-//! `grafana.workspaceName` = `<d>`, `grafana.roleName` = `<d>-grafana`,
-//! `grafana.readPolicyName` = `<d>-grafana-amp-read`, `grafana.version` = `10.4`,
+//! Defaults, all derived from `deploymentName` (`<d>`), the IAM names (IAM is global) also from
+//! the region (`<r>`): `amp.alias` = `<d>`, `writePolicyName` = `<d>-<r>-observability-write`,
+//! `grafana.workspaceName` = `<d>`, `grafana.roleName` = `<d>-<r>-grafana`,
+//! `grafana.readPolicyName` = `<d>-<r>-grafana-amp-read`, `grafana.version` = `10.4`,
 //! `grafana.authenticationProviders` = `["AWS_SSO"]`, `logs.groupName` = `/<d>/observability`,
 //! `logs.streamName` = `otel-collector`, `ssmPrefix` = `/o11y/<d>`; `region` = the function's region.
 
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy::{TRUST_POLICY_MAX_CHARS, TRUST_POLICY_QUOTA_MAX};
+use crate::domain::names;
 use crate::domain::text::clip;
 use crate::domain::validate;
 
@@ -389,15 +390,17 @@ impl ProvisionInput {
         let amp_alias = self.amp.alias.clone().unwrap_or_else(|| d.clone());
         validate::amp_alias("amp.alias", &amp_alias)?;
 
-        let write_policy_name = self.write_policy_name.clone().unwrap_or_else(|| format!("{d}-observability-write"));
+        let write_policy_name =
+            self.write_policy_name.clone().unwrap_or_else(|| names::default_write_policy_name(d, &region));
         validate::iam_policy_name("writePolicyName", &write_policy_name)?;
 
         let g = &self.grafana;
         let grafana_workspace_name = g.workspace_name.clone().unwrap_or_else(|| d.clone());
         validate::grafana_workspace_name("grafana.workspaceName", &grafana_workspace_name)?;
-        let grafana_role_name = g.role_name.clone().unwrap_or_else(|| format!("{d}-grafana"));
+        let grafana_role_name = g.role_name.clone().unwrap_or_else(|| names::default_grafana_role_name(d, &region));
         validate::iam_role_name("grafana.roleName", &grafana_role_name)?;
-        let grafana_read_policy_name = g.read_policy_name.clone().unwrap_or_else(|| format!("{d}-grafana-amp-read"));
+        let grafana_read_policy_name =
+            g.read_policy_name.clone().unwrap_or_else(|| names::default_read_policy_name(d, &region));
         validate::iam_policy_name("grafana.readPolicyName", &grafana_read_policy_name)?;
         let grafana_version = g.version.clone().unwrap_or_else(|| DEFAULT_GRAFANA_VERSION.to_string());
         validate::grafana_version("grafana.version", &grafana_version)?;
@@ -471,7 +474,7 @@ impl ProvisionInput {
 
         Ok(Deployment {
             name: d.clone(),
-            partition: crate::domain::names::partition(&region).to_string(),
+            partition: names::partition(&region).to_string(),
             region,
             expected_account_id: self.account_id.clone(),
             cluster_name: self.cluster.name.clone(),

@@ -1,4 +1,7 @@
-//! ARNs, ownership tags and deterministic client tokens.
+//! ARNs, ownership tags, deterministic client tokens, and the default IAM names and trust
+//! statement `Sid` of a deployment: both derive from its name **and** its region, so that the
+//! same `deploymentName` in two regions of one account owns distinct IAM resources and holds its
+//! own trust statement.
 
 use sha2::{Digest, Sha256};
 
@@ -8,6 +11,47 @@ pub const OWNER_TAG: &str = "o11y-provisioner:deployment";
 pub const MANAGED_BY_TAG: &str = "o11y-provisioner:managed-by";
 /// Value of [`MANAGED_BY_TAG`].
 pub const MANAGED_BY_VALUE: &str = "o11y-provisioner";
+/// Tag key on the IAM resources we create (IAM is global): the region of the deployment that
+/// created it. IAM resources of ours without it (created before it existed) count as the region's
+/// that looks at them.
+pub const REGION_TAG: &str = "o11y-provisioner:region";
+
+/// Who a resource's tags say created it: a deployment, in a region when the tags name one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedOwner {
+    /// The value of [`OWNER_TAG`].
+    pub deployment: String,
+    /// The value of [`REGION_TAG`]; `None` on resources tagged before it existed.
+    pub region: Option<String>,
+}
+
+impl TaggedOwner {
+    /// The owner that `tags` name, if any ([`OWNER_TAG`], with [`REGION_TAG`] when present).
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let (mut deployment, mut region) = (None, None);
+        for (k, v) in tags {
+            if k == OWNER_TAG {
+                deployment = Some(v.to_string());
+            } else if k == REGION_TAG {
+                region = Some(v.to_string());
+            }
+        }
+        deployment.map(|deployment| Self { deployment, region })
+    }
+
+    /// True when this owner is `deployment` in `region` (no region tag: any region's).
+    pub fn is(&self, deployment: &str, region: &str) -> bool {
+        self.deployment == deployment && self.region.as_deref().is_none_or(|r| r == region)
+    }
+
+    /// "deployment dr-prod in region us-east-1" (or without the region when untagged).
+    pub fn describe(&self) -> String {
+        match &self.region {
+            Some(r) => format!("deployment {} in region {r}", self.deployment),
+            None => format!("deployment {}", self.deployment),
+        }
+    }
+}
 
 /// The AWS partition of a region.
 pub fn partition(region: &str) -> &'static str {
@@ -57,11 +101,39 @@ pub fn iam_name(arn: &str) -> &str {
 /// How every deployment's own trust statement `Sid` starts ([`trust_statement_sid`]).
 pub const TRUST_SID_PREFIX: &str = "O11yProvisionerIrsa";
 
-/// The `Sid` of the IRSA trust statement we add for a deployment (IAM Sids are alphanumeric).
-pub fn trust_statement_sid(deployment: &str) -> String {
-    let digest = Sha256::digest(format!("o11y-provisioner/irsa/{deployment}").as_bytes());
+/// The `Sid` of the IRSA trust statement we add for a deployment in a region (IAM Sids are
+/// alphanumeric). The role is in one account, so the account needs no part in it.
+pub fn trust_statement_sid(deployment: &str, region: &str) -> String {
+    sid_of(&format!("o11y-provisioner/irsa/{deployment}/{region}"))
+}
+
+/// The `Sid` earlier versions gave a deployment's statement, from its name only (the same in
+/// every region). A statement recorded with it is replaced by [`trust_statement_sid`]'s on the
+/// next apply; nothing looks for this Sid in a live policy.
+pub fn legacy_trust_statement_sid(deployment: &str) -> String {
+    sid_of(&format!("o11y-provisioner/irsa/{deployment}"))
+}
+
+fn sid_of(seed: &str) -> String {
+    let digest = Sha256::digest(seed.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("{TRUST_SID_PREFIX}{hex}")
+}
+
+/// Default `writePolicyName`: `<d>-<region>-observability-write`.
+pub fn default_write_policy_name(deployment: &str, region: &str) -> String {
+    format!("{deployment}-{region}-observability-write")
+}
+
+/// Default `grafana.roleName`: `<d>-<region>-grafana` (at most 40 + 1 + 14 + 8 = 63 characters
+/// for the longest deployment and region names, under IAM's 64).
+pub fn default_grafana_role_name(deployment: &str, region: &str) -> String {
+    format!("{deployment}-{region}-grafana")
+}
+
+/// Default `grafana.readPolicyName`: `<d>-<region>-grafana-amp-read`.
+pub fn default_read_policy_name(deployment: &str, region: &str) -> String {
+    format!("{deployment}-{region}-grafana-amp-read")
 }
 
 #[cfg(test)]
@@ -78,10 +150,70 @@ mod tests {
     }
 
     #[test]
-    fn sid_is_alphanumeric() {
-        let s = trust_statement_sid("dr-prod");
+    fn sid_is_alphanumeric_and_distinct_per_deployment_and_region() {
+        let s = trust_statement_sid("dr-prod", "us-east-1");
         assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
-        assert_ne!(s, trust_statement_sid("drprod"));
+        assert!(s.len() <= 100, "{s}");
+        assert_ne!(s, trust_statement_sid("drprod", "us-east-1"));
+        assert_ne!(s, trust_statement_sid("dr-prod", "us-east-2"));
+        assert_ne!(s, legacy_trust_statement_sid("dr-prod"));
+        assert!(legacy_trust_statement_sid("dr-prod").starts_with(TRUST_SID_PREFIX));
+        let mut all: Vec<String> =
+            crate::domain::validate::AWS_REGIONS.iter().map(|r| trust_statement_sid("dr-prod", r)).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), crate::domain::validate::AWS_REGIONS.len(), "one Sid per region");
+    }
+
+    #[test]
+    fn default_iam_names_fit_for_the_longest_deployment_and_region_names() {
+        use crate::domain::validate::{iam_policy_name, iam_role_name, AWS_REGIONS, DEPLOYMENT_NAME_MAX};
+        let d = format!("a{}", "b".repeat(DEPLOYMENT_NAME_MAX - 1));
+        assert_eq!(d.len(), 40);
+        let longest = AWS_REGIONS.iter().map(|r| r.len()).max().unwrap_or_default();
+        assert!(longest >= 14, "ap-southeast-1 and the like");
+        for region in AWS_REGIONS {
+            let role = default_grafana_role_name(&d, region);
+            assert!(role.len() <= 64, "{role}: {} characters", role.len());
+            iam_role_name("grafana.roleName", &role).expect("a valid role name");
+            for policy in [default_write_policy_name(&d, region), default_read_policy_name(&d, region)] {
+                assert!(policy.len() <= 128, "{policy}");
+                iam_policy_name("writePolicyName", &policy).expect("a valid policy name");
+            }
+        }
+        // the template's name patterns (`*-grafana`, `*-observability-write`, `*-grafana-amp-read`)
+        assert!(default_grafana_role_name("dr-prod", "us-east-1").ends_with("-grafana"));
+        assert!(default_write_policy_name("dr-prod", "us-east-1").ends_with("-observability-write"));
+        assert!(default_read_policy_name("dr-prod", "us-east-1").ends_with("-grafana-amp-read"));
+        // two regions of one deployment never share a name
+        assert_ne!(
+            default_grafana_role_name("dr-prod", "us-east-1"),
+            default_grafana_role_name("dr-prod", "us-west-2")
+        );
+    }
+
+    #[test]
+    fn every_region_resolves_the_longest_deployment_name() {
+        let d = format!("a{}", "b".repeat(crate::domain::validate::DEPLOYMENT_NAME_MAX - 1));
+        for region in crate::domain::validate::AWS_REGIONS {
+            let input = serde_json::json!({"deploymentName": d, "region": region, "cluster": {"name": "c"},
+                                           "namespace": "ns", "irsaRoleName": "irsa"});
+            let resolved = crate::domain::input::resolve(&input, None).expect("resolves");
+            assert_eq!(resolved.grafana_role_name, format!("{d}-{region}-grafana"));
+            assert_eq!(resolved.write_policy_name, format!("{d}-{region}-observability-write"));
+            assert_eq!(resolved.grafana_read_policy_name, format!("{d}-{region}-grafana-amp-read"));
+        }
+    }
+
+    #[test]
+    fn tagged_owner_counts_untagged_regions_as_any() {
+        let old = TaggedOwner::from_tags([(OWNER_TAG, "dr-prod"), (MANAGED_BY_TAG, MANAGED_BY_VALUE)]).unwrap();
+        assert!(old.is("dr-prod", "us-east-1") && old.is("dr-prod", "eu-west-1"));
+        assert!(!old.is("dr-prod-2", "us-east-1"));
+        let new = TaggedOwner::from_tags([(REGION_TAG, "us-east-1"), (OWNER_TAG, "dr-prod")]).unwrap();
+        assert!(new.is("dr-prod", "us-east-1") && !new.is("dr-prod", "us-west-2"));
+        assert_eq!(new.describe(), "deployment dr-prod in region us-east-1");
+        assert!(TaggedOwner::from_tags([("team", "x")]).is_none());
     }
 
     #[test]

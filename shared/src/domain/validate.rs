@@ -15,7 +15,7 @@ use crate::domain::error::{Error, Result};
 /// How many characters of an offending value an error message shows.
 pub const SHOWN_MAX_CHARS: usize = 64;
 
-/// Longest `deploymentName`: `<d>-grafana` must fit an IAM role name (64) with room to spare.
+/// Longest `deploymentName`: `<d>-<region>-grafana` must fit an IAM role name (64) for every region.
 pub const DEPLOYMENT_NAME_MAX: usize = 40;
 
 /// Longest SSM prefix we accept: leaves room under SSM's 1,011-character name limit for the

@@ -13,6 +13,7 @@ use crate::domain::iam::policy;
 use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, GrafanaRoleOutput, ProvisionState};
+use crate::steps::claims;
 use crate::steps::iam_util::{self, PolicyRef};
 
 const STEP: &str = "grafana-role";
@@ -78,7 +79,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
             // point at someone else's role) or its tags say so.
             let recorded =
                 record::load(ctx).await?.resource(keys::GRAFANA_ROLE).is_some_and(|r| r.owned && r.id == role.arn());
-            let owned = recorded || iam_util::role_owned(ctx, &d.grafana_role_name).await?;
+            // Preflight refused another deployment's (or region's) role already; checked again here.
+            let owner = claims::role_owner(ctx, &d.grafana_role_name).await?;
+            claims::refuse_other_owner(ctx, keys::GRAFANA_ROLE, "role", &d.grafana_role_name, owner.as_ref())?;
+            let owned = recorded || owner.is_some_and(|o| o.is(&d.name, &d.region));
             record_role(ctx, role.arn(), owned).await?;
             let current = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;
             let target = converge_trust(&current, &desired, owned);

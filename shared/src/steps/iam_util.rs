@@ -5,20 +5,21 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
-use crate::ctx::record::{self, keys, ResourceRecord};
+use crate::ctx::record::{self, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::policy;
 use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{DeleteOutput, PolicyOutput};
+use crate::steps::claims;
 
 /// IAM keeps at most this many versions of a managed policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
 
-/// IAM tags marking what we create.
+/// IAM tags marking what we create (with the region: [`Ctx::iam_owner_tags`]).
 pub fn iam_tags(ctx: &Ctx) -> Result<Vec<Tag>> {
-    ctx.owner_tags()
+    ctx.iam_owner_tags()
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| Error::Internal(e.to_string())))
         .collect()
@@ -150,7 +151,11 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         return Ok(out);
     };
     let arn = live.arn().unwrap_or_default().to_string();
-    let owned = recorded.as_ref().is_some_and(|r| r.id == arn && r.owned) || policy_owned(ctx, &arn).await?;
+    // Preflight refused this already; checked again at write time.
+    let owner = claims::policy_owner(ctx, &arn).await?;
+    claims::refuse_other_owner(ctx, spec.record_key, "policy", spec.name, owner.as_ref())?;
+    let owned = recorded.as_ref().is_some_and(|r| r.id == arn && r.owned)
+        || owner.is_some_and(|o| o.is(&ctx.deployment.name, &ctx.deployment.region));
     record_policy(ctx, spec.record_key, &arn, owned).await?;
     let default_version = live.default_version_id().unwrap_or_default().to_string();
     let current = iam
@@ -178,14 +183,7 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     // when it is recognisably a version of ours or the runbook's.
     let beyond = if owned { Vec::new() } else { policy::actions_beyond(&live_doc, spec.document) };
     if !beyond.is_empty() {
-        return Err(Error::Conflict(format!(
-            "{}: the policy {} exists, was not created by this deployment, and allows {} beyond what this \
-             policy grants; refusing to replace its document: give {} another name, or remove that policy first",
-            input_field(spec.record_key),
-            spec.name,
-            beyond.join(", "),
-            input_field(spec.record_key)
-        )));
+        return Err(claims::foreign_policy_error(spec.record_key, spec.name, &beyond));
     }
 
     let versions = policy_versions(ctx, &arn).await?;
@@ -263,14 +261,6 @@ async fn policy_versions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_iam::types:
         .map_err(|e| from_sdk("iam:ListPolicyVersions", e))
 }
 
-/// The input field that names the policy recorded under `record_key`.
-fn input_field(record_key: &str) -> &'static str {
-    match record_key {
-        keys::READ_POLICY => "grafana.readPolicyName",
-        _ => "writePolicyName",
-    }
-}
-
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
     record::update(ctx, |r| {
         let same = r.resource(key).filter(|e| e.id == arn);
@@ -284,7 +274,7 @@ async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<(
 
 /// The policy named `name` in this account: by its ARN at path `/`, else by an exact-name lookup
 /// among the account's own policies (a policy at another path has another ARN; names are unique).
-async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<aws_sdk_iam::types::Policy>> {
+pub async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<aws_sdk_iam::types::Policy>> {
     let arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
     match ctx.clients.iam.get_policy().policy_arn(&arn).send().await {
         Ok(out) => return Ok(out.policy().cloned()),

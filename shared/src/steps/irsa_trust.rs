@@ -12,6 +12,7 @@ use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, Record, TrustRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::Result;
+use crate::domain::iam::doc::statement_sid;
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, IrsaGrant};
 use crate::domain::names;
@@ -93,7 +94,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let moved = before.trust.as_ref().filter(|t| t.role_name != d.irsa_role_name).cloned();
 
     let grant = IrsaGrant::new(&pre.oidc_provider_arn, names::issuer_host_path(&pre.oidc_issuer), &d.namespace);
-    let sid = names::trust_statement_sid(&d.name);
+    let sid = names::trust_statement_sid(&d.name, &d.region);
     let desired = trust::desired_statement(&grant, &sid);
     // A statement recorded for an earlier namespace or cluster goes first.
     let mut base = current.clone();
@@ -161,11 +162,12 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
     }
     if !policy::equivalent(&doc, &current) {
         write_trust(ctx, &d.irsa_role_name, &current, &doc, ChangeKind::Delete).await?;
-        out.deleted.push(format!(
-            "trust statement {} of role {}",
-            names::trust_statement_sid(&d.name),
-            d.irsa_role_name
-        ));
+        // The recorded statement's own Sid (a deployment not re-applied since regions became part
+        // of the Sid still holds the older one).
+        let added = before.trust.as_ref().and_then(|t| t.added_statement.as_ref());
+        let sid = added.and_then(statement_sid).map(str::to_string);
+        let sid = sid.unwrap_or_else(|| names::trust_statement_sid(&d.name, &d.region));
+        out.deleted.push(format!("trust statement {sid} of role {}", d.irsa_role_name));
     }
     let mut after = before.clone();
     after.trust = None;

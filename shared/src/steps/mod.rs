@@ -8,6 +8,7 @@ pub use crate::ctx::{session_name, Ctx, PlanLog, KNOWN_AFTER_APPLY};
 pub use crate::state::PlannedChange;
 
 pub mod amp_workspace;
+pub mod claims;
 pub mod datasource;
 pub mod grafana_access;
 pub mod grafana_role;

@@ -84,6 +84,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
 
     // The registry: no shared or nested SSM prefix, no name another deployment claims.
     let registered = crate::ctx::registry::check(ctx).await?;
+    // Which IAM resources the input names are ours to write: refused before any write.
+    if !deleting {
+        crate::steps::claims::check(ctx, &account_id).await?;
+    }
+
     // One run at a time: taken last, so a run that fails its checks writes nothing (a plan
     // takes none: the lease's writes pass the gate).
     if let Some(execution) = &state.execution {

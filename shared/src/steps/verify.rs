@@ -42,6 +42,7 @@ use crate::domain::iam::doc::statements_or_empty;
 use crate::domain::iam::policy;
 use crate::domain::iam::trust::{self, AssumeRequest, STS_AUDIENCE};
 use crate::domain::input::VerifyMode;
+use crate::domain::names;
 use crate::domain::text::clip;
 use crate::state::{require, ProvisionState};
 pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
@@ -520,7 +521,10 @@ async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: Ve
             transient: false,
         },
         Some(original) => {
-            let lost = lost_requests(original, &current, &pre.oidc_provider_arn, &d.namespace);
+            // Another deployment's statement there (same role, another name or region) is its own
+            // grant: its delete takes it away, which this deployment never relied on.
+            let original = trust::without_other_deployments(original, &names::trust_statement_sid(&d.name, &d.region));
+            let lost = lost_requests(&original, &current, &pre.oidc_provider_arn, &d.namespace);
             let mut detail = if lost.is_empty() {
                 format!("role {} still admits every principal it admitted before the first run", d.irsa_role_name)
             } else {

@@ -271,6 +271,24 @@ pub fn remove(existing: &Value, added_statement: &Value) -> Value {
     Value::Object(out)
 }
 
+/// `doc` without the statements of other deployments (`Sid` [`TRUST_SID_PREFIX`]… other than
+/// `own_sid`): each is another deployment's own grant, which its delete removes, so it is not part
+/// of the trust a role had of its own.
+pub fn without_other_deployments(doc: &Value, own_sid: &str) -> Value {
+    let Some(root) = doc.as_object() else {
+        return doc.clone();
+    };
+    let other = |s: &Value| statement_sid(s).is_some_and(|x| x != own_sid && x.starts_with(TRUST_SID_PREFIX));
+    let kept = match root.get("Statement") {
+        Some(Value::Array(items)) => Value::Array(items.iter().filter(|s| !other(s)).cloned().collect()),
+        Some(single) if other(single) => Value::Array(Vec::new()),
+        _ => return doc.clone(),
+    };
+    let mut out = root.clone();
+    out.insert("Statement".to_string(), kept);
+    Value::Object(out)
+}
+
 /// Our statement as it is in `doc` (for a teardown that lost [`TrustMerge::added_statement`]):
 /// `Some(desired_statement(grant, sid))` when `doc` holds a statement equivalent to it.
 pub fn owned_statement(doc: &Value, grant: &IrsaGrant, sid: &str) -> Option<Value> {
@@ -1073,5 +1091,21 @@ mod tests {
         assert_eq!(g.issuer_host_path, ISSUER);
         assert_eq!(g.subject_pattern, "system:serviceaccount:dr-core:observability-*");
         assert_eq!(g.sub_key(), format!("{ISSUER}:sub"));
+    }
+
+    #[test]
+    fn other_deployments_statements_are_not_the_roles_own() {
+        let own = crate::domain::names::trust_statement_sid("a", "us-east-1");
+        let other = crate::domain::names::trust_statement_sid("a", "us-west-2");
+        let doc = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Theirs", "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            {"Sid": other, "Effect": "Allow", "Principal": {"Service": "x.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            {"Sid": own, "Effect": "Allow", "Principal": {"Service": "y.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]});
+        let kept = without_other_deployments(&doc, &own);
+        let sids: Vec<&str> = kept["Statement"].as_array().unwrap().iter().filter_map(|s| s["Sid"].as_str()).collect();
+        assert_eq!(sids, vec!["Theirs", own.as_str()]);
+        let single = json!({"Statement": {"Sid": other, "Effect": "Allow"}});
+        assert_eq!(without_other_deployments(&single, &own)["Statement"], json!([]));
     }
 }
