@@ -466,7 +466,7 @@ async fn a_failed_update_keeps_the_deployment_working_its_rollback_converges_and
     }
     let mut expected = original_trust["Statement"].as_array().unwrap().clone();
     let trust = after["roles"]["dr-core-irsa"]["trust"]["Statement"].as_array().unwrap().clone();
-    let sid = names::trust_statement_sid("dr-prod2");
+    let sid = names::trust_statement_sid("dr-prod2", "us-east-1");
     let ours: Vec<&Value> = trust.iter().filter(|s| s["Sid"] == sid.as_str()).collect();
     assert_eq!(ours.len(), 1, "{trust:#?}");
     expected.push(ours[0].clone());

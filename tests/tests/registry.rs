@@ -62,7 +62,7 @@ async fn trust_of(clients: &Clients, role: &str) -> Value {
 }
 
 fn has_our_statement(trust: &Value) -> bool {
-    trust.to_string().contains(&o11y_shared::names::trust_statement_sid("dr-prod"))
+    trust.to_string().contains(&o11y_shared::names::trust_statement_sid("dr-prod", "us-east-1"))
 }
 
 /// The leaf names under `prefix`, without `verification` (it holds the time of its check).
@@ -83,7 +83,7 @@ async fn an_ssm_prefix_change_moves_the_record_and_the_parameters_and_touches_no
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
     let registered = entry(&clients, "dr-prod").await.expect("the deployment is registered");
     assert_eq!(registered["ssmPrefix"], "/o11y/dr-prod", "{registered:#}");
-    assert_eq!(registered["claims"]["writePolicyName"], "dr-prod-observability-write", "{registered:#}");
+    assert_eq!(registered["claims"]["writePolicyName"], "dr-prod-us-east-1-observability-write", "{registered:#}");
     let before = leaves(&params(&clients, "/o11y/dr-prod").await, "/o11y/dr-prod");
     assert!(before.contains_key("helm-values") && before.contains_key("provisioner-state"), "{before:?}");
     clients
@@ -207,7 +207,7 @@ async fn a_second_deployment_sharing_a_prefix_or_a_claimed_name_is_refused_befor
         ("same-prefix", json!({"ssmPrefix": "/o11y/dr-prod"}), "ssmPrefix"),
         ("nested-prefix", json!({"ssmPrefix": "/o11y/dr-prod/other"}), "ssmPrefix"),
         ("parent-prefix", json!({"ssmPrefix": "/o11y"}), "ssmPrefix"),
-        ("same-policy", json!({"writePolicyName": "DR-PROD-observability-write"}), "writePolicyName"),
+        ("same-policy", json!({"writePolicyName": "DR-PROD-US-EAST-1-observability-write"}), "writePolicyName"),
     ];
     for (name, patch, field) in cases {
         stack.reset_requests();

@@ -317,6 +317,6 @@ async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_defaul
     let after =
         o11y_shared::policy::decode_document(role.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
     assert!(o11y_shared::policy::document_length(&after) > 2048);
-    let sid = o11y_shared::names::trust_statement_sid("dr-prod");
+    let sid = o11y_shared::names::trust_statement_sid("dr-prod", "us-east-1");
     assert!(after["Statement"].as_array().unwrap().iter().any(|s| s["Sid"] == sid.as_str()), "{after:#}");
 }
