@@ -146,6 +146,17 @@ fn record_is(record: Value) -> Rule {
     })
 }
 
+/// DescribeParameters (the tier read before an overwrite): the parameter with `tier`, or none.
+fn describe_tier(tier: Option<&'static str>) -> Rule {
+    use aws_sdk_ssm::operation::describe_parameters::DescribeParametersOutput;
+    use aws_sdk_ssm::types::{ParameterMetadata, ParameterTier};
+    mock!(aws_sdk_ssm::Client::describe_parameters).then_compute_output(move |r| {
+        let name = r.parameter_filters().first().map(|f| f.values()[0].clone()).unwrap_or_default();
+        let found = tier.map(|t| ParameterMetadata::builder().name(name).tier(ParameterTier::from(t)).build());
+        DescribeParametersOutput::builder().set_parameters(found.map(|p| vec![p])).build()
+    })
+}
+
 /// Every PutParameter, logged as JSON `{name, value, overwrite, tags, tier}`.
 fn put_parameter(log: &Log) -> Rule {
     use aws_sdk_ssm::operation::put_parameter::PutParameterOutput;
@@ -423,7 +434,8 @@ async fn grafana_delete_status_once_gone_forgets_the_workspace_only() {
     let put = put_parameter(&put_log);
     let describe = mock!(aws_sdk_grafana::Client::describe_workspace)
         .then_error(|| DescribeWorkspaceError::ResourceNotFoundException(grafana_not_found()));
-    let ctx = ctx(clients(&[], &[], &[&describe], &[&get, &put]), false);
+    let tier = describe_tier(None);
+    let ctx = ctx(clients(&[], &[], &[&describe], &[&get, &put, &tier]), false);
 
     let out = grafana_workspace::delete_status(&ctx, "g-123", DeleteOutput::default()).await.expect("gone");
 
@@ -793,8 +805,8 @@ async fn record_created_meanwhile_by_another_run_is_overwritten_without_tags() {
             log.push(r.value().unwrap_or_default());
             PutParameterOutput::builder().version(2).build()
         });
-    let get = record_absent();
-    let ctx = ctx(clients(&[], &[], &[], &[&get, &create, &overwrite]), false);
+    let (get, tier) = (record_absent(), describe_tier(None));
+    let ctx = ctx(clients(&[], &[], &[], &[&get, &create, &overwrite, &tier]), false);
     let entry = ResourceRecord { id: "ws-1".to_string(), owned: true, ..ResourceRecord::default() };
 
     let after = record::update(&ctx, |r| {
@@ -813,8 +825,8 @@ async fn record_created_meanwhile_by_another_run_is_overwritten_without_tags() {
 #[tokio::test]
 async fn ssm_values_over_4096_bytes_go_to_the_advanced_tier_and_over_8192_are_refused() {
     let put_log = Log::default();
-    let put = put_parameter(&put_log);
-    let c = clients(&[], &[], &[], &[&put]);
+    let (put, tier) = (put_parameter(&put_log), describe_tier(None));
+    let c = clients(&[], &[], &[], &[&put, &tier]);
     let tags = vec![(names::OWNER_TAG.to_string(), "dr-prod".to_string())];
     let write = |n: usize| {
         let ssm = c.ssm.clone();
@@ -833,4 +845,19 @@ async fn ssm_values_over_4096_bytes_go_to_the_advanced_tier_and_over_8192_are_re
     assert_eq!(tiers, vec![json!("Standard"), json!("Advanced")]);
     assert_eq!(err.name(), "LimitExceededError", "{err}");
     assert_eq!(put.num_calls(), 2, "a value over 8192 bytes is refused before any call");
+}
+
+#[tokio::test]
+async fn an_overwrite_that_fits_standard_keeps_an_advanced_parameter_advanced() {
+    let put_log = Log::default();
+    let (put, advanced) = (put_parameter(&put_log), describe_tier(Some("Advanced")));
+    let c = clients(&[], &[], &[], &[&put, &advanced]);
+
+    o11y_shared::aws::ssm::put_parameter(&c.ssm, "/o11y/dr-prod/helm-values", "small", true, &[], "d")
+        .await
+        .expect("overwritten");
+
+    let tiers: Vec<Value> = puts(&put_log).iter().map(|p| p["tier"].clone()).collect();
+    assert_eq!(tiers, vec![json!("Advanced")], "SSM refuses Advanced -> Standard");
+    assert_eq!(advanced.num_calls(), 1);
 }
