@@ -240,7 +240,7 @@ async fn explicit_names_claimed_by_another_region_or_deployment_are_refused_befo
         assert_eq!(stack.lease_writes(), Vec::<Value>::new(), "{name}: not even the lease");
     }
 
-    // WHEN another deployment in us-east-1 names the same write policy THEN refused, naming dr-prod
+    // WHEN another deployment in us-east-1 names the same write policy THEN refused (by the registry), naming dr-prod
     stack.reset_requests();
     let other = with(
         with(minimal(), "deploymentName", json!("dr-other")),
@@ -248,7 +248,7 @@ async fn explicit_names_claimed_by_another_region_or_deployment_are_refused_befo
         json!("dr-prod-shared-observability-write"),
     );
     let run = stack.execute(&sm, "other", &other).await;
-    refused(&run, &["writePolicyName", "deployment dr-prod"]);
+    refused(&run, &["writePolicyName", "deployment \"dr-prod\""]);
     assert_eq!(stack.aws_writes(), Vec::<Value>::new());
 
     // AND the first deployment's resources are exactly as they were
