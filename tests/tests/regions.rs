@@ -248,7 +248,7 @@ async fn explicit_names_claimed_by_another_region_or_deployment_are_refused_befo
         json!("dr-prod-shared-observability-write"),
     );
     let run = stack.execute(&sm, "other", &other).await;
-    refused(&run, &["writePolicyName", "deployment \"dr-prod\""]);
+    refused(&run, &["writePolicyName", "claimed by deployment", "dr-prod"]);
     assert_eq!(stack.aws_writes(), Vec::<Value>::new());
 
     // AND the first deployment's resources are exactly as they were
