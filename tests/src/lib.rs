@@ -2,6 +2,9 @@
 //! and (for the AMP data plane) Prometheus, started on free loopback ports through
 //! `localstack/watchdog.py` (so a dying test never leaves a server behind) and stopped when the
 //! [`stack::FullStack`] (or [`Prometheus`]) is dropped.
+//!
+//! Helpers shared by the tests: [`stack::start_deployed`] (a seeded stack with the state machine),
+//! [`cfn`] (CloudFormation custom resource requests and their answers) and [`iam`] (trust policies).
 
 // Harness code fails tests by panicking, which is what a test harness is for.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -275,6 +278,8 @@ pub async fn unreachable_clients() -> Clients {
     Clients::new(&conf)
 }
 
+pub mod cfn;
+pub mod iam;
 pub mod seed;
 pub mod sfn;
 pub mod stack;

@@ -91,6 +91,30 @@ impl Default for StackOptions {
     }
 }
 
+impl StackOptions {
+    /// The default options, but Grafana workspaces stay CREATING for one second.
+    pub fn creating_one_second() -> Self {
+        Self { grafana_active_delay: 1.0, wait_first_seconds: 1 }
+    }
+}
+
+/// A fresh stack started with `opts` and seeded with the sample cluster `dr-eks`, its OIDC
+/// provider and the IRSA role `dr-core-irsa` (namespace `dr-core`); the state machine is not
+/// deployed yet.
+pub async fn start_seeded(opts: &StackOptions) -> (FullStack, Clients, crate::seed::Seeded) {
+    let stack = FullStack::start(opts);
+    let clients = stack.clients().await;
+    let seeded = crate::seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    (stack, clients, seeded)
+}
+
+/// [`start_seeded`], then the state machine deployed: returns its ARN last.
+pub async fn start_deployed(opts: &StackOptions) -> (FullStack, Clients, crate::seed::Seeded, String) {
+    let (stack, clients, seeded) = start_seeded(opts).await;
+    let sm = stack.deploy().await;
+    (stack, clients, seeded, sm)
+}
+
 /// The directory with the function binaries (`cargo build --workspace --bins`): `$O11Y_FUNCTIONS_DIR`
 /// when set (for example `target/release` for the benchmarks' cold starts), else the debug profile
 /// of `$CARGO_TARGET_DIR` or `target`.

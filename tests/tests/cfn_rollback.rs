@@ -14,18 +14,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
-use std::time::Duration;
-
 use o11y_shared::aws::Clients;
 use o11y_shared::cfn::{CREATE_FAILED_PREFIX, ROLLBACK_INCOMPLETE_PREFIX};
 use o11y_shared::{names, policy};
-use o11y_tests::stack::{purpose, FullStack, StackOptions};
-use o11y_tests::{http, seed, ACCOUNT_ID};
+use o11y_tests::stack::{purpose, start_deployed, FullStack, StackOptions};
+use o11y_tests::{cfn, http};
 use serde_json::{json, Map, Value};
 
-const BUCKET: &str = "cfn-responses";
-const STACK_ID: &str =
-    "arn:aws:cloudformation:us-east-1:123456789012:stack/cluster/1a2b3c4d-0000-1111-2222-333344445555";
 const ID: &str = "o11y-provisioner:123456789012:us-east-1:dr-prod";
 /// Identity Center ids starting with this are "not found" by the emulator: `UpdatePermissions`
 /// answers a per-entry error, which fails the datasource step (late in the run, not retried).
@@ -35,59 +30,11 @@ fn unknown_admin() -> Value {
     json!({"users": [format!("{UNKNOWN_PREFIX}-0000-4000-8000-000000000001")]})
 }
 
-fn python(script: &str) -> std::process::Output {
-    std::process::Command::new(o11y_tests::python()).args(["-c", script]).output().unwrap()
-}
-
-fn presign_put(stack: &FullStack, key: &str) -> String {
-    let out = python(&format!(
-        "import boto3;print(boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing').generate_presigned_url('put_object',Params={{'Bucket':'{BUCKET}','Key':'{key}'}},ExpiresIn=3600))",
-        stack.endpoint()
-    ));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// The response CloudFormation would read.
-fn response_body(stack: &FullStack, key: &str) -> Value {
-    let out = python(&format!(
-        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing')\nsys.stdout.buffer.write(s3.get_object(Bucket='{BUCKET}',Key='{key}')['Body'].read())",
-        stack.endpoint()
-    ));
-    assert!(out.status.success(), "no response {key}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn response_puts(stack: &FullStack, key: &str) -> usize {
-    stack
-        .requests()
-        .iter()
-        .filter(|r| r["method"] == "PUT" && r["path"].as_str().is_some_and(|p| p.contains(&format!("/{BUCKET}/{key}"))))
-        .count()
-}
-
-fn invoke(stack: &FullStack, event: &Value) -> Value {
-    let (status, body) =
-        http("POST", stack.router.port, "/2015-03-31/functions/cfn-handler/invocations", Some(&event.to_string()))
-            .unwrap();
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
+/// Waits for the execution `name` to end: its status, and `error: cause`.
 async fn wait_execution(stack: &FullStack, name: &str) -> (String, String) {
-    let sfn = stack.sfn().await;
-    let arn = format!("arn:aws:states:us-east-1:{ACCOUNT_ID}:execution:o11y-provisioner:{name}");
-    for _ in 0..1500 {
-        let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
-        if d.status().as_str() != "RUNNING" {
-            let error = format!("{}: {}", d.error().unwrap_or_default(), d.cause().unwrap_or_default());
-            return (d.status().as_str().to_string(), error);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{name} still running");
+    let d = cfn::wait_execution(stack, name, 1500).await;
+    let error = format!("{}: {}", d.error().unwrap_or_default(), d.cause().unwrap_or_default());
+    (d.status().as_str().to_string(), error)
 }
 
 /// Sends a request to `cfn-handler`, waits for the execution it starts, and returns the answer.
@@ -99,42 +46,21 @@ async fn send(
     physical: Option<&str>,
     old: Option<Value>,
 ) -> Value {
-    let mut r = json!({
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
-        "ResponseURL": presign_put(stack, key),
-        "StackId": STACK_ID,
-        "RequestId": format!("req-{key}"),
-        "LogicalResourceId": "Observability",
-        "ResourceType": "Custom::O11yProvisioner",
-        "ResourceProperties": props,
-    });
-    if let Some(p) = physical {
-        r["PhysicalResourceId"] = json!(p);
-    }
-    if let Some(o) = old {
-        r["OldResourceProperties"] = o;
-    }
-    let out = invoke(stack, &r);
+    let out = cfn::invoke(stack, "cfn-handler", &cfn::request(stack, kind, key, props, physical, old));
     if out["outcome"] == "started" {
         let (status, error) = wait_execution(stack, out["executionName"].as_str().unwrap()).await;
         assert!(["SUCCEEDED", "FAILED"].contains(&status.as_str()), "{status} {error}");
     } else {
         assert_eq!(out["outcome"], "answered", "{out}");
     }
-    assert_eq!(response_puts(stack, key), 1, "exactly one answer to {key}");
-    response_body(stack, key)
+    assert_eq!(cfn::response_puts(stack, key), 1, "exactly one answer to {key}");
+    cfn::response_body(stack, key)
 }
 
 /// Properties as CloudFormation sends them (scalars as strings, the ServiceToken), without
 /// `retainMetrics`: the rollback's own default applies.
 fn props(deployment: &str, extra: Value) -> Value {
-    let mut p = json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
-        "deploymentName": deployment, "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa"});
-    for (k, v) in extra.as_object().unwrap() {
-        p[k] = v.clone();
-    }
-    p
+    cfn::props(deployment, extra)
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -230,16 +156,8 @@ fn without_admins(mut inv: Value) -> Value {
 }
 
 async fn setup() -> (FullStack, Clients, String) {
-    let stack = FullStack::start(&StackOptions::default());
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
-    let out = python(&format!(
-        "import boto3;boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing').create_bucket(Bucket='{BUCKET}')",
-        stack.endpoint()
-    ));
-    assert!(out.status.success());
+    let (stack, clients, _, sm) = start_deployed(&StackOptions::default()).await;
+    cfn::create_bucket(&stack);
     let (status, body) = http(
         "POST",
         stack.grafana.port,

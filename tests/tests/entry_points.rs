@@ -6,111 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
-use std::time::Duration;
-
 use o11y_shared::aws::Clients;
-use o11y_tests::stack::{purpose, FullStack, StackOptions};
-use o11y_tests::{http, seed, ACCOUNT_ID};
+use o11y_tests::cfn::{self, invoke, presign_put, request, response, response_puts, STACK_ID};
+use o11y_tests::stack::{purpose, start_deployed, FullStack, StackOptions};
+use o11y_tests::{http, seed};
 use serde_json::{json, Value};
 
-const BUCKET: &str = "cfn-responses";
-const STACK_ID: &str =
-    "arn:aws:cloudformation:us-east-1:123456789012:stack/cluster/1a2b3c4d-0000-1111-2222-333344445555";
-
-fn presign_put(stack: &FullStack, key: &str) -> String {
-    let script = format!(
-        "import boto3;print(boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing').generate_presigned_url('put_object',Params={{'Bucket':'{BUCKET}','Key':'{key}'}},ExpiresIn=3600))",
-        stack.endpoint()
-    );
-    let out = std::process::Command::new(o11y_tests::python()).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// The response CloudFormation would read (a signed GetObject: moto needs the signature to know
-/// the request is for S3).
-fn response_body(stack: &FullStack, key: &str) -> Option<(Value, usize)> {
-    let script = format!(
-        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing')\ntry:\n  sys.stdout.buffer.write(s3.get_object(Bucket='{BUCKET}',Key='{key}')['Body'].read())\n\
-         except s3.exceptions.NoSuchKey:\n  sys.exit(3)",
-        stack.endpoint()
-    );
-    let out = std::process::Command::new(o11y_tests::python()).args(["-c", &script]).output().unwrap();
-    if out.status.code() == Some(3) {
-        return None;
-    }
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some((serde_json::from_slice(&out.stdout).unwrap(), out.stdout.len()))
-}
-
-fn response_puts(stack: &FullStack, key: &str) -> usize {
-    stack
-        .requests()
-        .iter()
-        .filter(|r| r["method"] == "PUT" && r["path"].as_str().is_some_and(|p| p.contains(&format!("/{BUCKET}/{key}"))))
-        .count()
-}
-
-fn invoke(stack: &FullStack, function: &str, event: &Value) -> Value {
-    let (status, body) = http(
-        "POST",
-        stack.router.port,
-        &format!("/2015-03-31/functions/{function}/invocations"),
-        Some(&event.to_string()),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
+/// Waits for the execution `name` to end: its status, and its error with the cause.
 async fn wait_execution(stack: &FullStack, name: &str) -> (String, Option<String>) {
-    let sfn = stack.sfn().await;
-    let arn = format!("arn:aws:states:us-east-1:{ACCOUNT_ID}:execution:o11y-provisioner:{name}");
-    for _ in 0..600 {
-        let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
-        if d.status().as_str() != "RUNNING" {
-            let error = d.error().map(|e| format!("{e}: {}", d.cause().unwrap_or_default()));
-            return (d.status().as_str().to_string(), error);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{name} still running");
-}
-
-fn request(
-    kind: &str,
-    key: &str,
-    stack: &FullStack,
-    props: Value,
-    physical: Option<&str>,
-    old: Option<Value>,
-) -> Value {
-    let mut r = json!({
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
-        "ResponseURL": presign_put(stack, key),
-        "StackId": STACK_ID,
-        "RequestId": format!("req-{key}"),
-        "LogicalResourceId": "Observability",
-        "ResourceType": "Custom::O11yProvisioner",
-        "ResourceProperties": props,
-    });
-    if let Some(p) = physical {
-        r["PhysicalResourceId"] = json!(p);
-    }
-    if let Some(o) = old {
-        r["OldResourceProperties"] = o;
-    }
-    r
+    let d = cfn::wait_execution(stack, name, 600).await;
+    let error = d.error().map(|e| format!("{e}: {}", d.cause().unwrap_or_default()));
+    (d.status().as_str().to_string(), error)
 }
 
 /// Properties as CloudFormation sends them: every scalar a string, plus the ServiceToken.
 fn props(deployment: &str, extra: Value) -> Value {
-    let mut p = json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
-        "deploymentName": deployment, "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa",
-        "retainMetrics": "false"});
+    let mut p = cfn::props(deployment, json!({"retainMetrics": "false"}));
     for (k, v) in extra.as_object().unwrap() {
         p[k] = v.clone();
     }
@@ -123,16 +34,8 @@ fn writes_besides_responses(stack: &FullStack) -> Vec<Value> {
 }
 
 async fn setup() -> (FullStack, Clients) {
-    let stack = FullStack::start(&StackOptions::default());
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    stack.deploy().await;
-    let script = format!(
-        "import boto3;boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing').create_bucket(Bucket='{BUCKET}')",
-        stack.endpoint()
-    );
-    assert!(std::process::Command::new(o11y_tests::python()).args(["-c", &script]).status().unwrap().success());
+    let (stack, clients, _, _) = start_deployed(&StackOptions::default()).await;
+    cfn::create_bucket(&stack);
     (stack, clients)
 }
 
@@ -142,11 +45,11 @@ async fn custom_resource_create_update_replace_and_delete_answer_exactly_once() 
     let id = "o11y-provisioner:123456789012:us-east-1:dr-prod";
 
     // Create: started, then answered SUCCESS by the state machine with the contract's short fields
-    let create = request("Create", "create", &stack, props("dr-prod", json!({})), None, None);
+    let create = request(&stack, "Create", "create", props("dr-prod", json!({})), None, None);
     let out = invoke(&stack, "cfn-handler", &create);
     assert_eq!(out["outcome"], "started", "{out}");
     assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
-    let (body, len) = response_body(&stack, "create").expect("a response");
+    let (body, len) = response(&stack, "create").expect("a response");
     assert!(len <= 4096, "{len}");
     assert_eq!(body["Status"], "SUCCESS", "{body:#}");
     assert_eq!(body["PhysicalResourceId"], id);
@@ -164,31 +67,31 @@ async fn custom_resource_create_update_replace_and_delete_answer_exactly_once() 
 
     // Update in place: same id
     let upd = request(
+        &stack,
         "Update",
         "update",
-        &stack,
         props("dr-prod", json!({"logs": {"streamName": "s2"}})),
         Some(id),
         Some(props("dr-prod", json!({}))),
     );
     let out = invoke(&stack, "cfn-handler", &upd);
     assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
-    let (body, _) = response_body(&stack, "update").unwrap();
+    let (body, _) = response(&stack, "update").unwrap();
     assert_eq!((body["Status"].as_str(), body["PhysicalResourceId"].as_str()), (Some("SUCCESS"), Some(id)));
 
     // Update with a new deploymentName: a replacement, so a new id
     let repl =
-        request("Update", "replace", &stack, props("dr-prod2", json!({})), Some(id), Some(props("dr-prod", json!({}))));
+        request(&stack, "Update", "replace", props("dr-prod2", json!({})), Some(id), Some(props("dr-prod", json!({}))));
     let out = invoke(&stack, "cfn-handler", &repl);
     assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
-    let (body, _) = response_body(&stack, "replace").unwrap();
+    let (body, _) = response(&stack, "replace").unwrap();
     assert_eq!(body["PhysicalResourceId"], "o11y-provisioner:123456789012:us-east-1:dr-prod2");
 
     // CloudFormation then deletes the old one (its old properties): SUCCESS with the old id
-    let del = request("Delete", "delete-old", &stack, props("dr-prod", json!({})), Some(id), None);
+    let del = request(&stack, "Delete", "delete-old", props("dr-prod", json!({})), Some(id), None);
     let out = invoke(&stack, "cfn-handler", &del);
     assert_eq!(wait_execution(&stack, out["executionName"].as_str().unwrap()).await.0, "SUCCEEDED");
-    let (body, len) = response_body(&stack, "delete-old").unwrap();
+    let (body, len) = response(&stack, "delete-old").unwrap();
     assert_eq!((body["Status"].as_str(), body["PhysicalResourceId"].as_str()), (Some("SUCCESS"), Some(id)));
     assert!(len <= 4096);
     assert!(
@@ -204,10 +107,10 @@ async fn failed_or_malformed_creates_answer_failed_and_the_following_delete_touc
 
     // malformed properties: answered FAILED by cfn-handler itself, with the field, zero AWS writes
     stack.reset_requests();
-    let bad = request("Create", "bad", &stack, props("dr-prod", json!({"namespace": "dr-core:*"})), None, None);
+    let bad = request(&stack, "Create", "bad", props("dr-prod", json!({"namespace": "dr-core:*"})), None, None);
     let out = invoke(&stack, "cfn-handler", &bad);
     assert_eq!(out["outcome"], "answered", "{out}");
-    let (body, _) = response_body(&stack, "bad").unwrap();
+    let (body, _) = response(&stack, "bad").unwrap();
     assert_eq!(body["Status"], "FAILED");
     assert!(body["Reason"].as_str().unwrap().contains("namespace"), "{body:#}");
     let sentinel = body["PhysicalResourceId"].as_str().unwrap().to_string();
@@ -218,27 +121,27 @@ async fn failed_or_malformed_creates_answer_failed_and_the_following_delete_touc
     // the Delete that follows the failed Create succeeds without touching anything
     stack.reset_requests();
     let del = request(
+        &stack,
         "Delete",
         "bad-delete",
-        &stack,
         props("dr-prod", json!({"namespace": "dr-core:*"})),
         Some(&sentinel),
         None,
     );
     let out = invoke(&stack, "cfn-handler", &del);
     assert_eq!(out["outcome"], "answered");
-    assert_eq!(response_body(&stack, "bad-delete").unwrap().0["Status"], "SUCCESS");
+    assert_eq!(response(&stack, "bad-delete").unwrap().0["Status"], "SUCCESS");
     let writes = writes_besides_responses(&stack);
     assert_eq!(writes, Vec::<Value>::new());
 
     // a Create that fails inside the workflow: FAILED, sentinel id, the step and the error named
     let failing =
-        request("Create", "fails", &stack, props("dr-prod", json!({"grafana": {"version": "7.0"}})), None, None);
+        request(&stack, "Create", "fails", props("dr-prod", json!({"grafana": {"version": "7.0"}})), None, None);
     let out = invoke(&stack, "cfn-handler", &failing);
     let (status, error) = wait_execution(&stack, out["executionName"].as_str().unwrap()).await;
     assert_eq!(status, "FAILED");
     assert!(error.as_deref().unwrap_or_default().starts_with("ValidationError:"), "{error:?}");
-    let (body, len) = response_body(&stack, "fails").unwrap();
+    let (body, len) = response(&stack, "fails").unwrap();
     assert_eq!(body["Status"], "FAILED");
     assert!(body["PhysicalResourceId"].as_str().unwrap().starts_with("o11y-provisioner:create-failed:"));
     let reason = body["Reason"].as_str().unwrap();
@@ -259,7 +162,7 @@ async fn failed_or_malformed_creates_answer_failed_and_the_following_delete_touc
     let event = json!({"detail-type": "Step Functions Execution Status Change", "source": "aws.states",
         "detail": {"status": "TIMED_OUT", "name": "cfn-x", "input": json!({"input": {}, "cloudFormation": ctx}).to_string()}});
     assert_eq!(invoke(&stack, "cfn-handler", &event)["outcome"], "answered");
-    let (body, _) = response_body(&stack, "timeout").unwrap();
+    let (body, _) = response(&stack, "timeout").unwrap();
     assert_eq!(body["Status"], "FAILED");
     assert!(body["Reason"].as_str().unwrap().contains("TIMED_OUT"));
     let _ = clients;

@@ -14,35 +14,19 @@
 use aws_sdk_iam::types::Tag;
 use o11y_shared::aws::Clients;
 use o11y_shared::policy;
+use o11y_tests::iam::{statements, trust_of};
 use o11y_tests::seed;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::stack::{start_deployed, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 /// A fresh local stack with the sample cluster, its OIDC provider and IRSA role, and the state
 /// machine.
 async fn start() -> (FullStack, Clients, seed::Seeded, String) {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
-    (stack, clients, seeded, sm)
+    start_deployed(&StackOptions::creating_one_second()).await
 }
 
 fn minimal() -> Value {
     json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa"})
-}
-
-async fn trust_of(clients: &Clients, role: &str) -> Option<Value> {
-    let r = clients.iam.get_role().role_name(role).send().await.ok()?;
-    Some(policy::decode_document(r.role()?.assume_role_policy_document()?).unwrap())
-}
-
-fn statements(doc: &Value) -> Vec<Value> {
-    match &doc["Statement"] {
-        Value::Array(a) => a.clone(),
-        s @ Value::Object(_) => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

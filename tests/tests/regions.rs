@@ -10,13 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
-use std::time::Duration;
-
 use aws_sdk_iam::types::Tag;
 use o11y_shared::aws::Clients;
 use o11y_shared::{names, policy};
-use o11y_tests::stack::{FullStack, StackOptions};
-use o11y_tests::{http, seed, ACCOUNT_ID, OTHER_REGION, REGION};
+use o11y_tests::iam::{statements, trust_of};
+use o11y_tests::stack::{start_seeded, FullStack, StackOptions};
+use o11y_tests::{cfn, seed, ACCOUNT_ID, OTHER_REGION, REGION};
 use serde_json::{json, Value};
 
 const WEST: &str = OTHER_REGION;
@@ -24,9 +23,7 @@ const WEST: &str = OTHER_REGION;
 /// A fresh local stack with the cluster `dr-eks` in both regions (each with its OIDC provider),
 /// the one IRSA role `dr-core-irsa` (trusting the first region's cluster), and the state machine.
 async fn start() -> (FullStack, Clients, seed::Seeded, String) {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let (stack, clients, seeded) = start_seeded(&StackOptions::creating_one_second()).await;
     let west = clients.for_region(WEST);
     let cluster = west
         .eks
@@ -56,19 +53,6 @@ fn in_west(mut input: Value) -> Value {
 fn with(mut input: Value, key: &str, value: Value) -> Value {
     input[key] = value;
     input
-}
-
-async fn trust_of(clients: &Clients, role: &str) -> Option<Value> {
-    let r = clients.iam.get_role().role_name(role).send().await.ok()?;
-    Some(policy::decode_document(r.role()?.assume_role_policy_document()?).unwrap())
-}
-
-fn statements(doc: &Value) -> Vec<Value> {
-    match &doc["Statement"] {
-        Value::Array(a) => a.clone(),
-        s @ Value::Object(_) => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 fn sids(doc: &Value) -> Vec<String> {
@@ -372,35 +356,6 @@ async fn a_deployment_from_before_regions_were_part_of_its_identity_converges_wi
 
 // ---- CloudFormation ------------------------------------------------------------------------------
 
-const BUCKET: &str = "cfn-responses";
-const STACK_ID: &str =
-    "arn:aws:cloudformation:us-east-1:123456789012:stack/cluster/1a2b3c4d-0000-1111-2222-333344445555";
-
-fn boto3(stack: &FullStack, body: &str) -> std::process::Output {
-    let script = format!(
-        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='testing',\
-         aws_secret_access_key='testing')\n{body}",
-        stack.endpoint()
-    );
-    std::process::Command::new(o11y_tests::python()).args(["-c", &script]).output().unwrap()
-}
-
-fn presign_put(stack: &FullStack, key: &str) -> String {
-    let out = boto3(
-        stack,
-        &format!("print(s3.generate_presigned_url('put_object',Params={{'Bucket':'{BUCKET}','Key':'{key}'}},ExpiresIn=3600))"),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn response_body(stack: &FullStack, key: &str) -> Value {
-    let out =
-        boto3(stack, &format!("sys.stdout.buffer.write(s3.get_object(Bucket='{BUCKET}',Key='{key}')['Body'].read())"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Sends a custom resource request to cfn-handler, waits for its execution, returns the answer.
 async fn cfn(
     stack: &FullStack,
@@ -410,49 +365,21 @@ async fn cfn(
     physical: Option<&str>,
     old: Option<Value>,
 ) -> Value {
-    let mut r = json!({
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler",
-        "ResponseURL": presign_put(stack, key), "StackId": STACK_ID, "RequestId": format!("req-{key}"),
-        "LogicalResourceId": "Observability", "ResourceType": "Custom::O11yProvisioner", "ResourceProperties": props,
-    });
-    if let Some(p) = physical {
-        r["PhysicalResourceId"] = json!(p);
-    }
-    if let Some(o) = old {
-        r["OldResourceProperties"] = o;
-    }
-    let (status, body) =
-        http("POST", stack.router.port, "/2015-03-31/functions/cfn-handler/invocations", Some(&r.to_string())).unwrap();
-    assert_eq!(status, 200, "{body}");
-    let out: Value = serde_json::from_str(&body).unwrap();
+    let out = cfn::invoke(stack, "cfn-handler", &cfn::request(stack, kind, key, props, physical, old));
     assert_eq!(out["outcome"], "started", "{out}");
-    let sfn = stack.sfn().await;
-    let arn = format!(
-        "arn:aws:states:us-east-1:{ACCOUNT_ID}:execution:o11y-provisioner:{}",
-        out["executionName"].as_str().unwrap()
-    );
-    for _ in 0..1200 {
-        let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
-        if d.status().as_str() != "RUNNING" {
-            return response_body(stack, key);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{arn} still running");
+    cfn::wait_execution(stack, out["executionName"].as_str().unwrap(), 1200).await;
+    cfn::response_body(stack, key)
 }
 
 /// Properties as CloudFormation sends them (scalars as strings).
 fn props(region: &str) -> Value {
-    json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cfn-handler", "deploymentName": "dr-prod",
-           "region": region, "cluster": {"name": "dr-eks"}, "namespace": "dr-core", "irsaRoleName": "dr-core-irsa",
-           "retainMetrics": "false"})
+    cfn::props("dr-prod", json!({"region": region, "retainMetrics": "false"}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloudformation_replacement_to_another_region_creates_there_then_deletes_only_the_old_region() {
     let (stack, clients, seeded, _) = start().await;
-    assert!(boto3(&stack, &format!("s3.create_bucket(Bucket='{BUCKET}')")).status.success());
+    cfn::create_bucket(&stack);
     let east_id = format!("o11y-provisioner:{ACCOUNT_ID}:{REGION}:dr-prod");
     let west_id = format!("o11y-provisioner:{ACCOUNT_ID}:{WEST}:dr-prod");
 

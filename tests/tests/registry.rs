@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use o11y_shared::aws::Clients;
 use o11y_shared::policy;
 use o11y_tests::seed;
-use o11y_tests::stack::{token_pairs, FullStack, StackOptions};
+use o11y_tests::stack::{start_deployed, token_pairs, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 const REGISTRY: &str = "/o11y-provisioner/deployments";
@@ -21,11 +21,7 @@ const REGISTRY: &str = "/o11y-provisioner/deployments";
 /// A fresh local stack with the sample cluster, its OIDC provider and IRSA role, and the state
 /// machine.
 async fn start() -> (FullStack, Clients, seed::Seeded, String) {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
-    (stack, clients, seeded, sm)
+    start_deployed(&StackOptions::creating_one_second()).await
 }
 
 fn minimal() -> Value {

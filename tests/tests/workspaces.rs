@@ -11,17 +11,14 @@
 use aws_sdk_grafana::types::{AccountAccessType, AuthenticationProviderTypes, PermissionType};
 use o11y_shared::aws::{ssm, Clients};
 use o11y_shared::steps::datasource::datasource_uid;
-use o11y_tests::seed;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::iam::{set_trust, trust_of};
+use o11y_tests::stack::{start_deployed, start_seeded, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 /// A fresh local stack with the sample cluster, its OIDC provider and IRSA role, and the state
 /// machine.
 async fn start() -> (FullStack, Clients, String) {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start_deployed(&StackOptions::creating_one_second()).await;
     (stack, clients, sm)
 }
 
@@ -234,9 +231,7 @@ fn grafana_client_token(stack: &FullStack, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_after_a_delete_in_process_uses_a_new_client_token() {
-    let stack = FullStack::start(&StackOptions::default());
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let (stack, clients, _) = start_seeded(&StackOptions::default()).await;
     let wait = o11y_shared::engine::WaitPolicy {
         first_interval: std::time::Duration::from_millis(100),
         max_interval: std::time::Duration::from_millis(500),
@@ -283,9 +278,7 @@ async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_defaul
     let (stack, clients, sm) = start().await;
 
     // GIVEN an IRSA role whose trust policy is near the default 2,048-character quota
-    let role = clients.iam.get_role().role_name("dr-core-irsa").send().await.unwrap();
-    let mut trust =
-        o11y_shared::policy::decode_document(role.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    let mut trust = trust_of(&clients, "dr-core-irsa").await.unwrap();
     let len = o11y_shared::policy::document_length(&trust);
     let mut pad = json!({"Sid": "TeamX", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
         "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": ""}}});
@@ -294,14 +287,7 @@ async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_defaul
     trust["Statement"].as_array_mut().unwrap().push(pad);
     let padded = o11y_shared::policy::document_length(&trust);
     assert!((1900..2048).contains(&padded), "{padded}");
-    clients
-        .iam
-        .update_assume_role_policy()
-        .role_name("dr-core-irsa")
-        .policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
+    set_trust(&clients, "dr-core-irsa", &trust).await;
 
     // WHEN applied with the default quota (moto's Service Quotas has no applied IAM value, as
     // AWS when the quota was never raised) THEN our statement does not fit: refused, nothing written
@@ -313,9 +299,7 @@ async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_defaul
     let mut raised = minimal();
     raised["trustPolicyQuota"] = json!(4096);
     apply(&stack, &sm, "raised-quota", &raised).await;
-    let role = clients.iam.get_role().role_name("dr-core-irsa").send().await.unwrap();
-    let after =
-        o11y_shared::policy::decode_document(role.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    let after = trust_of(&clients, "dr-core-irsa").await.unwrap();
     assert!(o11y_shared::policy::document_length(&after) > 2048);
     let sid = o11y_shared::names::trust_statement_sid("dr-prod", "us-east-1");
     assert!(after["Statement"].as_array().unwrap().iter().any(|s| s["Sid"] == sid.as_str()), "{after:#}");
