@@ -51,6 +51,10 @@ pub struct ResourceRecord {
     /// For policies we attached: the role we attached it to (records before this field: unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_to: Option<String>,
+    /// For an adopted Grafana role: the trust statements we added to it, exactly (written before
+    /// the trust policy changes); removed again, when still as we wrote them, once we leave it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_trust: Vec<Value>,
 }
 
 /// A resource taken out of [`Record::resources`] because the input now names another one.
@@ -76,8 +80,8 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_trust: Vec<TrustRecord>,
     /// Resources recorded under a key whose input now names another one (a renamed policy or
-    /// Grafana role),
-    /// still to be removed once the new one is in place: written before the new one is made.
+    /// Grafana role), still to be removed once the new one is in place: moved here when the new
+    /// one is accepted and recorded in its place ([`accept`]), never before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<RetiredResource>,
     /// The Grafana `ADMIN` permissions this deployment granted (`SSO_USER:<id>`,
@@ -99,25 +103,46 @@ impl Record {
 }
 
 /// The resources of `key` to remove because the input now names `name`: those retired before,
-/// and the recorded one when its name (the last part of its id) differs, which is moved to
-/// [`Record::retired`] first (written ahead, so that a crash before its removal still finds it).
-/// Returned rather than read back later, so that a plan, which writes no record, reports them.
-pub async fn retire_renamed(ctx: &Ctx, key: &str, name: &str) -> Result<Vec<ResourceRecord>> {
-    let rec = load(ctx).await?;
-    let mut retired = rec.retired_of(key);
-    if let Some(prev) = rec.resource(key).filter(|e| iam_name(&e.id) != name).cloned() {
-        update(ctx, |r| {
-            if !r.retired.iter().any(|x| x.resource.id == prev.id) {
-                r.retired.push(RetiredResource { key: key.to_string(), resource: prev.clone() });
-            }
-            r.resources.remove(key);
-        })
-        .await?;
-        if !retired.iter().any(|x| x.id == prev.id) {
-            retired.push(prev);
+/// and the recorded one when its name (the last part of its id) differs; never one named `name`
+/// (the input names it again: it is current, not retired). Read-only: returned rather than read
+/// back later, so that a plan, which writes no record, reports them.
+pub fn renamed(rec: &Record, key: &str, name: &str) -> Vec<ResourceRecord> {
+    let mut out = retired_except(rec, key, name);
+    if let Some(prev) = rec.resource(key).filter(|e| iam_name(&e.id) != name) {
+        if !out.iter().any(|x| x.id == prev.id) {
+            out.push(prev.clone());
         }
     }
-    Ok(retired)
+    out
+}
+
+/// The retired resources of `key` but those named `name` (the input names them again).
+pub fn retired_except(rec: &Record, key: &str, name: &str) -> Vec<ResourceRecord> {
+    rec.retired_of(key).into_iter().filter(|x| iam_name(&x.id) != name).collect()
+}
+
+/// What the record knows of the resource `id` under `key`: its entry, or a retired entry of it
+/// (a name the input names again).
+pub fn known(rec: &Record, key: &str, id: &str) -> Option<ResourceRecord> {
+    rec.resource(key)
+        .filter(|e| e.id == id)
+        .cloned()
+        .or_else(|| rec.retired.iter().find(|x| x.key == key && x.resource.id == id).map(|x| x.resource.clone()))
+}
+
+/// Records `entry` under `key` once the step has accepted it (its ownership checked): the entry
+/// it replaces, when it names another resource, is moved to [`Record::retired`] in the same
+/// write (so that a crash before its removal still finds it), and a retired entry of the
+/// accepted resource (same id, or same name) is dropped: it is current again, never removed.
+pub fn accept(rec: &mut Record, key: &str, entry: ResourceRecord) {
+    let name = iam_name(&entry.id).to_string();
+    if let Some(prev) = rec.resources.remove(key) {
+        if iam_name(&prev.id) != name && !rec.retired.iter().any(|x| x.key == key && x.resource.id == prev.id) {
+            rec.retired.push(RetiredResource { key: key.to_string(), resource: prev });
+        }
+    }
+    rec.retired.retain(|x| !(x.key == key && (x.resource.id == entry.id || iam_name(&x.resource.id) == name)));
+    rec.resources.insert(key.to_string(), entry);
 }
 
 /// The record's parameter name (under `ssmPrefix`; while a plan previews an `ssmPrefix` change,
@@ -163,4 +188,49 @@ pub async fn update(ctx: &Ctx, f: impl FnOnce(&mut Record)) -> Result<Record> {
     f(&mut after);
     save(ctx, &before, &after).await?;
     Ok(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, owned: bool) -> ResourceRecord {
+        ResourceRecord { id: id.to_string(), owned, ..ResourceRecord::default() }
+    }
+
+    const OURS: &str = "arn:aws:iam::123456789012:policy/ours";
+    const OTHER: &str = "arn:aws:iam::123456789012:policy/other";
+
+    #[test]
+    fn a_renamed_entry_is_retired_only_when_the_new_one_is_accepted() {
+        let mut rec = Record::default();
+        rec.resources.insert(keys::WRITE_POLICY.into(), entry(OURS, true));
+        // Reading what a rename retires writes nothing.
+        assert_eq!(renamed(&rec, keys::WRITE_POLICY, "other"), vec![entry(OURS, true)]);
+        assert!(rec.retired.is_empty());
+        accept(&mut rec, keys::WRITE_POLICY, entry(OTHER, false));
+        assert_eq!(rec.resource(keys::WRITE_POLICY), Some(&entry(OTHER, false)));
+        assert_eq!(rec.retired_of(keys::WRITE_POLICY), vec![entry(OURS, true)]);
+    }
+
+    #[test]
+    fn a_retired_entry_the_input_names_again_is_current_never_retired() {
+        let mut rec = Record::default();
+        rec.retired.push(RetiredResource { key: keys::WRITE_POLICY.into(), resource: entry(OURS, true) });
+        assert!(renamed(&rec, keys::WRITE_POLICY, "ours").is_empty());
+        assert!(retired_except(&rec, keys::WRITE_POLICY, "ours").is_empty());
+        assert_eq!(known(&rec, keys::WRITE_POLICY, OURS), Some(entry(OURS, true)));
+        accept(&mut rec, keys::WRITE_POLICY, entry(OURS, true));
+        assert!(rec.retired.is_empty(), "{rec:?}");
+        assert_eq!(rec.resource(keys::WRITE_POLICY), Some(&entry(OURS, true)));
+    }
+
+    #[test]
+    fn accepting_the_recorded_resource_again_retires_nothing() {
+        let mut rec = Record::default();
+        rec.resources.insert(keys::WRITE_POLICY.into(), entry(OURS, true));
+        accept(&mut rec, keys::WRITE_POLICY, entry(OURS, true));
+        assert!(rec.retired.is_empty());
+        assert!(renamed(&rec, keys::WRITE_POLICY, "ours").is_empty());
+    }
 }

@@ -56,9 +56,9 @@ pub async fn converge_attached(
 ) -> Result<PolicyOutput> {
     let spec =
         PolicySpec { step: target.step, record_key: target.record_key, name: target.name, description, document };
-    // The input names another policy than the recorded one: the recorded one is retired first
-    // (written ahead), then removed once the new one is attached.
-    let retired = record::retire_renamed(ctx, target.record_key, target.name).await?;
+    // The input names another policy than the recorded one: the recorded one is retired once the
+    // new one is accepted (recorded in its place), and removed once the new one is attached.
+    let retired = record::renamed(&record::load(ctx).await?, target.record_key, target.name);
     let mut out = ensure_managed_policy(ctx, account_id, &spec).await?;
     out.attached = ensure_attached(ctx, target.step, target.record_key, target.role_name, &out.policy_arn).await?;
     let mut report = DeleteOutput::default();
@@ -68,15 +68,15 @@ pub async fn converge_attached(
 
 /// Removes `retired` (policies of `target`'s record key the input named before; see
 /// [`converge_attached`]), then forgets them. Passed in rather than read back, so that a plan,
-/// which writes no record, reports them too.
+/// which writes no record, reports them too. A policy the input names again is never removed.
 async fn retire_policies(
     ctx: &Ctx,
     target: &PolicyRef<'_>,
     retired: &[ResourceRecord],
     out: &mut DeleteOutput,
 ) -> Result<()> {
-    let mine = retired;
-    for r in mine {
+    let mine: Vec<&ResourceRecord> = retired.iter().filter(|r| names::iam_name(&r.id) != target.name).collect();
+    for r in &mine {
         let exists = match ctx.clients.iam.get_policy().policy_arn(&r.id).send().await {
             Ok(_) => true,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => false,
@@ -88,7 +88,11 @@ async fn retire_policies(
         }
     }
     if !mine.is_empty() {
-        record::update(ctx, |r| r.retired.retain(|x| x.key != target.record_key)).await?;
+        let ids: Vec<&str> = mine.iter().map(|r| r.id.as_str()).collect();
+        record::update(ctx, |r| {
+            r.retired.retain(|x| !(x.key == target.record_key && ids.contains(&x.resource.id.as_str())))
+        })
+        .await?;
     }
     Ok(())
 }
@@ -96,7 +100,7 @@ async fn retire_policies(
 /// Removes the policy `target` names (see [`delete_managed_policy`]) and reports what it did.
 pub async fn delete_attached(ctx: &Ctx, account_id: &str, target: &PolicyRef<'_>) -> Result<DeleteOutput> {
     let mut out = DeleteOutput::default();
-    let retired = record::load(ctx).await?.retired_of(target.record_key);
+    let retired = record::retired_except(&record::load(ctx).await?, target.record_key, target.name);
     retire_policies(ctx, target, &retired, &mut out).await?;
     delete_managed_policy(ctx, target.step, target.record_key, account_id, target.name, target.role_name, &mut out)
         .await?;
@@ -110,7 +114,6 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     let iam = &ctx.clients.iam;
     let compact = policy::to_compact(spec.document);
     let before = record::load(ctx).await?;
-    let recorded = before.resource(spec.record_key).cloned();
     let Some(live) = find_policy(ctx, account_id, spec.name).await? else {
         let arn = names::policy_arn(&ctx.deployment.partition, account_id, spec.name);
         let change = Change::new(
@@ -154,9 +157,8 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     // Preflight refused this already; checked again at write time.
     let owner = claims::policy_owner(ctx, &arn).await?;
     claims::refuse_other_owner(ctx, spec.record_key, "policy", spec.name, owner.as_ref())?;
-    let owned = recorded.as_ref().is_some_and(|r| r.id == arn && r.owned)
+    let owned = record::known(&before, spec.record_key, &arn).is_some_and(|r| r.owned)
         || owner.is_some_and(|o| o.is(&ctx.deployment.name, &ctx.deployment.region));
-    record_policy(ctx, spec.record_key, &arn, owned).await?;
     let default_version = live.default_version_id().unwrap_or_default().to_string();
     let current = iam
         .get_policy_version()
@@ -176,14 +178,17 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         version_pruned: None,
         attached: false,
     };
-    if policy::equivalent(&live_doc, spec.document) {
-        return Ok(out);
-    }
+    let equivalent = policy::equivalent(&live_doc, spec.document);
     // Never replace the document of someone else's policy: one found by name is converged only
     // when it is recognisably a version of ours or the runbook's.
-    let beyond = if owned { Vec::new() } else { policy::actions_beyond(&live_doc, spec.document) };
+    let beyond = if owned || equivalent { Vec::new() } else { policy::actions_beyond(&live_doc, spec.document) };
     if !beyond.is_empty() {
         return Err(claims::foreign_policy_error(spec.record_key, spec.name, &beyond));
+    }
+    // Accepted: recorded only now, so that a refused policy never takes the place of ours.
+    record_policy(ctx, spec.record_key, &arn, owned).await?;
+    if equivalent {
+        return Ok(out);
     }
 
     let versions = policy_versions(ctx, &arn).await?;
@@ -263,10 +268,11 @@ async fn policy_versions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_iam::types:
 
 async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<()> {
     record::update(ctx, |r| {
-        let same = r.resource(key).filter(|e| e.id == arn);
-        let attached_by_us = same.is_some_and(|e| e.attached_by_us);
-        let attached_to = same.and_then(|e| e.attached_to.clone());
-        r.resources.insert(key.to_string(), ResourceRecord { id: arn.to_string(), owned, attached_by_us, attached_to });
+        let same = record::known(r, key, arn);
+        let attached_by_us = same.as_ref().is_some_and(|e| e.attached_by_us);
+        let attached_to = same.and_then(|e| e.attached_to);
+        let entry = ResourceRecord { id: arn.to_string(), owned, attached_by_us, attached_to, ..Default::default() };
+        record::accept(r, key, entry);
     })
     .await
     .map(|_| ())
@@ -394,7 +400,11 @@ pub async fn delete_managed_policy(
 ) -> Result<()> {
     let iam = &ctx.clients.iam;
     let rec = record::load(ctx).await?;
-    let recorded = rec.resource(record_key).cloned();
+    // A retired entry of the name the input names again counts as its entry.
+    let recorded = rec
+        .resource(record_key)
+        .cloned()
+        .or_else(|| rec.retired_of(record_key).into_iter().find(|x| names::iam_name(&x.id) == name));
     let live = match &recorded {
         Some(r) => match iam.get_policy().policy_arn(&r.id).send().await {
             Ok(p) => p.policy().cloned(),
@@ -409,7 +419,12 @@ pub async fn delete_managed_policy(
     };
     let arn = live.arn().unwrap_or_default().to_string();
     remove_policy(ctx, step, recorded.as_ref(), arn, name, role_name, out).await?;
-    forget(ctx, record_key).await
+    record::update(ctx, |r| {
+        r.resources.remove(record_key);
+        r.retired.retain(|x| !(x.key == record_key && names::iam_name(&x.resource.id) == name));
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Removes the policy `arn` when ours (detached everywhere, every version deleted), or, when
