@@ -109,9 +109,12 @@ states = {
                   "Default": "Finish"},
     "Rollback": {"Type": "Pass", "Comment": "The rollback is the delete of what this run recorded: every step runs its delete.",
                  "Result": "delete", "ResultPath": "$.input.action", "Next": "RollbackRetain?"},
-    "RollbackRetain?": {"Type": "Choice", "Comment": "A retainMetrics the input states is obeyed; by default the AMP workspace this failed Create made is deleted (it holds no data worth keeping).",
-                        "Choices": [{"Variable": "$.input.retainMetrics", "IsPresent": True, "Next": "RollbackInit"}],
-                        "Default": "RollbackNoRetain"},
+    "RollbackRetain?": {"Type": "Choice", "Comment": "A retainMetrics the input states is obeyed; by default the AMP workspace is deleted only when this failed Create made it (it holds no data worth keeping); one it found (kept by an earlier delete, with its metrics) is kept.",
+                        "Choices": [{"Variable": "$.input.retainMetrics", "IsPresent": True, "Next": "RollbackInit"},
+                                    {"And": [{"Variable": "$.ampWorkspace.created", "IsPresent": True},
+                                             {"Variable": "$.ampWorkspace.created", "BooleanEquals": True}],
+                                     "Next": "RollbackNoRetain"}],
+                        "Default": "RollbackInit"},
     "RollbackNoRetain": {"Type": "Pass", "Result": False, "ResultPath": "$.input.retainMetrics", "Next": "RollbackInit"},
     # every path ends here: release the lease, answer CloudFormation if it started the run, then
     # succeed or fail

@@ -271,6 +271,30 @@ async fn a_failed_create_on_a_deployment_applied_before_it_leaves_that_deploymen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_that_also_moves_the_ssm_prefix_of_an_existing_deployment_rolls_nothing_back() {
+    let (stack, clients, sm) = setup().await;
+    // GIVEN the deployment applied from the console under the default prefix
+    let console = json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core",
+        "irsaRoleName": "dr-core-irsa"});
+    assert_eq!(stack.execute(&sm, "console-apply", &console).await.status, "SUCCEEDED");
+    let before = inventory(&clients).await;
+
+    // WHEN a CloudFormation Create of it under another ssmPrefix (no record there yet) fails late
+    let extra = json!({"ssmPrefix": "/o11y/dr-prod-moved", "grafana": {"admins": unknown_admin()}});
+    let body = send(&stack, "Create", "create", props("dr-prod", extra), None, None).await;
+
+    // THEN FAILED and nothing rolled back: the registry knew the deployment, so it is not this
+    // Create's to delete
+    assert_eq!(body["Status"], "FAILED", "{body:#}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(!reason.contains("rolled back"), "{reason}");
+    let after = inventory(&clients).await;
+    for k in ["roles", "policies", "amp", "grafana"] {
+        assert_eq!(after[k], before[k], "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_that_fails_answers_both_causes_and_the_following_delete_finishes_it() {
     let (stack, clients, _) = setup().await;
     let before = inventory(&clients).await;

@@ -234,3 +234,39 @@ async fn a_second_deployment_sharing_a_prefix_or_a_claimed_name_is_refused_befor
     assert_eq!(entry(&clients, "dr-other").await.unwrap()["ssmPrefix"], "/o11y/dr-other");
     assert_eq!(entry(&clients, "dr-prod").await.unwrap()["ssmPrefix"], "/o11y/dr-prod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_onto_a_prefix_that_holds_another_record_is_refused_and_the_old_prefix_still_works() {
+    let (stack, clients, _, sm) = start().await;
+    assert_eq!(stack.execute(&sm, "create", &minimal()).await.status, "SUCCEEDED");
+    // GIVEN a record of a deployment made before the registry (it has no entry) under /o11y/legacy
+    let foreign = r#"{"resources":{"ampWorkspace":{"id":"ws-legacy","owned":true}}}"#;
+    clients
+        .ssm
+        .put_parameter()
+        .name("/o11y/legacy/provisioner-state")
+        .value(foreign)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN dr-prod moves its ssmPrefix there THEN refused, that record untouched
+    let run = stack.execute(&sm, "move", &with(minimal(), json!({"ssmPrefix": "/o11y/legacy"}))).await;
+    assert_eq!(run.status, "FAILED", "{run:?}");
+    assert_eq!(run.error.as_deref(), Some("ConflictError"), "{run:?}");
+    assert_eq!(
+        params(&clients, "/o11y/legacy").await.get("/o11y/legacy/provisioner-state").map(String::as_str),
+        Some(foreign)
+    );
+
+    // AND the deployment still applies under its own prefix, and deletes cleanly
+    assert_eq!(stack.execute(&sm, "again", &minimal()).await.status, "SUCCEEDED");
+    let delete = stack.execute(&sm, "delete", &with(minimal(), json!({"action": "delete"}))).await;
+    assert_eq!(delete.status, "SUCCEEDED", "{delete:?}");
+    assert!(!has_our_statement(&trust_of(&clients, "dr-core-irsa").await));
+    assert_eq!(
+        params(&clients, "/o11y/legacy").await.get("/o11y/legacy/provisioner-state").map(String::as_str),
+        Some(foreign)
+    );
+}

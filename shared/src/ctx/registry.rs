@@ -223,6 +223,14 @@ pub struct Checked {
     own: Option<Entry>,
 }
 
+impl Checked {
+    /// The registry already had this deployment's own entry (it existed before this run, whatever
+    /// its `ssmPrefix` was then).
+    pub fn existed(&self) -> bool {
+        self.own.is_some()
+    }
+}
+
 fn desired(d: &Deployment, own: Option<&Entry>) -> Entry {
     Entry {
         deployment_name: d.name.clone(),
@@ -278,6 +286,8 @@ pub async fn register(ctx: &Ctx, checked: Checked) -> Result<()> {
         return Ok(());
     }
     let mut next = desired(d, prev.as_ref());
+    // Moving back to a prefix we left and have not cleaned yet: its stale record is ours.
+    let back_to_ours = prev.as_ref().is_some_and(|p| p.retired_prefixes.contains(&d.ssm_prefix));
     if let Some(prev) = &prev {
         next.retired_prefixes = prev.retired_prefixes.clone();
         next.record_at = prev.record_at.clone();
@@ -299,7 +309,14 @@ pub async fn register(ctx: &Ctx, checked: Checked) -> Result<()> {
     }
     if let Some(from) = next.record_at.take() {
         if from != d.ssm_prefix {
-            move_record(ctx, &from).await?;
+            if let Err(e) = move_record(ctx, &from, back_to_ours).await {
+                // Refused (or failed): the entry goes back to what it was, so that no later run
+                // takes the refused prefix for one of ours to clean up.
+                if let Some(prev) = &prev {
+                    put(ctx, prev, true).await?;
+                }
+                return Err(e);
+            }
         }
         put(ctx, &next, true).await?;
     }
@@ -318,11 +335,26 @@ async fn recheck(ctx: &Ctx, next: &Entry, prev: Option<&Entry>) -> Result<()> {
 }
 
 /// Copies the record from `<from>/provisioner-state` to the input's prefix (overwriting: the
-/// one at `from` is the current one until the entry says otherwise).
-async fn move_record(ctx: &Ctx, from: &str) -> Result<()> {
+/// one at `from` is the current one until the entry says otherwise). A record already there is
+/// overwritten only when it is ours (`back_to_ours`: a prefix this deployment left) or is the
+/// same copy; anyone else's is refused.
+async fn move_record(ctx: &Ctx, from: &str, back_to_ours: bool) -> Result<()> {
     let source = ssm::parameter_name(from, RECORD_LEAF);
     let Some(value) = ssm::get_parameter(&ctx.clients.ssm, &source).await? else { return Ok(()) };
     let target = ssm::parameter_name(&ctx.deployment.ssm_prefix, RECORD_LEAF);
+    // The same value: an earlier run copied it and stopped before the entry said so.
+    match ssm::get_parameter(&ctx.clients.ssm, &target).await? {
+        Some(there) if there == value => return Ok(()),
+        Some(_) if back_to_ours => {}
+        Some(_) => {
+            return Err(Error::Conflict(format!(
+                "ssmPrefix: {target} already holds another record (a deployment made before the registry, or \
+                 by hand); moving this deployment there would overwrite it: choose another ssmPrefix, or delete \
+                 what owns {target} first"
+            )))
+        }
+        None => {}
+    }
     let (tags, description) = (ctx.owner_tags(), crate::ctx::record::description(ctx));
     ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &target, &value, false, &tags, &description)).await?;
     tracing::info!(from = %source, to = %target, "record moved");

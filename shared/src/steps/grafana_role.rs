@@ -94,25 +94,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
             record_role(ctx, role.arn(), owned, added).await?;
             let updated = match target {
                 Some(doc) => {
-                    let (added, removed) = policy::statement_diff(&current, &doc);
-                    let change = Change::new(
-                        STEP,
-                        ChangeKind::Update,
-                        format!("trust policy of role {}", d.grafana_role_name),
-                        json!({ "statementsAdded": added, "statementsRemoved": removed }),
-                    );
-                    let written = ctx
-                        .write(change, || async {
-                            policy::check_trust_policy_size(&d.grafana_role_name, &doc, pre.trust_policy_quota)?;
-                            iam.update_assume_role_policy()
-                                .role_name(&d.grafana_role_name)
-                                .policy_document(policy::to_compact(&doc))
-                                .send()
-                                .await
-                                .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
-                        })
-                        .await?;
-                    if written.is_some() {
+                    let quota = Some(pre.trust_policy_quota);
+                    let role_name = &d.grafana_role_name;
+                    if iam_util::write_trust(ctx, STEP, ChangeKind::Update, role_name, (&current, &doc), quota).await? {
                         tracing::info!(role = %d.grafana_role_name, owned, "Grafana role trust converged");
                     }
                     true
@@ -195,11 +179,7 @@ pub async fn release_trust(
     if added.is_empty() {
         return Ok(());
     }
-    let current = match ctx.clients.iam.get_role().role_name(role_name).send().await {
-        Ok(r) => policy::decode_document(r.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default())?,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => return Ok(()),
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
-    };
+    let Some(current) = iam_util::trust_of(ctx, role_name).await? else { return Ok(()) };
     let mut doc = current.clone();
     for statement in added {
         let next = trust::remove(&doc, statement);
@@ -214,26 +194,7 @@ pub async fn release_trust(
         }
     }
     if doc != current {
-        let (_, removed) = policy::statement_diff(&current, &doc);
-        let change = Change::new(
-            step,
-            ChangeKind::Update,
-            format!("trust policy of role {role_name}"),
-            json!({ "statementsAdded": [], "statementsRemoved": removed }),
-        );
-        let written = ctx
-            .write(change, || async {
-                ctx.clients
-                    .iam
-                    .update_assume_role_policy()
-                    .role_name(role_name)
-                    .policy_document(policy::to_compact(&doc))
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
-            })
-            .await?;
-        if written.is_some() {
+        if iam_util::write_trust(ctx, step, ChangeKind::Update, role_name, (&current, &doc), None).await? {
             tracing::info!(role = %role_name, "our statements removed from an adopted role's trust");
         }
         out.deleted.push(format!("the trust statement we added to role {role_name}"));

@@ -14,6 +14,54 @@ use crate::state::ChangeKind;
 use crate::state::{DeleteOutput, PolicyOutput};
 use crate::steps::claims;
 
+/// The trust policy of `role_name`; `None` when the role does not exist.
+pub async fn trust_of(ctx: &Ctx, role_name: &str) -> Result<Option<Value>> {
+    match ctx.clients.iam.get_role().role_name(role_name).send().await {
+        Ok(r) => {
+            let raw = r.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
+            Ok(Some(policy::decode_document(raw)?))
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
+        Err(e) => Err(from_sdk("iam:GetRole", e)),
+    }
+}
+
+/// Replaces the trust policy of `role_name` (`current`) with `doc` through the write gate, which
+/// reports the statements added and removed; with `quota`, the new document's length is checked
+/// first. Returns whether it was written (a plan writes nothing).
+pub async fn write_trust(
+    ctx: &Ctx,
+    step: &'static str,
+    kind: ChangeKind,
+    role_name: &str,
+    (current, doc): (&Value, &Value),
+    quota: Option<usize>,
+) -> Result<bool> {
+    let (added, removed) = policy::statement_diff(current, doc);
+    let change = Change::new(
+        step,
+        kind,
+        format!("trust policy of role {role_name}"),
+        json!({ "statementsAdded": added, "statementsRemoved": removed }),
+    );
+    let written = ctx
+        .write(change, || async {
+            if let Some(quota) = quota {
+                policy::check_trust_policy_size(role_name, doc, quota)?;
+            }
+            ctx.clients
+                .iam
+                .update_assume_role_policy()
+                .role_name(role_name)
+                .policy_document(policy::to_compact(doc))
+                .send()
+                .await
+                .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
+        })
+        .await?;
+    Ok(written.is_some())
+}
+
 /// IAM keeps at most this many versions of a managed policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
 

@@ -8,9 +8,8 @@
 
 use serde_json::{json, Value};
 
-use crate::aws::sdk::from_sdk;
 use crate::ctx::record::{self, Record, TrustRecord};
-use crate::ctx::{Change, Ctx};
+use crate::ctx::Ctx;
 use crate::domain::error::Result;
 use crate::domain::iam::doc::statement_sid;
 use crate::domain::iam::policy;
@@ -18,43 +17,14 @@ use crate::domain::iam::trust::{self, IrsaGrant};
 use crate::domain::names;
 use crate::state::ChangeKind;
 use crate::state::{require, DeleteOutput, IrsaTrustOutput, ProvisionState};
+use crate::steps::iam_util;
 
 const STEP: &str = "irsa-trust";
 
-async fn live_trust(ctx: &Ctx, role: &str) -> Result<Option<Value>> {
-    match ctx.clients.iam.get_role().role_name(role).send().await {
-        Ok(role) => {
-            let raw = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-            Ok(Some(policy::decode_document(raw)?))
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
-        Err(e) => Err(from_sdk("iam:GetRole", e)),
-    }
-}
-
 async fn write_trust(ctx: &Ctx, role: &str, current: &Value, doc: &Value, kind: ChangeKind) -> Result<()> {
-    let (added, removed) = policy::statement_diff(current, doc);
-    let (n_added, n_removed) = (added.len(), removed.len());
-    let change = Change::new(
-        STEP,
-        kind,
-        format!("trust policy of role {role}"),
-        json!({ "statementsAdded": added, "statementsRemoved": removed }),
-    );
-    let written = ctx
-        .write(change, || async {
-            ctx.clients
-                .iam
-                .update_assume_role_policy()
-                .role_name(role)
-                .policy_document(policy::to_compact(doc))
-                .send()
-                .await
-                .map_err(|e| from_sdk("iam:UpdateAssumeRolePolicy", e))
-        })
-        .await?;
-    if written.is_some() {
-        tracing::info!(role = %role, added = n_added, removed = n_removed, "trust policy updated");
+    if iam_util::write_trust(ctx, STEP, kind, role, (current, doc), None).await? {
+        let (added, removed) = policy::statement_diff(current, doc);
+        tracing::info!(role = %role, added = added.len(), removed = removed.len(), "trust policy updated");
     }
     Ok(())
 }
@@ -71,7 +41,7 @@ async fn retire(ctx: &Ctx, before: &Record) -> Result<()> {
         if old.role_name == ctx.deployment.irsa_role_name {
             continue;
         }
-        let Some(current) = live_trust(ctx, &old.role_name).await? else { continue };
+        let Some(current) = iam_util::trust_of(ctx, &old.role_name).await? else { continue };
         let doc = trust::remove(&current, added);
         if !policy::equivalent(&doc, &current) {
             write_trust(ctx, &old.role_name, &current, &doc, ChangeKind::Update).await?;
@@ -86,8 +56,9 @@ async fn retire(ctx: &Ctx, before: &Record) -> Result<()> {
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let d = &ctx.deployment;
-    let current =
-        live_trust(ctx, &d.irsa_role_name).await?.unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
+    let current = iam_util::trust_of(ctx, &d.irsa_role_name)
+        .await?
+        .unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
     let before = record::load(ctx).await?;
     // The input names another role than the recorded one: that role's statement is retired
     // (removed once this one is in place), and this role's trust before us is its own.
@@ -150,7 +121,7 @@ pub async fn delete(ctx: &Ctx, _state: &ProvisionState) -> Result<DeleteOutput> 
     retire(ctx, &before).await?;
     // `retire` saved the record without them.
     before.retired_trust.clear();
-    let Some(current) = live_trust(ctx, &d.irsa_role_name).await? else {
+    let Some(current) = iam_util::trust_of(ctx, &d.irsa_role_name).await? else {
         out.retained.push(format!("role {}: does not exist", d.irsa_role_name));
         return Ok(out);
     };

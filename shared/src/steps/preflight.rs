@@ -97,8 +97,12 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     // Read once the lease is held: no other apply or delete writes the record meanwhile, so "no
     // record now" means that every entry recorded from here on is this run's.
     let cfn_create = state.cloud_formation.as_ref().is_some_and(|c| c.request_type == RequestType::Create);
-    let rollback_on_failure =
-        cfn_create && d.action == Action::Apply && ssm::get_parameter(&c.ssm, &record::parameter(ctx)).await?.is_none();
+    // An entry of its own means the deployment exists (its record may still be under an older
+    // prefix, moved by `register` below): never rolled back.
+    let rollback_on_failure = cfn_create
+        && d.action == Action::Apply
+        && !registered.existed()
+        && ssm::get_parameter(&c.ssm, &record::parameter(ctx)).await?.is_none();
     let trust_policy_quota = match d.trust_policy_quota {
         Some(q) => q,
         None => quotas::trust_policy_quota(&c.service_quotas).await.unwrap_or(policy::TRUST_POLICY_MAX_CHARS),
