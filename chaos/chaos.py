@@ -223,7 +223,44 @@ def seed(stack: ChaosStack) -> dict:
         stack.s3.create_bucket(Bucket=BUCKET)
     except stack.s3.exceptions.BucketAlreadyOwnedByYou:
         pass
+    seed_boundary_roles(stack, provider, host_path)
     return {"issuer": issuer, "provider": provider, "host_path": host_path, "trust": {}}
+
+
+OPT_IN_TAG = {"Key": "o11y-provisioner:irsa", "Value": "true"}
+
+
+def seed_boundary_roles(stack: ChaosStack, provider: str, host_path: str) -> None:
+    """The corpus's roles around the security boundary (chaos/corpus/generate.py, REFUSED_ROLES):
+    untagged, tagged `false`, an untagged administrator role, a service-linked role (tagged opt-in
+    even: still refused), an opted-in IRSA role and an untagged foreign Grafana role."""
+    account_root = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+    grafana = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "grafana.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    roles = [
+        ("chaos-untagged-irsa", eksctl_trust(provider, host_path), []),
+        ("chaos-tag-false-irsa", eksctl_trust(provider, host_path), [dict(OPT_IN_TAG, Value="false")]),
+        ("chaos-admin", account_root, []),
+        ("chaos-opted-in-irsa", eksctl_trust(provider, host_path), [OPT_IN_TAG]),
+        ("chaos-untagged-grafana", grafana, [{"Key": "team", "Value": "x"}]),
+    ]
+    for name, trust, tags in roles:
+        try:
+            stack.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Tags=tags)
+        except stack.iam.exceptions.EntityAlreadyExistsException:
+            pass
+    admin = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    try:
+        admin_arn = stack.iam.create_policy(PolicyName="chaos-admin-all", PolicyDocument=admin)["Policy"]["Arn"]
+    except stack.iam.exceptions.EntityAlreadyExistsException:
+        admin_arn = f"arn:aws:iam::{ACCOUNT}:policy/chaos-admin-all"
+    stack.iam.attach_role_policy(RoleName="chaos-admin", PolicyArn=admin_arn)
+    try:
+        stack.iam.create_service_linked_role(AWSServiceName="elasticbeanstalk.amazonaws.com")
+    except stack.iam.exceptions.EntityAlreadyExistsException:
+        pass
+    stack.iam.tag_role(RoleName="AWSServiceRoleForElasticBeanstalk", Tags=[OPT_IN_TAG])
 
 
 def irsa_role(d: str) -> str:
@@ -235,7 +272,8 @@ def make_irsa(stack: ChaosStack, seeded: dict, d: str) -> None:
     leaves behind cannot hide or cause a failure in another's checks."""
     trust = eksctl_trust(seeded["provider"], seeded["host_path"])
     try:
-        stack.iam.create_role(RoleName=irsa_role(d), AssumeRolePolicyDocument=json.dumps(trust))
+        stack.iam.create_role(RoleName=irsa_role(d), AssumeRolePolicyDocument=json.dumps(trust),
+                              Tags=[{"Key": "o11y-provisioner:irsa", "Value": "true"}])  # opted in
     except stack.iam.exceptions.EntityAlreadyExistsException:  # a second run on the same stack
         stack.iam.update_assume_role_policy(RoleName=irsa_role(d), PolicyDocument=json.dumps(trust))
     seeded["trust"][d] = trust
@@ -278,9 +316,13 @@ def scan_parameters(stack: ChaosStack, res: Results, d: str, where: str) -> None
 
 
 def lease_held(stack: ChaosStack, d: str) -> bool:
-    """The deployment's lease (/o11y-provisioner/leases/<d>, shared/src/ctx/lease.rs) exists."""
+    """The deployment's lease exists: a generation /o11y-provisioner/leases/<d>/<N>, or the single
+    parameter /o11y-provisioner/leases/<d> of earlier versions (shared/src/ctx/lease.rs)."""
+    base = f"/o11y-provisioner/leases/{d}"
+    if stack.ssm.get_parameters_by_path(Path=base).get("Parameters"):
+        return True
     try:
-        stack.ssm.get_parameter(Name=f"/o11y-provisioner/leases/{d}")
+        stack.ssm.get_parameter(Name=base)
         return True
     except stack.ssm.exceptions.ParameterNotFound:
         return False

@@ -40,6 +40,8 @@ from stack import ACCOUNT_ID, REGION
 SID_PREFIX = "O11yProvisionerIrsa"
 CLUSTERS = ("edits-eks-a", "edits-eks-b")
 IRSA_ROLES = ("edits-irsa-1", "edits-irsa-2")
+# The tag by which a role's owners opt it in: the IRSA roles and the team's Grafana role carry it.
+OPT_IN = {"Key": "o11y-provisioner:irsa", "Value": "true"}
 NAMESPACES = ("edits-a", "edits-b")
 # Identity Center ids in the emulator's accepted formats
 ADMIN_USER = "906757b8-a0b1-40e5-b2a3-7f6c2d1e0a9b"
@@ -237,7 +239,7 @@ class Edits:
                     "Action": "sts:AssumeRoleWithWebIdentity",
                     "Condition": {"StringEquals": {f"{host}:sub": f"system:serviceaccount:{NAMESPACES[0]}:app",
                                                    f"{host}:aud": "sts.amazonaws.com"}}})
-            self._role(role, trust, [{"Key": "team", "Value": "app"}])
+            self._role(role, trust, [{"Key": "team", "Value": "app"}, OPT_IN])
             on = s.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
             if not any(p["PolicyArn"] == app_arn for p in on):  # moto counts a double attach twice
                 s.iam.attach_role_policy(RoleName=role, PolicyArn=app_arn)
@@ -247,7 +249,7 @@ class Edits:
             {"Sid": "TeamX", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
              "Action": "sts:AssumeRole"},
             {"Effect": "Allow", "Principal": {"Service": "grafana.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
-            [{"Key": "team", "Value": "x"}])
+            [{"Key": "team", "Value": "x"}, OPT_IN])
         if not any(w.get("alias") == FOREIGN_ALIAS for w in s.amp.list_workspaces().get("workspaces", [])):
             s.amp.create_workspace(alias=FOREIGN_ALIAS, tags={"team": "x"})
         self.baseline = snapshot(s)
@@ -531,6 +533,8 @@ class Edits:
                 m = REGISTRY.match(name)
                 if m:
                     facts[f"registry:{m.group(1)}"] += 1
+                elif name.startswith("/o11y-provisioner/cfn-requests/"):
+                    facts[f"cfn-request:{name}"] += 1
                 elif name.endswith("/lease") or name.startswith("/o11y-provisioner/leases/"):
                     facts[f"lease:{name}"] += 1
                 else:

@@ -210,7 +210,28 @@ def console_items() -> list[dict]:
     add("cfn-context-foreign-url", "a console input with a cloudFormation context whose ResponseURL is a foreign "
         "host disguised by a fragment", {"input": with_({"namespace": "dr-core:*"}), "cloudFormation": ctx},
         ["namespace"])
+    # a valid console input with a cloudFormation block cfn-handler never issued: refused, nobody answered
+    ctx_s3 = dict(ctx, responseUrl="https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/"
+                  "x?X-Amz-Signature=a")
+    add("cfn-context-unproven", "a valid console input with a cloudFormation block that cfn-handler did not issue",
+        {"input": with_({"deploymentName": "chaos-bad-cfn"}), "cloudFormation": ctx_s3}, ["cloudFormation"])
+    # roles outside the security boundary (chaos.py's seed creates them): refused before any write
+    for id_, role, fields in REFUSED_ROLES:
+        add(f"role-{id_}", f"irsaRoleName {role}: not opted in", with_({"deploymentName": f"chaos-bad-{id_}",
+            "irsaRoleName": role}), fields, error="PreconditionError")
+    add("grafana-role-untagged", "grafana.roleName of a foreign Grafana role that is not opted in",
+        with_({"deploymentName": "chaos-bad-grafana-role", "irsaRoleName": "chaos-opted-in-irsa",
+               "grafana": {"roleName": "chaos-untagged-grafana"}}), ["o11y-provisioner:irsa"], error="PreconditionError")
     return items
+
+
+# Roles the chaos harness seeds outside the boundary, and what the refusal must name.
+REFUSED_ROLES = [
+    ("untagged", "chaos-untagged-irsa", ["o11y-provisioner:irsa"]),
+    ("tag-false", "chaos-tag-false-irsa", ["o11y-provisioner:irsa"]),
+    ("admin", "chaos-admin", ["o11y-provisioner:irsa"]),
+    ("service-linked", "AWSServiceRoleForElasticBeanstalk", ["service-linked"]),
+]
 
 
 def cfn_items() -> list[dict]:
@@ -267,6 +288,12 @@ def cfn_items() -> list[dict]:
         ("url-fragment-path", "https://127.0.0.1:{SINK}/#/.amazonaws.com"),
         ("url-suffix-lookalike", "https://127.0.0.1.nip.io.evil:{SINK}/x.amazonaws.com"),
         ("url-userinfo", "https://s3.amazonaws.com@127.0.0.1:{SINK}/r"),
+        # AWS hosts that are not CloudFormation's response bucket
+        ("url-other-bucket", "https://attacker-bucket.s3.amazonaws.com/r?X-Amz-Signature=a"),
+        ("url-other-region-bucket",
+         "https://cloudformation-custom-resource-response-euwest1.s3.amazonaws.com/r?X-Amz-Signature=a"),
+        ("url-ec2-host", "https://ec2-54-1-2-3.compute-1.amazonaws.com/r?X-Amz-Signature=a"),
+        ("url-unsigned", "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/r"),
     ]:
         add(id_, f"ResponseURL {url}", bad_ns, ["ResponseURL"], response_url=url)
     return items

@@ -149,12 +149,20 @@ pub fn body(mut resp: CfnResponse) -> Result<Vec<u8>> {
     }
 }
 
-/// Only CloudFormation's presigned S3 URLs are answered (https on an AWS domain), or, on the
-/// local stack, URLs under `O11Y_CFN_RESPONSE_URL_PREFIX`: a console user must not be able to
-/// make this function PUT anywhere. The authority is parsed strictly (RFC 3986 ends it at `/`,
-/// `?` or `#`; HTTP clients also honour `\\`, `@` userinfo and `:port`), so a foreign host cannot
-/// hide behind a fragment, userinfo or a backslash: only a bare lowercase DNS name is accepted.
-pub fn check_response_url(url: &str) -> Result<()> {
+/// The prefix of CloudFormation's response buckets: `cloudformation-custom-resource-response-`
+/// followed by the region without dashes (`useast1`, `cnnorth1`, `usgovwest1`).
+pub const RESPONSE_BUCKET_PREFIX: &str = "cloudformation-custom-resource-response-";
+
+/// Only CloudFormation's presigned S3 URLs are answered, or, on the local stack, URLs under
+/// `O11Y_CFN_RESPONSE_URL_PREFIX`: a console user must not be able to make this function PUT
+/// anywhere. Accepted: `https`, a bare lowercase DNS name (RFC 3986 ends the authority at `/`,
+/// `?` or `#`; HTTP clients also honour `\\`, `@` userinfo and `:port`, so none of these may hide
+/// a foreign host), the bucket `cloudformation-custom-resource-response-<region>` in one of S3's
+/// forms (virtual-hosted `<bucket>.s3.amazonaws.com`, `<bucket>.s3.<region>.amazonaws.com`,
+/// `<bucket>.s3-<region>.amazonaws.com`, or path-style `s3[.-<region>].amazonaws.com/<bucket>/`,
+/// `.com.cn` in China), the region `region` when it is known (the stack's), and a presigned
+/// query (`Signature=` or `X-Amz-Signature=`).
+pub fn check_response_url(url: &str, region: Option<&str>) -> Result<()> {
     if let Ok(prefix) = std::env::var("O11Y_CFN_RESPONSE_URL_PREFIX") {
         if !prefix.is_empty() && prefix.ends_with('/') && url.starts_with(&prefix) {
             return Ok(());
@@ -167,23 +175,121 @@ pub fn check_response_url(url: &str) -> Result<()> {
     if url.contains(['#', '\\']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return reject("is not a CloudFormation response URL (fragment, backslash or whitespace)".into());
     }
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let (host, after_host) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
     let bare_dns = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
-    if bare_dns && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")) {
-        Ok(())
+    if !bare_dns {
+        return reject(format!("is not a CloudFormation response URL (host {host:?})"));
+    }
+    let Some(endpoint) = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn")) else {
+        return reject(format!("is not a CloudFormation response URL (host {host:?} is not S3's)"));
+    };
+    // The S3 endpoint part: `s3`, `s3.<region>` or `s3-<region>`; the bucket before it
+    // (virtual-hosted) or as the path's first segment (path-style).
+    let s3_endpoint =
+        |e: &str| e == "s3" || e.strip_prefix("s3.").or_else(|| e.strip_prefix("s3-")).is_some_and(is_region);
+    let (bucket, path) = if s3_endpoint(endpoint) {
+        let path = after_host.strip_prefix('/').unwrap_or_default();
+        let (bucket, rest) = path.split_once('/').unwrap_or((path, ""));
+        (bucket, rest)
     } else {
-        reject(format!("is not a CloudFormation response URL (host {host:?})"))
+        match endpoint.split_once('.') {
+            Some((bucket, e)) if s3_endpoint(e) => (bucket, after_host.strip_prefix('/').unwrap_or_default()),
+            _ => return reject(format!("is not a CloudFormation response URL (host {host:?} is not S3's)")),
+        }
+    };
+    let Some(bucket_region) = bucket.strip_prefix(RESPONSE_BUCKET_PREFIX) else {
+        return reject(format!("is not a CloudFormation response URL (bucket {bucket:?})"));
+    };
+    if let Some(region) = region.filter(|r| !r.is_empty()) {
+        if bucket_region != region.replace('-', "") {
+            return reject(format!("is not the response URL of a stack in {region} (bucket {bucket:?})"));
+        }
+    }
+    let (key, query) = path.split_once('?').unwrap_or((path, ""));
+    let signed = query.split('&').any(|kv| kv.starts_with("Signature=") || kv.starts_with("X-Amz-Signature="));
+    if key.is_empty() || !signed {
+        return reject("is not a CloudFormation response URL (not a presigned object URL)".into());
+    }
+    Ok(())
+}
+
+/// A region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`): lowercase words and a number.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.last().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+/// Where `cfn-handler` records, per execution it starts, the digest of the CloudFormation
+/// request it hands over (`<path>/<execution name>`): proof that an execution's
+/// `cloudFormation` block is CloudFormation's, not a console user's.
+pub const REQUESTS_PATH: &str = "/o11y-provisioner/cfn-requests";
+
+fn request_marker(execution: &str) -> String {
+    crate::aws::ssm::parameter_name(REQUESTS_PATH, execution)
+}
+
+/// SHA-256 of the request context as the execution carries it.
+fn context_digest(ctx: &CfnContext) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(ctx).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Proves that `cfn` is the request `cfn-handler` started `execution` for: its marker exists
+/// (in this function's account and region, where only `cfn-handler` may write it) and holds the
+/// request's digest. Otherwise a `ValidationError` naming `cloudFormation`: a console input that
+/// carries a `cloudFormation` block is refused before any write, and nobody is answered.
+pub async fn check_provenance(clients: &Clients, execution: Option<&str>, cfn: &CfnContext) -> Result<()> {
+    let refuse = || {
+        Err(Error::validation(
+            "cloudFormation",
+            "is set only by cfn-handler for a CloudFormation request (this execution was not started by it): \
+             remove it from the input",
+        ))
+    };
+    let Some(execution) = execution.filter(|e| !e.is_empty()) else { return refuse() };
+    match crate::aws::ssm::get_parameter(&clients.ssm, &request_marker(execution)).await? {
+        Some(digest) if digest == context_digest(cfn)? => Ok(()),
+        _ => refuse(),
+    }
+}
+
+/// Records the marker [`check_provenance`] reads, before `execution` starts.
+async fn mark_request(clients: &Clients, execution: &str, cfn: &CfnContext) -> Result<()> {
+    clients
+        .ssm
+        .put_parameter()
+        .name(request_marker(execution))
+        .value(context_digest(cfn)?)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .description("o11y-provisioner: the CloudFormation request this execution answers")
+        .send()
+        .await
+        .map_err(|e| crate::aws::sdk::from_sdk("ssm:PutParameter", e))?;
+    Ok(())
+}
+
+/// Deletes the marker once the request is answered (gone already is fine; a failure is logged:
+/// the answer is what matters).
+async fn forget_request(clients: &Clients, execution: &str) {
+    if let Err(e) = clients.ssm.delete_parameter().name(request_marker(execution)).send().await {
+        if !e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) {
+            tracing::warn!(execution = %execution, error = %crate::aws::sdk::from_sdk("ssm:DeleteParameter", e), "the request marker was not deleted");
+        }
     }
 }
 
 /// PUTs the response (no content type, as CloudFormation expects).
 pub async fn respond(clients: &Clients, ctx: &CfnContext, resp: CfnResponse) -> Result<usize> {
-    check_response_url(&ctx.response_url)?;
+    check_response_url(&ctx.response_url, Some(&stack_account_region(&ctx.stack_id).1))?;
     let status = resp.status.clone();
     let bytes = body(resp)?;
     let len = bytes.len();
@@ -281,6 +387,7 @@ pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Re
     let Some(ctx) = &state.cloud_formation else {
         return Ok(json!({ "responded": false }));
     };
+    check_provenance(clients, state.execution.as_deref(), ctx).await?;
     let execution = state.execution.clone().unwrap_or_default();
     let resp = match &state.error {
         Some(err) => failure_response(ctx, state, err),
@@ -291,6 +398,7 @@ pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Re
     };
     let status = resp.status.clone();
     let bytes = respond(clients, ctx, resp).await?;
+    forget_request(clients, &execution).await;
     Ok(json!({ "responded": true, "status": status, "bytes": bytes }))
 }
 
@@ -298,7 +406,8 @@ pub async fn respond_from_state(clients: &Clients, state: &ProvisionState) -> Re
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HandlerOutcome {
-    /// `started`, `already-started`, or `answered` (responded directly).
+    /// `started`, `already-started`, `answered` (responded directly), `released` (a console run that
+    /// ended `TIMED_OUT` or `ABORTED`: its lease released) or `ignored`.
     pub outcome: String,
     pub physical_resource_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,7 +459,7 @@ pub async fn handle_request(
         respond(clients, &ctx, response(&ctx, ok, reason, Map::new())).await?;
         Ok(HandlerOutcome { outcome: "answered".into(), physical_resource_id: id, execution_name: None })
     };
-    check_response_url(&ctx.response_url)?;
+    check_response_url(&ctx.response_url, Some(&stack_account_region(&stack_id).1))?;
 
     // The Delete that follows a failed Create: nothing of its own was left, nothing to touch (a
     // rollback that did not finish answered ROLLBACK_INCOMPLETE_PREFIX instead: that Delete runs).
@@ -383,6 +492,9 @@ pub async fn handle_request(
     }
     let name = sfn::execution_name("cfn", &[&stack_id, &logical_resource_id, &request_id, request_type.as_str()]);
     let exec_input = json!({ "input": input, "cloudFormation": ctx });
+    if let Err(e) = mark_request(clients, &name, &ctx).await {
+        return answer(ctx, false, format!("the workflow could not be started: {e}")).await;
+    }
     match sfn::start(clients, state_machine_arn, &name, &exec_input).await {
         Ok(started) => Ok(HandlerOutcome {
             outcome: if started { "started" } else { "already-started" }.into(),
@@ -398,23 +510,63 @@ pub async fn handle_request(
 pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<HandlerOutcome> {
     let detail = &event["detail"];
     let status = detail["status"].as_str().unwrap_or_default();
+    let name = detail["name"].as_str().map(str::to_string);
     let input: Value = detail["input"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
     let ctx: Option<CfnContext> = serde_json::from_value(input["cloudFormation"].clone()).ok();
-    match (status, ctx) {
-        ("TIMED_OUT" | "ABORTED", Some(ctx)) => {
-            let reason =
-                format!("the o11y-provisioner execution {} ended {status}", detail["name"].as_str().unwrap_or(""));
+    if !matches!(status, "TIMED_OUT" | "ABORTED") {
+        return Ok(HandlerOutcome {
+            outcome: "ignored".into(),
+            physical_resource_id: String::new(),
+            execution_name: None,
+        });
+    }
+    // The lease this execution holds (holder = the execution's name, as `preflight` took it),
+    // console runs included: `Finish` never ran. Its error is returned after the answer.
+    let run_input = if ctx.is_some() { input["input"].clone() } else { input.clone() };
+    let released = match &name {
+        Some(execution) if run_input.is_object() => {
+            let mut state = ProvisionState::new(run_input);
+            state.execution = Some(execution.clone());
+            match crate::ctx::Ctx::new(clients, &state).await {
+                Ok(c) if c.deployment.action != Action::Plan => {
+                    crate::ctx::lease::release(&c, execution).await.map(|_| ())
+                }
+                Ok(_) => Ok(()),
+                // An input that does not validate never got past preflight: it took no lease.
+                Err(e) if e.name() == "ValidationError" => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(()),
+    };
+    // Answered only when cfn-handler started the execution for this very request.
+    let ctx = match ctx {
+        Some(ctx) => match check_provenance(clients, name.as_deref(), &ctx).await {
+            Ok(()) => Some(ctx),
+            Err(e) => {
+                tracing::warn!(error = %e, "the ended execution's cloudFormation block is not cfn-handler's: nobody is answered");
+                None
+            }
+        },
+        None => None,
+    };
+    let out = match ctx {
+        Some(ctx) => {
+            let reason = format!("the o11y-provisioner execution {} ended {status}", name.as_deref().unwrap_or(""));
             respond(clients, &ctx, response(&ctx, false, reason, Map::new())).await?;
-            Ok(HandlerOutcome {
+            forget_request(clients, name.as_deref().unwrap_or_default()).await;
+            HandlerOutcome {
                 outcome: "answered".into(),
                 physical_resource_id: ctx.failure_physical_resource_id,
-                execution_name: detail["name"].as_str().map(str::to_string),
-            })
+                execution_name: name,
+            }
         }
-        _ => {
-            Ok(HandlerOutcome { outcome: "ignored".into(), physical_resource_id: String::new(), execution_name: None })
+        None => {
+            HandlerOutcome { outcome: "released".into(), physical_resource_id: String::new(), execution_name: name }
         }
-    }
+    };
+    released?;
+    Ok(out)
 }
 
 /// The `cfn-handler` entry: a custom resource request, or a Step Functions status-change event.
@@ -522,31 +674,79 @@ mod tests {
         assert_eq!(failure_reason(&err), "ValidationError: preflight: namespace: bad");
     }
 
+    const SIGNED: &str = "arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/s/g%7CObs%7Creq?\
+        X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261202T000000Z&X-Amz-Expires=7200&X-Amz-Signature=abc";
+
     #[test]
-    fn only_aws_response_urls_are_answered() {
-        assert!(
-            check_response_url("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a?b").is_ok()
-        );
-        assert!(check_response_url("https://evil.example.com/a").is_err());
-        assert!(
-            check_response_url("http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a").is_err()
-        );
-        assert!(check_response_url("https://x.amazonaws.com.evil.com/a").is_err());
-        // a foreign host disguised as an AWS one: fragment, userinfo, port, backslash, case, space
+    fn cloudformations_response_bucket_is_answered_in_each_s3_url_form() {
+        let bucket = "cloudformation-custom-resource-response-useast1";
         for url in [
-            "https://127.0.0.1:8443#.s3.amazonaws.com/r",
-            "https://evil.example.com#x.s3.amazonaws.com",
-            "https://evil.example.com@x.s3.amazonaws.com/r",
-            "https://x.s3.amazonaws.com@evil.example.com/r",
-            "https://evil.example.com\\.s3.amazonaws.com/r",
-            "https://x.s3.amazonaws.com:8443/r",
-            "https://X.S3.AMAZONAWS.COM/r",
-            "https://x.s3.amazonaws.com /r",
-            "https://.amazonaws.com/r",
-            "https://x..amazonaws.com/r",
+            format!("https://{bucket}.s3.amazonaws.com/{SIGNED}"),
+            format!("https://{bucket}.s3.us-east-1.amazonaws.com/{SIGNED}"),
+            format!("https://{bucket}.s3-us-east-1.amazonaws.com/{SIGNED}"),
+            format!("https://s3.amazonaws.com/{bucket}/{SIGNED}"),
+            format!("https://s3.us-east-1.amazonaws.com/{bucket}/{SIGNED}"),
+            format!("https://s3-us-east-1.amazonaws.com/{bucket}/{SIGNED}"),
+            // SigV2 presigned, as older stacks get
+            format!("https://{bucket}.s3.amazonaws.com/key?AWSAccessKeyId=AKIA&Expires=1&Signature=x%3D"),
         ] {
-            assert!(check_response_url(url).is_err(), "{url} was accepted");
+            assert!(check_response_url(&url, Some("us-east-1")).is_ok(), "{url} was refused");
+            assert!(check_response_url(&url, None).is_ok(), "{url} was refused");
         }
+        let cn =
+            format!("https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/{SIGNED}");
+        assert!(check_response_url(&cn, Some("cn-north-1")).is_ok());
+    }
+
+    #[test]
+    fn any_other_url_is_refused() {
+        let bucket = "cloudformation-custom-resource-response-useast1";
+        for url in [
+            // another bucket, another region's bucket, any AWS host that is not S3
+            format!("https://attacker-bucket.s3.amazonaws.com/{SIGNED}"),
+            format!("https://s3.amazonaws.com/attacker-bucket/{SIGNED}"),
+            format!("https://ec2-54-1-2-3.compute-1.amazonaws.com/{SIGNED}"),
+            format!("https://{bucket}.execute-api.us-east-1.amazonaws.com/{SIGNED}"),
+            format!("https://abc.lambda-url.us-east-1.on.aws/{SIGNED}"),
+            format!("https://{bucket}.s3.evil-1.amazonaws.com.evil.com/{SIGNED}"),
+            // not presigned, no object, not https
+            format!("https://{bucket}.s3.amazonaws.com/key"),
+            format!("https://{bucket}.s3.amazonaws.com/?X-Amz-Signature=abc"),
+            format!("http://{bucket}.s3.amazonaws.com/{SIGNED}"),
+            "https://evil.example.com/a".to_string(),
+            "https://x.amazonaws.com.evil.com/a".to_string(),
+            // a foreign host disguised as an AWS one: fragment, userinfo, port, backslash, case, space
+            format!("https://127.0.0.1:8443#{bucket}.s3.amazonaws.com/{SIGNED}"),
+            format!("https://evil.example.com#{bucket}.s3.amazonaws.com/{SIGNED}"),
+            format!("https://evil.example.com@{bucket}.s3.amazonaws.com/{SIGNED}"),
+            format!("https://{bucket}.s3.amazonaws.com@evil.example.com/{SIGNED}"),
+            format!("https://evil.example.com\\{bucket}.s3.amazonaws.com/{SIGNED}"),
+            format!("https://{bucket}.s3.amazonaws.com:8443/{SIGNED}"),
+            format!("https://{}.S3.AMAZONAWS.COM/{SIGNED}", bucket.to_uppercase()),
+            format!("https://{bucket}.s3.amazonaws.com /{SIGNED}"),
+            "https://.amazonaws.com/r".to_string(),
+            "https://x..amazonaws.com/r".to_string(),
+        ] {
+            assert!(check_response_url(&url, None).is_err(), "{url} was accepted");
+        }
+        // the bucket of another region than the stack's
+        let url = format!("https://{bucket}.s3.amazonaws.com/{SIGNED}");
+        assert!(check_response_url(&url, Some("eu-west-1")).is_err());
+        let url = format!("https://cloudformation-custom-resource-response-euwest1.s3.amazonaws.com/{SIGNED}");
+        assert!(check_response_url(&url, Some("us-east-1")).is_err());
+    }
+
+    #[test]
+    fn the_request_digest_binds_every_field_of_the_context() {
+        let base = context_digest(&ctx()).unwrap();
+        assert_eq!(base, context_digest(&ctx()).unwrap());
+        assert_eq!(base.len(), 64);
+        let mut other = ctx();
+        other.response_url.push('x');
+        assert_ne!(base, context_digest(&other).unwrap());
+        let mut other = ctx();
+        other.failure_physical_resource_id.push('x');
+        assert_ne!(base, context_digest(&other).unwrap());
     }
 
     #[test]

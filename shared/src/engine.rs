@@ -130,16 +130,25 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
 }
 
 /// The last step of every path: releases the lease this execution holds, then answers
-/// CloudFormation when it started the run.
+/// CloudFormation when it started the run. CloudFormation is answered even when the release
+/// fails (a missing answer would hang the stack for an hour); the release error is then
+/// returned after the answer (the lease expires after [`crate::ctx::lease::LEASE_SECONDS`]).
 pub async fn finish(clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    let mut released = false;
+    let mut released = Ok(false);
     if let (Some(execution), Ok(ctx)) = (&state.execution, Ctx::new(clients, state).await) {
         if ctx.deployment.action != Action::Plan {
-            released = crate::ctx::lease::release(&ctx, execution).await?;
+            released = crate::ctx::lease::release(&ctx, execution).await;
         }
     }
-    let cfn = crate::cfn::respond_from_state(clients, state).await?;
-    Ok(serde_json::json!({ "leaseReleased": released, "cloudFormation": cfn }))
+    let cfn = crate::cfn::respond_from_state(clients, state).await;
+    let released = match released {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the lease's release failed (CloudFormation answered regardless)");
+            return Err(e);
+        }
+    };
+    Ok(serde_json::json!({ "leaseReleased": released, "cloudFormation": cfn? }))
 }
 
 /// `None` once ACTIVE; otherwise when to look again.
@@ -248,6 +257,12 @@ pub mod lambdas {
 
     impl StepLambda for Preflight {
         const STEP: Step = Step::Preflight;
+        /// Validation, then (before any other AWS call of the run) the proof that a
+        /// `cloudFormation` block in the state is the request `cfn-handler` started this
+        /// execution for ([`crate::cfn::check_provenance`], in this function's own account).
+        fn run<'a>(clients: &'a Clients, state: &'a ProvisionState) -> impl Future<Output = Result<Value>> + Send + 'a {
+            preflight_entry(clients, state)
+        }
         async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
             to_json(&steps::preflight::run(ctx, state).await?)
         }
@@ -362,6 +377,15 @@ pub mod lambdas {
             Err(Error::Internal("finish runs without a context".into()))
         }
     }
+}
+
+/// `preflight`'s whole invocation (see [`lambdas::Preflight`]'s `run`).
+async fn preflight_entry(clients: &Clients, state: &ProvisionState) -> Result<Value> {
+    let ctx = Ctx::new(clients, state).await?;
+    if let Some(cfn) = &state.cloud_formation {
+        crate::cfn::check_provenance(clients, state.execution.as_deref(), cfn).await?;
+    }
+    to_json(&steps::preflight::run(&ctx, state).await?)
 }
 
 fn deletion_poll(out: &DeleteOutput, prev: Option<Poll>) -> Result<Option<Poll>> {

@@ -379,6 +379,10 @@ pub struct VerifyOutput {
     /// Why the simulation was not used, when it was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_method_note: Option<String>,
+    /// Which evaluator decided the policy checks: `iam:SimulatePrincipalPolicy`, or
+    /// `local (iam:SimulatePrincipalPolicy unavailable (<reason>))` where the endpoint lacks the API.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub evaluator: String,
     pub checks: Vec<VerifyCheck>,
     /// The failed checks' details, `<check>: <detail>`.
     pub failures: Vec<String>,

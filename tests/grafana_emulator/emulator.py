@@ -79,6 +79,13 @@ PROM_HEALTH_OK = "Successfully queried the Prometheus API."
 PROM_HEALTH_ERROR = "There was an error returned querying the Prometheus API."
 
 
+# Workspace statuses in which a workspace is changing state: DeleteWorkspace is refused
+# (ConflictException) until it is stable again.
+TRANSITIONAL_STATUSES = frozenset(
+    {"CREATING", "UPDATING", "UPGRADING", "VERSION_UPDATING", "LICENSE_REMOVAL"}
+)
+
+
 def amp_plugin_required(grafana_version: str) -> bool:
     """True when a workspace of this version needs the AMP plugin type for SigV4."""
     major = re.match(r"\d+", grafana_version or "")
@@ -919,6 +926,13 @@ class GrafanaService:
         if ws["status"] == "DELETING":
             raise conflict(
                 f"Workspace {ws['id']} is already being deleted.", ws["id"], RESOURCE_WORKSPACE
+            )
+        if ws["status"] in TRANSITIONAL_STATUSES:
+            # Managed Grafana refuses to delete a workspace that is busy changing state.
+            raise conflict(
+                f"Workspace {ws['id']} is in {ws['status']} state and cannot be deleted now.",
+                ws["id"],
+                RESOURCE_WORKSPACE,
             )
         self._transition(ws, "DELETING", "delete", None)
         ws["modified"] = now()

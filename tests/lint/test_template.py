@@ -254,6 +254,83 @@ def test_no_iam_action_has_a_wildcard(path: Path) -> None:
         assert len(found) > 10, "the statement walker found almost nothing: is the template's shape still what it expects?"
 
 
+ROLE_GRANT_ACTIONS = {"iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy"}
+OPT_IN_CONDITIONS = {
+    "aws:ResourceTag/o11y-provisioner:irsa": "true",
+    "aws:ResourceTag/o11y-provisioner:managed-by": "o11y-provisioner",
+}
+
+
+def resource_text(resource: Any) -> str:
+    """A Resource entry as text (`!Sub` strings as written)."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        return sub if isinstance(sub, str) else str(sub[0])
+    return resource if isinstance(resource, str) else json.dumps(resource)
+
+
+def role_grant_problems(document: Any) -> list[str]:
+    """Statements that give trust or attachments over a wildcard role ARN without requiring, by an
+    `aws:ResourceTag` condition, the opt-in tag or our own tag (or that grant them over `*`)."""
+    problems = []
+    for where, st in statements(document):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = set(as_list(st.get("Action", [])))
+        if "NotAction" in st:
+            actions = ROLE_GRANT_ACTIONS - set(as_list(st["NotAction"]))
+        grants = actions & ROLE_GRANT_ACTIONS or {a for a in actions if a in ("*", "iam:*")}
+        if not grants:
+            continue
+        resources = [resource_text(r) for r in as_list(st.get("Resource", []))]
+        wide = [r for r in resources if r == "*" or (":role/" in r and ("*" in r.split(":role/", 1)[1] or "Pattern}" in r))]
+        if not wide:
+            continue
+        equals = st.get("Condition", {}).get("StringEquals", {})
+        if not any(equals.get(k) == v for k, v in OPT_IN_CONDITIONS.items()) or "*" in resources:
+            problems.append(f"{where} ({st.get('Sid')}): {sorted(grants)} on {wide} without an opt-in tag condition")
+    return problems
+
+
+def test_no_unconditioned_trust_or_attach_right_over_a_wildcard_role() -> None:
+    """The security boundary, in IAM: iam:UpdateAssumeRolePolicy, iam:AttachRolePolicy and
+    iam:PutRolePolicy over a role name pattern only with an aws:ResourceTag condition on the opt-in
+    tag (o11y-provisioner:irsa = true) or on our own tag (roles we created)."""
+    template = load(TEMPLATE)
+    problems = role_grant_problems(template)
+    assert not problems, "\n".join(problems)
+    guarded = [st for _, st in statements(template) if set(as_list(st.get("Action", []))) & ROLE_GRANT_ACTIONS]
+    assert len(guarded) >= 5, "the walker found too few role grants: has the template's shape changed?"
+
+
+def test_the_role_grant_check_fails_on_what_it_must_refuse() -> None:
+    """The check above, against statements it must refuse and ones it must accept."""
+    pattern = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${IrsaRoleNamePattern}"}
+    bad = [
+        {"Effect": "Allow", "Action": "iam:UpdateAssumeRolePolicy", "Resource": pattern},
+        {"Effect": "Allow", "Action": ["iam:AttachRolePolicy"], "Resource": "arn:aws:iam::1:role/*"},
+        {"Effect": "Allow", "Action": "iam:PutRolePolicy", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/o11y-provisioner:irsa": "true"}}},
+        {"Effect": "Allow", "Action": "iam:*", "Resource": pattern},
+        {"Effect": "Allow", "NotAction": "s3:*", "Resource": pattern},
+        {"Effect": "Allow", "Action": "iam:AttachRolePolicy", "Resource": pattern,
+         "Condition": {"StringEquals": {"aws:ResourceTag/o11y-provisioner:irsa": "false"}}},
+        {"Effect": "Allow", "Action": "iam:AttachRolePolicy", "Resource": pattern,
+         "Condition": {"ArnLike": {"iam:PolicyARN": "arn:aws:iam::1:policy/x"}}},
+    ]
+    for st in bad:
+        assert role_grant_problems({"Statement": [st]}), f"accepted: {st}"
+    good = [
+        {"Effect": "Allow", "Action": "iam:UpdateAssumeRolePolicy", "Resource": pattern,
+         "Condition": {"StringEquals": {"aws:ResourceTag/o11y-provisioner:irsa": "true"}}},
+        {"Effect": "Allow", "Action": "iam:AttachRolePolicy", "Resource": "arn:aws:iam::1:role/exact-name"},
+        {"Effect": "Allow", "Action": "iam:DetachRolePolicy", "Resource": pattern},
+        {"Effect": "Deny", "Action": "iam:PutRolePolicy", "Resource": "*"},
+    ]
+    for st in good:
+        assert not role_grant_problems({"Statement": [st]}), f"refused: {st}"
+
+
 def test_no_policy_escapes_the_wildcard_check(resources: dict[str, Any]) -> None:
     """Managed policies (by ARN or SAM policy template) cannot be checked here: none are used."""
     problems = []
@@ -822,8 +899,8 @@ def test_ended_executions_reach_the_cfn_handler(resources: dict[str, Any], state
     code = code_without_tests(CFN_RS)
     detail_type = re.search(r'Some\("(Step Functions Execution Status Change)"\)', code)
     assert detail_type, "cfn.rs does not check the Step Functions status-change detail-type: has the code changed?"
-    handled = re.search(r'\(((?:"[A-Z_]+"\s*\|?\s*)+),\s*Some\(ctx\)\)\s*=>', code)
-    assert handled, "cfn.rs: no `(\"STATUS\" | ..., Some(ctx)) =>` arm in handle_status_change: has the code changed?"
+    handled = re.search(r'matches!\(status,\s*((?:"[A-Z_]+"\s*\|?\s*)+)\)', code)
+    assert handled, "cfn.rs: no `matches!(status, \"STATUS\" | ...)` in handle_status_change: has the code changed?"
     statuses = set(re.findall(r'"([A-Z_]+)"', handled.group(1)))
     rules = {
         n: r for n, r in rules_to(resources, "CfnHandlerFunction").items()

@@ -66,7 +66,16 @@ pub async fn oidc_provider(clients: &Clients, issuer: &str) -> String {
     provider.open_id_connect_provider_arn().expect("provider arn").to_string()
 }
 
-/// Creates the OIDC provider for `issuer` and the IRSA role (no EKS cluster).
+/// The tag by which a role's owners opt it in (`o11y-provisioner:irsa` = `true`).
+pub fn opt_in_tag() -> aws_sdk_iam::types::Tag {
+    aws_sdk_iam::types::Tag::builder()
+        .key(o11y_shared::names::OPT_IN_TAG)
+        .value(o11y_shared::names::OPT_IN_VALUE)
+        .build()
+        .expect("a tag")
+}
+
+/// Creates the OIDC provider for `issuer` and the IRSA role, opted in (no EKS cluster).
 pub async fn seed_with_issuer(
     clients: &Clients,
     cluster_name: &str,
@@ -82,6 +91,8 @@ pub async fn seed_with_issuer(
         .create_role()
         .role_name(irsa_role_name)
         .assume_role_policy_document(trust.to_string())
+        // The cluster's owners opt the role in (README's quick start does the same).
+        .tags(opt_in_tag())
         .send()
         .await
         .expect("create IRSA role");

@@ -284,12 +284,14 @@ impl FullStack {
     }
 
     /// The product's writes since the last reset: every write but Lambda invokes, Step Functions
-    /// calls, the harness's own control requests and the deployment lease's put and delete (by the
-    /// router's `purpose` tag: tests/localstack/router/README.md).
+    /// calls, the harness's own control requests, the deployment lease's put and delete and
+    /// cfn-handler's request proofs (by the router's `purpose` tag: tests/localstack/router/README.md).
     pub fn aws_writes(&self) -> Vec<Value> {
         self.requests()
             .into_iter()
-            .filter(|r| r["write"] == true && !["invoke", "execution", "harness", "lease"].contains(&purpose(r)))
+            .filter(|r| {
+                r["write"] == true && !["invoke", "execution", "harness", "lease", "cfn-request"].contains(&purpose(r))
+            })
             .collect()
     }
 

@@ -312,6 +312,7 @@ async fn missing_oidc_provider_or_role_is_a_precondition_error_with_no_writes() 
         .create_role()
         .role_name("dr-core-irsa")
         .assume_role_policy_document(json!({"Version":"2012-10-17","Statement":[]}).to_string())
+        .tags(o11y_tests::seed::opt_in_tag())
         .send()
         .await
         .unwrap();

@@ -154,18 +154,97 @@ async fn failed_or_malformed_creates_answer_failed_and_the_following_delete_touc
     assert!(len <= 4096);
     assert_eq!(response_puts(&stack, "fails"), 1);
 
-    // an execution that timed out is answered FAILED by cfn-handler from the status-change event
-    let ctx = json!({"requestType": "Create", "responseUrl": presign_put(&stack, "timeout"), "stackId": STACK_ID,
-        "requestId": "req-timeout", "logicalResourceId": "Observability",
+    let _ = clients;
+}
+
+/// Emulator requests for `operation`, with their status and error code.
+fn emulator_requests(stack: &FullStack, operation: &str) -> Vec<Value> {
+    let v = stack.grafana_emulator_control(&format!("/_emulator/requests?operation={operation}"));
+    v["requests"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_stopped_by_hand_is_answered_releases_its_lease_and_its_creating_workspace_is_deleted() {
+    let (stack, clients) = setup().await;
+    // Grafana workspaces stay CREATING long enough to stop the run while one is
+    let (status, body) =
+        http("POST", stack.grafana.port, "/_emulator/config", Some(r#"{"activeDelaySeconds": 8}"#)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let create = request(&stack, "Create", "stopped", props("dr-prod", json!({})), None, None);
+    let out = invoke(&stack, "cfn-handler", &create);
+    let name = out["executionName"].as_str().unwrap().to_string();
+    let mut creating = None;
+    for _ in 0..300 {
+        let ws = clients.grafana.list_workspaces().send().await.unwrap();
+        if let Some(w) = ws.workspaces().iter().find(|w| w.status().as_str() == "CREATING") {
+            creating = Some(w.id().to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ws_id = creating.expect("the run created a Grafana workspace");
+    let sfn = stack.sfn().await;
+    let arn = format!("arn:aws:states:us-east-1:{}:execution:o11y-provisioner:{name}", o11y_tests::ACCOUNT_ID);
+    sfn.stop_execution().execution_arn(&arn).send().await.unwrap();
+    let d = cfn::wait_execution(&stack, &name, 600).await;
+    assert_eq!(d.status().as_str(), "ABORTED");
+    assert!(response(&stack, "stopped").is_none(), "finish never ran");
+
+    // EventBridge's status-change event, as the rule delivers it: CloudFormation is answered
+    let event = json!({"detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "detail": {"status": "ABORTED", "name": name, "executionArn": arn, "input": d.input().unwrap_or_default()}});
+    let out = invoke(&stack, "cfn-handler", &event);
+    assert_eq!(out["outcome"], "answered", "{out}");
+    let (body, _) = response(&stack, "stopped").unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"].as_str().unwrap().contains("ABORTED"), "{body:#}");
+    assert_eq!(response_puts(&stack, "stopped"), 1);
+    // a redelivered event answers nobody again (the request's proof is gone)
+    let out = invoke(&stack, "cfn-handler", &event);
+    assert_ne!(out["outcome"], "answered", "{out}");
+    assert_eq!(response_puts(&stack, "stopped"), 1);
+
+    // the lease is released: a delete runs at once (no ConflictError), waits for the workspace
+    // that is still CREATING, and deletes it
+    let sm = o11y_tests::sfn::local_state_machine_arn();
+    let input = json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core",
+        "irsaRoleName": "dr-core-irsa", "action": "delete", "retainMetrics": false});
+    let outcome = stack.execute(&sm, "delete-after-abort", &input).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{:?} {:?}", outcome.error, outcome.cause);
+    let deletes = emulator_requests(&stack, "DeleteWorkspace");
+    assert!(
+        deletes.iter().any(|r| r["errorCode"] == "ConflictException"),
+        "the delete met the workspace while it was CREATING: {deletes:?}"
+    );
+    assert!(deletes.iter().any(|r| r["errorCode"].is_null() && r["status"] == 202), "{deletes:?}");
+    let gone = clients.grafana.describe_workspace().workspace_id(&ws_id).send().await;
+    assert!(gone.is_err(), "the workspace is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_input_with_a_cloudformation_block_answers_nobody_and_writes_nothing() {
+    let (stack, _clients) = setup().await;
+    let ctx = json!({"requestType": "Create", "responseUrl": presign_put(&stack, "forged"), "stackId": STACK_ID,
+        "requestId": "req-forged", "logicalResourceId": "Observability",
         "physicalResourceId": "o11y-provisioner:123456789012:us-east-1:dr-prod",
-        "failurePhysicalResourceId": "o11y-provisioner:create-failed:req-timeout"});
+        "failurePhysicalResourceId": "o11y-provisioner:create-failed:req-forged"});
+    let input = json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core",
+        "irsaRoleName": "dr-core-irsa"});
+    let sm = o11y_tests::sfn::local_state_machine_arn();
+    stack.reset_requests();
+    let outcome = stack.execute(&sm, "forged", &json!({"input": input, "cloudFormation": ctx})).await;
+    assert_eq!(outcome.status, "FAILED");
+    assert_eq!(outcome.error.as_deref(), Some("ValidationError"), "{:?}", outcome.cause);
+    assert!(outcome.cause.as_deref().unwrap_or_default().contains("cloudFormation"), "{:?}", outcome.cause);
+    assert!(response(&stack, "forged").is_none(), "nobody answered");
+    assert_eq!(writes_besides_responses(&stack), Vec::<Value>::new(), "zero AWS writes");
+
+    // nor does a forged status-change event for an execution cfn-handler never started
     let event = json!({"detail-type": "Step Functions Execution Status Change", "source": "aws.states",
         "detail": {"status": "TIMED_OUT", "name": "cfn-x", "input": json!({"input": {}, "cloudFormation": ctx}).to_string()}});
-    assert_eq!(invoke(&stack, "cfn-handler", &event)["outcome"], "answered");
-    let (body, _) = response(&stack, "timeout").unwrap();
-    assert_eq!(body["Status"], "FAILED");
-    assert!(body["Reason"].as_str().unwrap().contains("TIMED_OUT"));
-    let _ = clients;
+    let out = invoke(&stack, "cfn-handler", &event);
+    assert_ne!(out["outcome"], "answered", "{out}");
+    assert!(response(&stack, "forged").is_none(), "nobody answered");
 }
 
 async fn clients_in(stack: &FullStack, account: &str) -> Clients {

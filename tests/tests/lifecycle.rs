@@ -481,6 +481,7 @@ async fn after_delete_every_corpus_trust_policy_means_what_it_meant_before() {
             .create_role()
             .role_name(&role)
             .assume_role_policy_document(original.to_string())
+            .tags(o11y_tests::seed::opt_in_tag())
             .send()
             .await
             .unwrap();

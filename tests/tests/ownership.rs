@@ -48,6 +48,7 @@ async fn a_renamed_grafana_role_onto_a_foreign_role_adopts_it_and_delete_keeps_i
         .role_name("team-x-grafana")
         .assume_role_policy_document(foreign_trust.to_string())
         .tags(Tag::builder().key("team").value("x").build().unwrap())
+        .tags(o11y_tests::seed::opt_in_tag())
         .send()
         .await
         .unwrap();
@@ -179,6 +180,7 @@ async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_
         .create_role()
         .role_name("dr-core-irsa-2")
         .assume_role_policy_document(second_trust.to_string())
+        .tags(o11y_tests::seed::opt_in_tag())
         .send()
         .await
         .unwrap();

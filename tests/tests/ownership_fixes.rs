@@ -200,6 +200,7 @@ async fn team_role(clients: &Clients, name: &str) {
         .role_name(name)
         .assume_role_policy_document(team_trust().to_string())
         .tags(Tag::builder().key("team").value("x").build().unwrap())
+        .tags(o11y_tests::seed::opt_in_tag())
         .send()
         .await
         .unwrap();

@@ -51,14 +51,17 @@ impl Clients {
         }
     }
 
-    /// Clients acting in another account: `sts:AssumeRole` into `role_arn` (session `session`),
-    /// the regional clients rebuilt with those credentials from the same configuration.
+    /// Clients acting in another account: `sts:AssumeRole` into `role_arn` (session `session`,
+    /// limited by [`crate::domain::iam::policy::target_session_policy`]), the regional clients
+    /// rebuilt with those credentials from the same configuration.
     pub async fn assume(&self, role_arn: &str, session: &str) -> crate::domain::error::Result<Self> {
         let out = self
             .sts
             .assume_role()
             .role_arn(role_arn)
             .role_session_name(session)
+            // The vending role is an administrator: the session is held to the security boundary.
+            .policy(crate::domain::iam::policy::to_compact(&crate::domain::iam::policy::target_session_policy()))
             .send()
             .await
             .map_err(|e| crate::aws::sdk::from_sdk("sts:AssumeRole", e))?;

@@ -16,6 +16,14 @@ pub const MANAGED_BY_VALUE: &str = "o11y-provisioner";
 /// that looks at them.
 pub const REGION_TAG: &str = "o11y-provisioner:region";
 
+/// Tag key by which a role's owners opt it in: only a role tagged [`OPT_IN_TAG`] =
+/// [`OPT_IN_VALUE`] (or one this deployment created) is given trust or attachments by us.
+pub const OPT_IN_TAG: &str = "o11y-provisioner:irsa";
+/// Value of [`OPT_IN_TAG`] that opts a role in (exactly this; any other value does not).
+pub const OPT_IN_VALUE: &str = "true";
+/// The IAM path of service-linked roles: never edited, whatever their tags say.
+pub const SERVICE_LINKED_PATH: &str = "/aws-service-role/";
+
 /// Who a resource's tags say created it: a deployment, in a region when the tags name one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaggedOwner {

@@ -196,28 +196,30 @@ async fn retire(ctx: &Ctx, id: &str) -> Result<()> {
 
 /// Deletes the retired workspaces `ids` that are ours (their tags say so; a workspace we did
 /// not create is never deleted), then forgets them in the record. Deletion is started, not
-/// waited for. What it deleted goes to `out.deleted`.
+/// waited for. What it deleted goes to `out.deleted`; a workspace that refuses the delete while
+/// it is busy (`CREATING`, `UPDATING`...) stays retired in the record, named in `out.retained`,
+/// and the next run deletes it.
 pub async fn retire_workspaces(ctx: &Ctx, step: &'static str, ids: &[String], out: &mut DeleteOutput) -> Result<()> {
+    let mut forget = Vec::new();
     for id in ids {
         if live_ours(ctx, id).await?.is_none() {
+            forget.push(id.clone());
             continue;
         }
         let change = Change::new(step, ChangeKind::Delete, format!("Grafana workspace {id}"), json!({"retired": true}));
-        ctx.write(change, || async {
-            match ctx.clients.grafana.delete_workspace().workspace_id(id).send().await {
-                Ok(_) => tracing::info!(workspace_id = %id, "retired Grafana workspace deletion started"),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
-                Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
+        match ctx.write(change, || send_delete(ctx, id)).await? {
+            Some(DeleteSent::Refused) => {
+                out.retained.push(format!("{id}: busy (not stable yet); the next run deletes it"));
+                continue;
             }
-            Ok(())
-        })
-        .await?;
+            Some(DeleteSent::Accepted) | None => {}
+        }
         out.deleted.push(id.clone());
+        forget.push(id.clone());
     }
-    if !ids.is_empty() {
+    if !forget.is_empty() {
         record::update(ctx, |r| {
-            r.retired.retain(|x| !(x.key == keys::GRAFANA_WORKSPACE && ids.contains(&x.resource.id)))
+            r.retired.retain(|x| !(x.key == keys::GRAFANA_WORKSPACE && forget.contains(&x.resource.id)))
         })
         .await?;
     }
@@ -284,18 +286,9 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         format!("Grafana workspace {id}"),
         json!({"workspaceName": d.grafana_workspace_name}),
     );
-    let started = ctx
-        .write(change, || async {
-            match ctx.clients.grafana.delete_workspace().workspace_id(&id).send().await {
-                Ok(_) => tracing::info!(workspace_id = %id, "Grafana workspace deletion started"),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
-                // Already being deleted (a re-run): wait for it.
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
-                Err(e) => return Err(from_sdk("grafana:DeleteWorkspace", e)),
-            }
-            Ok(())
-        })
-        .await?;
+    // Refused (already deleting, or busy CREATING/UPDATING): `delete_status` waits, and sends the
+    // delete again once the workspace is stable.
+    let started = ctx.write(change, || send_delete(ctx, &id)).await?;
     if started.is_none() {
         out.deleted.push(id);
         return Ok(out);
@@ -306,14 +299,20 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
 }
 
 /// `DELETED` once the workspace is gone (and forgotten by the record), `DELETING` until then.
+/// A workspace that is not `DELETING` yet refused the delete while it was in a transitional
+/// state (`CREATING`, `UPDATING`, `UPGRADING`, `VERSION_UPDATING`...): the delete is sent again
+/// on each poll until the workspace is stable and takes it.
 pub async fn delete_status(ctx: &Ctx, id: &str, mut out: DeleteOutput) -> Result<DeleteOutput> {
     match ctx.clients.grafana.describe_workspace().workspace_id(id).send().await {
         Ok(d) => {
-            let status = d.workspace().map(|w| w.status().as_str().to_string()).unwrap_or_default();
-            if status == "DELETION_FAILED" {
+            let status = d.workspace().map(|w| w.status().clone()).unwrap_or(WorkspaceStatus::Deleting);
+            if status == WorkspaceStatus::DeletionFailed {
                 return Err(Error::ResourceFailed(format!(
                     "Grafana workspace {id} is DELETION_FAILED: see the console"
                 )));
+            }
+            if status != WorkspaceStatus::Deleting && send_delete(ctx, id).await? == DeleteSent::Refused {
+                tracing::info!(workspace_id = %id, status = %status.as_str(), "Grafana workspace busy: delete waits");
             }
             out.status = Some("DELETING".to_string());
         }
@@ -327,6 +326,29 @@ pub async fn delete_status(ctx: &Ctx, id: &str, mut out: DeleteOutput) -> Result
         Err(e) => return Err(from_sdk("grafana:DescribeWorkspace", e)),
     }
     Ok(out)
+}
+
+/// What a `grafana:DeleteWorkspace` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeleteSent {
+    /// The deletion started, or the workspace is gone already.
+    Accepted,
+    /// `ConflictException`: the workspace is being deleted already, or is in a transitional state
+    /// (`CREATING`, `UPDATING`, ...) in which Managed Grafana refuses a delete.
+    Refused,
+}
+
+/// Sends `grafana:DeleteWorkspace` for `id` (not through the write gate: callers are).
+async fn send_delete(ctx: &Ctx, id: &str) -> Result<DeleteSent> {
+    match ctx.clients.grafana.delete_workspace().workspace_id(id).send().await {
+        Ok(_) => {
+            tracing::info!(workspace_id = %id, "Grafana workspace deletion started");
+            Ok(DeleteSent::Accepted)
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(DeleteSent::Accepted),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(DeleteSent::Refused),
+        Err(e) => Err(from_sdk("grafana:DeleteWorkspace", e)),
+    }
 }
 
 /// The status a deleted workspace reports in the delete loop.

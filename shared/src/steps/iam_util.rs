@@ -28,7 +28,9 @@ pub async fn trust_of(ctx: &Ctx, role_name: &str) -> Result<Option<Value>> {
 
 /// Replaces the trust policy of `role_name` (`current`) with `doc` through the write gate, which
 /// reports the statements added and removed; with `quota`, the new document's length is checked
-/// first. Returns whether it was written (a plan writes nothing).
+/// first. Returns whether it was written (a plan writes nothing). A role that is neither ours nor
+/// opted in is refused ([`crate::steps::opt_in::require`]), removing our statement included:
+/// IAM's conditions in the template do not tell an addition from a removal.
 pub async fn write_trust(
     ctx: &Ctx,
     step: &'static str,
@@ -37,6 +39,8 @@ pub async fn write_trust(
     (current, doc): (&Value, &Value),
     quota: Option<usize>,
 ) -> Result<bool> {
+    // The boundary: only a role we created or its owners opted in (checked at write time too).
+    crate::steps::opt_in::require(ctx, role_name).await?;
     let (added, removed) = policy::statement_diff(current, doc);
     let change = Change::new(
         step,
@@ -374,7 +378,8 @@ async fn attached_policies(ctx: &Ctx, role_name: &str) -> Result<Vec<String>> {
 }
 
 /// Attaches `policy_arn` to `role_name` unless it already is; records that we attached it.
-/// Returns true when it attached.
+/// Returns true when it attached. A role that is neither ours nor opted in is refused
+/// ([`crate::steps::opt_in::require`]).
 pub async fn ensure_attached(
     ctx: &Ctx,
     step: &'static str,
@@ -385,6 +390,7 @@ pub async fn ensure_attached(
     let attached = if attached_policies(ctx, role_name).await?.iter().any(|a| a == policy_arn) {
         false
     } else {
+        crate::steps::opt_in::require(ctx, role_name).await?;
         let change =
             Change::new(step, ChangeKind::Update, format!("role {role_name}"), json!({ "attachPolicy": policy_arn }));
         // The record says "attached by us" before the attachment exists, so that a crash in

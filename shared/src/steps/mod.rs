@@ -15,6 +15,7 @@ pub mod grafana_role;
 pub mod grafana_workspace;
 pub mod iam_util;
 pub mod irsa_trust;
+pub mod opt_in;
 pub mod preflight;
 pub mod publish;
 pub mod verify;

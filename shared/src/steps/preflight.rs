@@ -87,6 +87,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     // Which IAM resources the input names are ours to write: refused before any write.
     if !deleting {
         crate::steps::claims::check(ctx, &account_id).await?;
+        // The boundary: the IRSA role, and a Grafana role that exists already, must be ours or
+        // opted in (removing our grants on delete is checked where it is written).
+        crate::steps::opt_in::require(ctx, &d.irsa_role_name).await?;
+        crate::steps::opt_in::require(ctx, &d.grafana_role_name).await?;
     }
 
     // One run at a time: taken last, so a run that fails its checks writes nothing (a plan

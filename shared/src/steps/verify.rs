@@ -129,14 +129,78 @@ pub async fn role_documents(ctx: &Ctx, role_name: &str) -> Result<RoleDocuments>
     Ok(docs)
 }
 
-/// `iam:SimulatePrincipalPolicy` for `actions` on one `resource`, without retries. `Err(reason)`
-/// when the endpoint cannot simulate (any error: moto's 500, an access denial, throttling).
-async fn simulate(
+/// Why an `iam:SimulatePrincipalPolicy` call failed, decided from its answer by
+/// [`classify_simulate_error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimulateFailure {
+    /// The endpoint lacks the API (moto answers a bare HTTP 500 with no AWS error code; also
+    /// `NotImplemented`/`InvalidAction`, 404/501, "not implemented"/"not supported"): verify falls
+    /// back to its own evaluation and says so (`evaluator`).
+    Unavailable(String),
+    /// Throttling, a 5xx with an AWS error code, no answer at all: retried with backoff, then the
+    /// policy check fails as transient.
+    Transient(String),
+    /// An access denial or any other error: the policy check fails as "cannot prove".
+    CannotProve(String),
+}
+
+/// Classifies a failed `iam:SimulatePrincipalPolicy` call by the HTTP `status` (none: no answer),
+/// the AWS error `code` and `message`. Only an endpoint that lacks the API is a reason to fall
+/// back to our own evaluation; every other error errs toward "fail".
+pub fn classify_simulate_error(status: Option<u16>, code: Option<&str>, message: &str) -> SimulateFailure {
+    const TRANSIENT: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "ServiceFailure",
+        "InternalFailure",
+        "RequestTimeout",
+    ];
+    const ABSENT: &[&str] = &["NotImplemented", "InvalidAction", "UnsupportedOperation", "UnknownOperationException"];
+    const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "NotAuthorized"];
+    let reason = match status {
+        Some(s) => format!("HTTP {s}: {message}"),
+        None => message.to_string(),
+    };
+    let reason = clip(&reason, 200);
+    let lower = message.to_ascii_lowercase();
+    let code = code.filter(|c| !c.is_empty());
+    if code.is_some_and(|c| TRANSIENT.contains(&c)) || matches!(status, Some(429 | 502 | 503 | 504)) {
+        return SimulateFailure::Transient(reason);
+    }
+    if code.is_some_and(|c| DENIED.contains(&c)) || status == Some(403) {
+        return SimulateFailure::CannotProve(reason);
+    }
+    if code.is_some_and(|c| ABSENT.contains(&c))
+        || matches!(status, Some(404 | 501))
+        || lower.contains("not implemented")
+        || lower.contains("not been implemented")
+        || lower.contains("not supported")
+        || (status == Some(500) && code.is_none())
+    {
+        return SimulateFailure::Unavailable(reason);
+    }
+    match status {
+        None => SimulateFailure::Transient(reason),
+        Some(s) if s >= 500 => SimulateFailure::Transient(reason),
+        Some(_) => SimulateFailure::CannotProve(reason),
+    }
+}
+
+/// Attempts of `iam:SimulatePrincipalPolicy` for one call when it fails transiently.
+const SIMULATE_ATTEMPTS: u32 = 4;
+
+/// `iam:SimulatePrincipalPolicy` for `actions` on one `resource`, one attempt (the SDK's own
+/// retries are off: [`simulate`] retries by [`classify_simulate_error`]).
+async fn simulate_once(
     ctx: &Ctx,
     role_arn: &str,
     actions: &[&str],
     resource: &str,
-) -> std::result::Result<Vec<Decision>, String> {
+) -> std::result::Result<Vec<Decision>, SimulateFailure> {
+    use aws_sdk_iam::error::ProvideErrorMetadata;
     let no_retries =
         aws_sdk_iam::config::Builder::default().retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled());
     let out = ctx
@@ -152,18 +216,16 @@ async fn simulate(
         .await
         .map_err(|e| {
             let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = e.code().map(str::to_string);
             let err = from_sdk("iam:SimulatePrincipalPolicy", e).to_string();
-            let err = err.trim_end_matches([':', ' ']);
-            clip(&status.map(|s| format!("HTTP {s}: {err}")).unwrap_or_else(|| err.to_string()), 200)
+            classify_simulate_error(status, code.as_deref(), err.trim_end_matches([':', ' ']))
         })?;
     actions
         .iter()
         .map(|a| {
-            let r = out
-                .evaluation_results()
-                .iter()
-                .find(|r| r.eval_action_name().eq_ignore_ascii_case(a))
-                .ok_or_else(|| format!("iam:SimulatePrincipalPolicy returned no result for {a}"))?;
+            let r = out.evaluation_results().iter().find(|r| r.eval_action_name().eq_ignore_ascii_case(a)).ok_or_else(
+                || SimulateFailure::CannotProve(format!("iam:SimulatePrincipalPolicy returned no result for {a}")),
+            )?;
             Ok(match r.eval_decision() {
                 PolicyEvaluationDecisionType::Allowed => Decision::Allowed,
                 PolicyEvaluationDecisionType::ExplicitDeny => Decision::ExplicitDeny,
@@ -173,20 +235,42 @@ async fn simulate(
         .collect()
 }
 
-/// How policies are checked in this run: simulation until it fails once, then our evaluation.
+/// [`simulate_once`], retried with backoff (200 ms, 400 ms, 800 ms) while it fails transiently.
+async fn simulate(
+    ctx: &Ctx,
+    role_arn: &str,
+    actions: &[&str],
+    resource: &str,
+) -> std::result::Result<Vec<Decision>, SimulateFailure> {
+    let mut attempt = 1;
+    loop {
+        match simulate_once(ctx, role_arn, actions, resource).await {
+            Err(SimulateFailure::Transient(reason)) if attempt < SIMULATE_ATTEMPTS => {
+                tracing::info!(attempt, reason = %reason, "iam:SimulatePrincipalPolicy failed transiently: retrying");
+                tokio::time::sleep(Duration::from_millis(200 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A policy check's outcome: the decisions, or why they could not be had (`transient`: it may go
+/// away by itself).
+enum Checked {
+    Decided(Vec<Decision>),
+    Failed { reason: String, transient: bool },
+}
+
+/// How policies are checked in this run: simulation until the endpoint turns out to lack it,
+/// then our evaluation.
 struct PolicyChecker {
     simulate: bool,
     note: Option<String>,
 }
 
 impl PolicyChecker {
-    async fn check(
-        &mut self,
-        ctx: &Ctx,
-        role_name: &str,
-        role_arn: &str,
-        reqs: &[Requirement],
-    ) -> Result<Vec<Decision>> {
+    async fn check(&mut self, ctx: &Ctx, role_name: &str, role_arn: &str, reqs: &[Requirement]) -> Result<Checked> {
         let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
         for r in reqs {
             match groups.iter_mut().find(|(res, _)| *res == r.resource) {
@@ -201,33 +285,62 @@ impl PolicyChecker {
                     Ok(d) => decided.extend(
                         actions.iter().map(|a| a.to_string()).zip(d).map(|(a, d)| (a, resource.to_string(), d)),
                     ),
-                    Err(reason) => {
+                    Err(SimulateFailure::Unavailable(reason)) => {
                         tracing::info!(reason = %reason, "iam:SimulatePrincipalPolicy unavailable: evaluating the policies ourselves");
                         self.simulate = false;
                         self.note = Some(format!("iam:SimulatePrincipalPolicy unavailable ({reason})"));
                         break;
                     }
+                    Err(SimulateFailure::Transient(reason)) => {
+                        return Ok(Checked::Failed {
+                            reason: format!(
+                                "iam:SimulatePrincipalPolicy failed {SIMULATE_ATTEMPTS} times ({reason}): cannot prove \
+                                 role {role_name}'s permissions"
+                            ),
+                            transient: true,
+                        })
+                    }
+                    Err(SimulateFailure::CannotProve(reason)) => {
+                        return Ok(Checked::Failed {
+                            reason: format!(
+                                "iam:SimulatePrincipalPolicy failed ({reason}): cannot prove role {role_name}'s permissions"
+                            ),
+                            transient: false,
+                        })
+                    }
                 }
             }
             if self.simulate {
-                return Ok(reqs
-                    .iter()
-                    .map(|r| {
-                        decided
-                            .iter()
-                            .find(|(a, res, _)| *a == r.action && *res == r.resource)
-                            .map(|(_, _, d)| *d)
-                            .unwrap_or(Decision::ImplicitDeny)
-                    })
-                    .collect());
+                return Ok(Checked::Decided(
+                    reqs.iter()
+                        .map(|r| {
+                            decided
+                                .iter()
+                                .find(|(a, res, _)| *a == r.action && *res == r.resource)
+                                .map(|(_, _, d)| *d)
+                                .unwrap_or(Decision::ImplicitDeny)
+                        })
+                        .collect(),
+                ));
             }
         }
         let docs = role_documents(ctx, role_name).await?;
-        Ok(reqs.iter().map(|r| docs.decide(&r.action, &r.resource)).collect())
+        Ok(Checked::Decided(reqs.iter().map(|r| docs.decide(&r.action, &r.resource)).collect()))
     }
 }
 
-fn policy_check(name: &str, role_name: &str, reqs: &[Requirement], decisions: &[Decision], hint: &str) -> VerifyCheck {
+fn policy_check(name: &str, role_name: &str, reqs: &[Requirement], checked: &Checked, hint: &str) -> VerifyCheck {
+    let decisions = match checked {
+        Checked::Decided(d) => d,
+        Checked::Failed { reason, transient } => {
+            return VerifyCheck {
+                name: name.to_string(),
+                passed: false,
+                detail: clip(reason, DETAIL_MAX_CHARS),
+                transient: *transient,
+            }
+        }
+    };
     // Denied actions grouped by resource and decision, in the order required.
     let mut groups: Vec<(&str, Decision, Vec<&str>)> = Vec::new();
     for (r, d) in reqs.iter().zip(decisions).filter(|(_, d)| **d != Decision::Allowed) {
@@ -438,6 +551,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<VerifyOutput> {
         mode: d.verify,
         policy_method: PolicyMethod::None,
         policy_method_note: None,
+        evaluator: String::new(),
         checks: Vec::new(),
         failures: Vec::new(),
         parameter: parameter.clone(),
@@ -468,6 +582,10 @@ async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: Ve
     let irsa_decisions = checker.check(ctx, &d.irsa_role_name, &pre.irsa_role_arn, &irsa_reqs).await?;
     let grafana_decisions = checker.check(ctx, &grafana_role.role_name, &grafana_role.role_arn, &grafana_reqs).await?;
     out.policy_method = if checker.simulate { PolicyMethod::Simulate } else { PolicyMethod::Evaluate };
+    out.evaluator = match &checker.note {
+        Some(note) => format!("local ({note})"),
+        None => "iam:SimulatePrincipalPolicy".to_string(),
+    };
     out.policy_method_note = checker.note;
     out.checks.push(policy_check(
         "irsa-role-policy",
@@ -489,12 +607,20 @@ async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: Ve
         ctx.clients.iam.get_role().role_name(&d.irsa_role_name).send().await.map_err(|e| from_sdk("iam:GetRole", e))?;
     let current = policy::decode_document(role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or("{}"))?;
     let collector = collector_request(&pre.oidc_provider_arn, &d.namespace);
-    let admitted = trust::admits(&current, &collector);
+    let verdict = trust::verdict(&current, &collector);
+    let admitted = verdict == Some(true);
     out.checks.push(VerifyCheck {
         name: "irsa-trust-collector".into(),
         passed: admitted,
         detail: if admitted {
             format!("role {} trusts {}", d.irsa_role_name, describe_request(&collector))
+        } else if verdict.is_none() {
+            format!(
+                "cannot prove that the trust policy of role {} admits {}: a statement in it has a condition \
+                 (operator or key) the evaluator cannot decide, so a Deny may apply (erring toward fail)",
+                d.irsa_role_name,
+                describe_request(&collector)
+            )
         } else if trust::admits(&without_denies(&current), &collector) {
             format!(
                 "the trust policy of role {} does not admit {}: a Deny statement in it blocks the namespace's \
@@ -582,6 +708,25 @@ async fn store(ctx: &Ctx, parameter: &str, out: &VerifyOutput) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_endpoint_without_the_api_falls_back_to_our_evaluation() {
+        use SimulateFailure::*;
+        let c = classify_simulate_error;
+        // moto: a bare 500 without an AWS error code; services answering "not implemented"
+        assert!(matches!(c(Some(500), None, "Internal Server Error"), Unavailable(_)));
+        assert!(matches!(c(Some(400), Some("InvalidAction"), "x"), Unavailable(_)));
+        assert!(matches!(c(Some(501), None, "x"), Unavailable(_)));
+        // throttling and 5xx with a code: retried, then a transient failure
+        assert!(matches!(c(Some(400), Some("Throttling"), "Rate exceeded"), Transient(_)));
+        assert!(matches!(c(Some(503), Some("ServiceUnavailable"), "x"), Transient(_)));
+        assert!(matches!(c(Some(500), Some("ServiceFailure"), "x"), Transient(_)));
+        assert!(matches!(c(None, None, "dispatch failure"), Transient(_)));
+        // a denial or anything else: cannot prove, never a fallback
+        assert!(matches!(c(Some(403), Some("AccessDenied"), "not authorized"), CannotProve(_)));
+        assert!(matches!(c(Some(400), Some("InvalidInput"), "x"), CannotProve(_)));
+        assert!(matches!(c(Some(400), Some("NoSuchEntity"), "x"), CannotProve(_)));
+    }
     use crate::domain::iam::eval::pattern_matches as wildcard_match;
     use serde_json::json;
 
@@ -700,6 +845,7 @@ mod tests {
             mode: VerifyMode::Fail,
             policy_method: PolicyMethod::Evaluate,
             policy_method_note: None,
+            evaluator: String::new(),
             checks: vec![VerifyCheck { name: "x".into(), passed: true, detail: "d".into(), transient: true }],
             failures: vec![],
             parameter: "/o11y/d/verification".into(),

@@ -209,11 +209,12 @@ PURPOSE_EXECUTION = "execution"  # a Step Functions API call (StartExecution, De
 PURPOSE_HARNESS = "harness"  # unsigned and not the Grafana HTTP API: a control request (/moto-api/...)
 PURPOSE_READ = "read"  # any other request that reads
 PURPOSE_LEASE = "lease"  # a write of the deployment's lease (SSM /o11y-provisioner/leases/<name>, or .../lease)
+PURPOSE_CFN_REQUEST = "cfn-request"  # cfn-handler's proof of a request it started (SSM /o11y-provisioner/cfn-requests/...)
 PURPOSE_GRAFANA_TOKEN = "grafana-token"  # the per-run Grafana service-account token's create or delete
 PURPOSE_PROBE = "verification-probe"  # verify's one remote-written sample (.../api/v1/remote_write)
 PURPOSE_CFN_RESPONSE = "cfn-response"  # a PUT to a presigned S3 URL: a CloudFormation response
 PURPOSE_RESOURCE = "resource"  # any other write: it changes something provisioned
-PURPOSES = (PURPOSE_INVOKE, PURPOSE_EXECUTION, PURPOSE_HARNESS, PURPOSE_READ, PURPOSE_LEASE,
+PURPOSES = (PURPOSE_INVOKE, PURPOSE_EXECUTION, PURPOSE_HARNESS, PURPOSE_READ, PURPOSE_LEASE, PURPOSE_CFN_REQUEST,
             PURPOSE_GRAFANA_TOKEN, PURPOSE_PROBE, PURPOSE_CFN_RESPONSE, PURPOSE_RESOURCE)
 
 
@@ -239,6 +240,8 @@ def purpose_of(c: Classified, method: str, path: str, query: dict, name: str | N
         return PURPOSE_READ
     if c.service == "ssm" and ((name or "").endswith("/lease") or (name or "").startswith("/o11y-provisioner/leases/")):
         return PURPOSE_LEASE
+    if c.service == "ssm" and (name or "").startswith("/o11y-provisioner/cfn-requests/"):
+        return PURPOSE_CFN_REQUEST
     if c.service == "grafana" and "/serviceaccounts/" in path and "/tokens" in path:
         return PURPOSE_GRAFANA_TOKEN
     if path.endswith("/api/v1/remote_write"):

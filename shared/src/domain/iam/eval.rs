@@ -50,6 +50,12 @@ pub trait RequestContext {
     /// The request's value of condition key `key` (IAM condition keys are case-insensitive);
     /// `None` when the key is absent or not modelled, which makes a condition on it unknown.
     fn value(&self, key: &str) -> Option<&str>;
+
+    /// True when `key` is known to be absent from the request (not merely unmodelled): IAM then
+    /// evaluates a condition on it by its absent-key rules (see [`condition_key_holds`]).
+    fn absent(&self, _key: &str) -> bool {
+        false
+    }
 }
 
 /// A request of which no condition key is known: every condition on a key is unknown.
@@ -95,42 +101,94 @@ pub fn condition_holds(
     }
 }
 
-/// One condition key of one operator block against `context`, IAM's way for the string
-/// operators: `StringEquals`/`StringLike`/`StringNotEquals`/`StringNotLike` and the `IgnoreCase`
-/// forms of the `Equals` ones (also as `...IfExists`, `ForAnyValue:` and `ForAllValues:` on a key
-/// the request has), any value matching (IAM ORs them), `*` and `?` wildcards, case-sensitive
-/// values. `None` for another operator, a key the context lacks, a policy variable in a value or
-/// values of another shape.
+/// The condition operators the evaluator knows (without `...IfExists` and set prefixes), with
+/// whether each is a negated one (IAM: a negated operator on an absent key holds).
+const OPERATORS: &[(&str, bool)] = &[
+    ("StringEquals", false),
+    ("StringNotEquals", true),
+    ("StringEqualsIgnoreCase", false),
+    ("StringNotEqualsIgnoreCase", true),
+    ("StringLike", false),
+    ("StringNotLike", true),
+    ("NumericEquals", false),
+    ("NumericNotEquals", true),
+    ("NumericLessThan", false),
+    ("NumericLessThanEquals", false),
+    ("NumericGreaterThan", false),
+    ("NumericGreaterThanEquals", false),
+    ("DateEquals", false),
+    ("DateNotEquals", true),
+    ("DateLessThan", false),
+    ("DateLessThanEquals", false),
+    ("DateGreaterThan", false),
+    ("DateGreaterThanEquals", false),
+    ("Bool", false),
+    ("BinaryEquals", false),
+    ("IpAddress", false),
+    ("NotIpAddress", true),
+    ("ArnEquals", false),
+    ("ArnNotEquals", true),
+    ("ArnLike", false),
+    ("ArnNotLike", true),
+    ("Null", false),
+];
+
+/// One condition key of one operator block against `context`, IAM's way. Key names are
+/// case-insensitive (the context's job); multiple values are ORed.
+///
+/// For a key the context knows to be absent ([`RequestContext::absent`]): any `...IfExists` and
+/// any `ForAllValues:` holds, any `ForAnyValue:` fails, `Null: true` holds and `Null: false`
+/// fails, a negated operator (`StringNotEquals`, `StringNotLike`, `NumericNotEquals`,
+/// `DateNotEquals`, `NotIpAddress`, `ArnNotEquals`, `ArnNotLike`, ...) holds, every other known
+/// operator fails. For a key the request has: the `String*` operators (case-sensitive values
+/// except `...IgnoreCase`, `*`/`?` wildcards for `Like`), `ArnEquals`/`ArnLike` (wildcards) and
+/// `Null` (fails for `true`). `None` ("cannot prove") for an operator the evaluator does not
+/// know, a key that is neither known nor known absent, a policy variable in a value, a known
+/// operator it does not model on a present key, or values of another shape.
 pub fn condition_key_holds(op: &str, key: &str, values: &Value, context: &dyn RequestContext) -> Option<bool> {
-    let base = op.strip_prefix("ForAnyValue:").or_else(|| op.strip_prefix("ForAllValues:")).unwrap_or(op);
-    let base = base.strip_suffix("IfExists").unwrap_or(base);
-    let (negated, like, ignore_case) = match base {
-        "StringEquals" => (false, false, false),
-        "StringNotEquals" => (true, false, false),
-        "StringEqualsIgnoreCase" => (false, false, true),
-        "StringNotEqualsIgnoreCase" => (true, false, true),
-        "StringLike" => (false, true, false),
-        "StringNotLike" => (true, true, false),
+    let (set, rest) = if let Some(r) = op.strip_prefix("ForAnyValue:") {
+        (Some(false), r)
+    } else if let Some(r) = op.strip_prefix("ForAllValues:") {
+        (Some(true), r)
+    } else {
+        (None, op)
+    };
+    let (base, if_exists) = match rest.strip_suffix("IfExists") {
+        Some(b) if b != "Null" => (b, true),
+        _ => (rest, false),
+    };
+    let &(_, negated) = OPERATORS.iter().find(|(name, _)| *name == base)?;
+    let values = condition_values(values)?;
+    if values.iter().any(|v| has_policy_variable(v)) {
+        return None;
+    }
+    let Some(actual) = context.value(key) else {
+        if !context.absent(key) {
+            return None;
+        }
+        return Some(if base == "Null" {
+            // `Null: true` = "the key is absent"; ORed over the values.
+            values.iter().any(|v| v.eq_ignore_ascii_case("true"))
+        } else if if_exists {
+            true
+        } else if let Some(for_all) = set {
+            for_all
+        } else {
+            negated
+        });
+    };
+    let any = match base {
+        "Null" => values.iter().any(|v| v.eq_ignore_ascii_case("false")),
+        "StringEquals" | "StringNotEquals" => values.iter().any(|v| v.as_str() == actual),
+        "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => {
+            values.iter().any(|v| v.to_lowercase() == actual.to_lowercase())
+        }
+        "StringLike" | "StringNotLike" | "ArnEquals" | "ArnNotEquals" | "ArnLike" | "ArnNotLike" => {
+            values.iter().any(|v| wildcard_match_with(v, actual, StarInText::Wildcard))
+        }
         _ => return None,
     };
-    let actual = context.value(key)?;
-    let values = condition_values(values)?;
-    let any = any3(values.iter().map(|v| {
-        if has_policy_variable(v) {
-            None
-        } else if like {
-            Some(wildcard_match_with(v, actual, StarInText::Wildcard))
-        } else if ignore_case {
-            Some(v.to_lowercase() == actual.to_lowercase())
-        } else {
-            Some(v == actual)
-        }
-    }));
-    if negated {
-        any.map(|b| !b)
-    } else {
-        any
-    }
+    Some(if negated { !any } else { any })
 }
 
 // ---- permission policies ---------------------------------------------------------------------------

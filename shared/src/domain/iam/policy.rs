@@ -151,6 +151,32 @@ pub fn grafana_trust_policy(partition: &str, region: &str, account: &str) -> Val
     })
 }
 
+/// The actions on a role by which a role is given trust or permissions: the security boundary
+/// allows them only on roles we created or that their owners opted in.
+pub const ROLE_GRANT_ACTIONS: [&str; 3] = ["iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy"];
+
+/// The session policy of every `sts:AssumeRole` into a target account (whose role, the vending
+/// role, is typically an administrator): everything but [`ROLE_GRANT_ACTIONS`], and those only on
+/// roles tagged `o11y-provisioner:irsa` = `true` or created by us (`o11y-provisioner:managed-by`),
+/// never on a service-linked role. The effective permissions are the intersection with the
+/// role's own, so the admin session cannot be used beyond these limits.
+pub fn target_session_policy() -> Value {
+    use crate::domain::names::{MANAGED_BY_TAG, MANAGED_BY_VALUE, OPT_IN_TAG, OPT_IN_VALUE, SERVICE_LINKED_PATH};
+    let roles = "arn:*:iam::*:role/*";
+    json!({
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {"Sid": "AllButRoleGrants", "Effect": "Allow", "NotAction": ROLE_GRANT_ACTIONS, "Resource": "*"},
+            {"Sid": "OptedInRoles", "Effect": "Allow", "Action": ROLE_GRANT_ACTIONS, "Resource": roles,
+             "Condition": {"StringEquals": {format!("aws:ResourceTag/{OPT_IN_TAG}"): OPT_IN_VALUE}}},
+            {"Sid": "OwnRoles", "Effect": "Allow", "Action": ROLE_GRANT_ACTIONS, "Resource": roles,
+             "Condition": {"StringEquals": {format!("aws:ResourceTag/{MANAGED_BY_TAG}"): MANAGED_BY_VALUE}}},
+            {"Sid": "NoServiceLinkedRoles", "Effect": "Deny", "Action": ROLE_GRANT_ACTIONS,
+             "Resource": format!("arn:*:iam::*:role{SERVICE_LINKED_PATH}*")}
+        ]
+    })
+}
+
 /// Parses a policy document as returned by IAM.
 ///
 /// AWS returns `AssumeRolePolicyDocument` (GetRole) and `Document` (GetPolicyVersion)
@@ -445,6 +471,27 @@ mod statement_diff_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_session_policy_fits_sts_and_allows_role_grants_only_with_a_tag() {
+        let doc = target_session_policy();
+        // sts:AssumeRole takes at most 2,048 characters of packed session policy
+        assert!(to_compact(&doc).len() <= 2048, "{}", to_compact(&doc).len());
+        let statements = doc["Statement"].as_array().unwrap();
+        for s in statements {
+            let grants = as_list(&s["Action"]).unwrap_or_default().iter().any(|a| ROLE_GRANT_ACTIONS.contains(a));
+            if s["Effect"] == "Allow" && grants {
+                let cond = s["Condition"]["StringEquals"].as_object().unwrap();
+                assert!(cond.keys().all(|k| k.starts_with("aws:ResourceTag/")), "{s}");
+            }
+        }
+        // everything else stays allowed, the role grants are not in it
+        let all_else = statements.iter().find(|s| s.get("NotAction").is_some()).unwrap();
+        assert_eq!(as_list(&all_else["NotAction"]).unwrap(), ROLE_GRANT_ACTIONS.to_vec());
+        assert!(statements
+            .iter()
+            .any(|s| s["Effect"] == "Deny" && s["Resource"].as_str().unwrap().contains("/aws-service-role/")));
+    }
 
     const WS: &str = "arn:aws:aps:us-east-1:123456789012:workspace/ws-12345678-abcd-1234-abcd-123456789012";
 

@@ -346,6 +346,24 @@ impl RequestContext for AssumeRequest {
             None
         }
     }
+
+    /// A key of another OIDC issuer (`<host/path>:<claim>`, the prefix naming a host that is not
+    /// this request's provider) is absent from the request: IAM puts only the keys of the
+    /// provider that issued the token into the context. Any other unmodelled key is unknown.
+    fn absent(&self, key: &str) -> bool {
+        let Some((key_issuer, _)) = key.rsplit_once(':') else {
+            return false;
+        };
+        if !key_issuer.contains('.') {
+            return false; // aws:..., sts:..., a service prefix: not modelled, unknown
+        }
+        match self {
+            AssumeRequest::WebIdentity { provider_arn, .. } => provider_arn
+                .split_once(":oidc-provider/")
+                .is_some_and(|(_, issuer)| !key_issuer.eq_ignore_ascii_case(issuer)),
+            AssumeRequest::Service(_) | AssumeRequest::Aws(_) => true,
+        }
+    }
 }
 
 /// Evaluates a trust policy like IAM would for these request shapes: an explicit `Deny` wins, an
@@ -370,6 +388,33 @@ pub fn admits(doc: &Value, req: &AssumeRequest) -> bool {
         }
     }
     allowed
+}
+
+/// The verdict verification uses, erring toward "fail": `Some(false)` when a `Deny` applies
+/// (or nothing admits), `None` ("cannot prove") when a `Deny` may apply (it depends on an operator
+/// or key we cannot evaluate) or only an `Allow` we cannot evaluate would admit, `Some(true)` when
+/// an `Allow` surely admits and no `Deny` can apply. A malformed document is `Some(false)`.
+pub fn verdict(doc: &Value, req: &AssumeRequest) -> Option<bool> {
+    let Some(statements) = statements(doc) else {
+        return Some(false);
+    };
+    let (mut allowed, mut maybe_allowed, mut maybe_denied) = (false, false, false);
+    for statement in statements {
+        let Some(m) = statement.as_object() else { continue };
+        let effect = m.get("Effect").and_then(Value::as_str);
+        match (effect, statement_matches(m, req)) {
+            (Some("Deny"), Some(true)) => return Some(false),
+            (Some("Deny"), None) => maybe_denied = true,
+            (Some("Allow"), Some(true)) => allowed = true,
+            (Some("Allow"), None) => maybe_allowed = true,
+            _ => {}
+        }
+    }
+    if maybe_denied || (!allowed && maybe_allowed) {
+        None
+    } else {
+        Some(allowed)
+    }
 }
 
 /// True when the `Allow` statement `m` admits, conservatively, every request the grant's
