@@ -757,3 +757,59 @@ async fn child_process_runs_both_steps() {
         json!({"datasource": ds, "verify": v, "plan": {"datasource": planned, "changes": plan}})
     );
 }
+
+/// The Deny corpus (`shared/tests/fixtures/deny/corpus.json`), on a live deployment: each Deny
+/// shape added to the IRSA role's converged trust policy, then verify. Where IAM denies the
+/// collector, or where the evaluator cannot decide, verify must fail on `irsa-trust-collector`;
+/// where the Deny does not apply to the collector, that check passes. The result says which
+/// evaluator decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_for_every_deny_shape_iam_would_deny_or_we_cannot_decide() {
+    let env = provision(json!({"version": "10.4"})).await;
+    let pre = env.state.preflight.clone().unwrap();
+    let issuer = o11y_shared::names::issuer_host_path(&pre.oidc_issuer).to_string();
+    let other_issuer = "oidc.eks.eu-west-1.amazonaws.com/id/AAAABBBBCCCCDDDDEEEEFFFF00001111";
+    let text = std::fs::read_to_string(o11y_tests::repo_root().join("shared/tests/fixtures/deny/corpus.json"))
+        .unwrap()
+        .replace("{{PROVIDER}}", &pre.oidc_provider_arn)
+        .replace("{{OTHER_PROVIDER}}", &format!("arn:aws:iam::{}:oidc-provider/{other_issuer}", pre.account_id))
+        .replace("{{ISSUER_UPPER}}", &issuer.to_uppercase())
+        .replace("{{OTHER_ISSUER}}", other_issuer)
+        .replace("{{ISSUER}}", &issuer)
+        .replace("{{NAMESPACE}}", NS);
+    let corpus: Value = serde_json::from_str(&text).unwrap();
+    let converged = env.irsa_trust().await;
+    let mut wrong = Vec::new();
+    let (mut exercised, mut refused_by_iam) = (0, 0);
+    for case in corpus["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let mut doc = converged.clone();
+        doc["Statement"].as_array_mut().unwrap().push(case["statement"].clone());
+        // IAM refuses some shapes in a trust policy (an action outside sts:AssumeRole*): then no
+        // role can hold them, and the unit corpus test covers the evaluator alone
+        let set = env.clients.iam.update_assume_role_policy().role_name("dr-core-irsa");
+        if let Err(e) = set.policy_document(doc.to_string()).send().await {
+            assert!(format!("{e:?}").contains("MalformedPolicyDocument"), "{name}: {e:?}");
+            refused_by_iam += 1;
+            continue;
+        }
+        exercised += 1;
+        let got = env.verify(&env.state).await;
+        let must_pass = case["expect"] == "passes";
+        match (&got, must_pass) {
+            (Ok(out), true) => {
+                if !out.evaluator.starts_with("local (") {
+                    wrong.push(format!("{name}: evaluator {:?}", out.evaluator));
+                }
+            }
+            (Err(e), false) if e.to_string().contains("irsa-trust-collector") => {}
+            // the collector is admitted; the Deny may still block another principal (the
+            // application's own service account): then irsa-trust-preserved fails, rightly
+            (Err(e), true) if !e.to_string().contains("irsa-trust-collector") => {}
+            (other, _) => wrong.push(format!("{name} (expect {}): {other:?}", case["expect"])),
+        }
+    }
+    env.set_irsa_trust(&converged).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(exercised >= 20, "only {exercised} shapes reached verify ({refused_by_iam} refused by IAM)");
+}

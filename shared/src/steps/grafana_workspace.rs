@@ -155,10 +155,11 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
         let rename = (!out.adopted).then_some(d.grafana_workspace_name.as_str());
         if let Some(status) = converge(ctx, &id, &role.role_arn, &out.status, rename).await? {
             out.updated = true;
-            // Renamed: the name is the new one, and the state machine waits for ACTIVE again.
+            // Updated (UPDATING): the state machine waits for ACTIVE again, so that the steps
+            // after it, and a delete right after the run, find the workspace stable.
+            out.status = status;
             if rename.is_some_and(|n| n != out.name) {
                 out.name = d.grafana_workspace_name.clone();
-                out.status = status;
             }
         }
     }
