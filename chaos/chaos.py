@@ -3,7 +3,7 @@
 
 Runs against a local stack started by `scripts/chaos` (moto with Step Functions execution, the
 router serving the real function binaries, the Grafana emulator, Prometheus), whose description
-(`devstack.json`) is passed with --stack. Six phases, each recording violations:
+(`devstack.json`) is passed with --stack. Seven phases, each recording violations:
 
 1. faults:      N create-then-delete cycles while the router injects throttling, HTTP 500/503,
                 connection resets and latency at --rate on every AWS call, Lambda invokes included;
@@ -16,7 +16,11 @@ router serving the real function binaries, the Grafana emulator, Prometheus), wh
                 not proceed fails with ConflictError "another run holds the deployment".
 4. corpus:      100+ bad inputs across the console, cfn-handler and vending-hook: each rejected
                 naming the field, zero AWS writes, CloudFormation answered FAILED exactly once,
-                no response PUT to a non-CloudFormation URL.
+                no response PUT to a non-CloudFormation URL; roles outside the security boundary
+                (untagged, tagged false, admin, service-linked) refused with zero writes.
+4b. deny:       trust policies with a Deny IAM would apply to our collector (absent keys,
+                IfExists, Null, ForAllValues, case-insensitive keys, unknown operators): verify
+                fails the apply on irsa-trust-collector, and the delete after it cleans up.
 5. edits:       the edit corpus (edits.py): every field changed on a converged deployment, alone,
                 in pairs and back and forth, shared IRSA roles, foreign look-alikes; after each
                 run the whole account's inventory against an independent oracle: no orphan,
@@ -132,7 +136,7 @@ class Results:
             "corpus_size": 0, "corpus_rejected": 0, "corpus_by_entry": {},
             "writes_on_bad_input": 0, "foreign_puts": 0,
             "secrets_found": 0, "presigned_in_history": 0, "ssm_values_scanned": 0,
-            "grafana_tokens_left": 0,
+            "grafana_tokens_left": 0, "deny_cases": 0, "deny_failed_by_verify": 0,
         }
 
     def violation(self, check: str, what: str, detail=None) -> None:
@@ -939,6 +943,69 @@ def phase_concurrency(stack: ChaosStack, res: Results, seeded: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Phase: trust policies IAM would deny (shared/tests/fixtures/deny/corpus.json)
+# ------------------------------------------------------------------------------------------------
+
+DENY_CORPUS = REPO / "shared/tests/fixtures/deny/corpus.json"
+# In --quick, one case of each family the corpus covers.
+DENY_QUICK = ("stringnotlike-other-issuer-sub", "stringequalsifexists-other-issuer", "null-true-other-issuer",
+              "forallvalues-other-issuer", "case-insensitive-key-name")
+
+
+def phase_deny(stack: ChaosStack, res: Results, seeded: dict, args) -> None:
+    """Each Deny shape that IAM applies to our collector (or that the evaluator cannot decide) is
+    added to a fresh deployment's IRSA role before its apply: verify must fail the execution on
+    `irsa-trust-collector` (never report "passed"); the delete that follows must clean up."""
+    other = "oidc.eks.eu-west-1.amazonaws.com/id/AAAABBBBCCCCDDDDEEEEFFFF00001111"
+    text = (DENY_CORPUS.read_text()
+            .replace("{{PROVIDER}}", seeded["provider"])
+            .replace("{{OTHER_PROVIDER}}", f"arn:aws:iam::{ACCOUNT}:oidc-provider/{other}")
+            .replace("{{ISSUER_UPPER}}", seeded["host_path"].upper())
+            .replace("{{OTHER_ISSUER}}", other)
+            .replace("{{ISSUER}}", seeded["host_path"])
+            .replace("{{NAMESPACE}}", NAMESPACE))
+    cases = [c for c in json.loads(text)["cases"] if c["expect"] in ("denied", "cannot-prove")]
+    if args.quick:
+        cases = [c for c in cases if c["name"] in DENY_QUICK]
+    log(f"deny: {len(cases)} trust policies IAM would deny")
+
+    def one(i_case):
+        i, case = i_case
+        d = f"chaos-deny-{i}"
+        make_irsa(stack, seeded, d)
+        trust = dict(seeded["trust"][d])
+        trust["Statement"] = list(trust["Statement"]) + [case["statement"]]
+        try:
+            stack.iam.update_assume_role_policy(RoleName=irsa_role(d), PolicyDocument=json.dumps(trust))
+        except stack.iam.exceptions.MalformedPolicyDocumentException:
+            return case, None, "IAM refuses this shape in a trust policy"
+        seeded["trust"][d] = trust
+        ex = stack.run_execution(f"{d}-apply", json.dumps(names_input(d)), timeout=600)
+        outcome = (ex.status, ex.error, ex.cause or "")
+        dl = stack.run_execution(f"{d}-delete", json.dumps(dict(names_input(d), action="delete",
+                                                                retainMetrics=False)), timeout=600)
+        return case, outcome, dl.status
+
+    with ThreadPoolExecutor(max(1, min(3, args.parallel))) as pool:
+        results = list(pool.map(one, enumerate(cases)))
+    for i, (case, outcome, deleted) in enumerate(results):
+        res.add("deny_cases")
+        if outcome is None:
+            res.note(f"deny {case['name']}: {deleted}")
+            continue
+        status, error, cause = outcome
+        if status == "FAILED" and "irsa-trust-collector" in cause:
+            res.add("deny_failed_by_verify")
+        else:
+            res.violation("deny-verified", f"{case['name']}: a trust policy IAM would deny ({case['why']}) was not "
+                          f"failed by verify: {status} {error}", cause[:500])
+        if deleted != "SUCCEEDED":
+            res.violation("deny-delete", f"{case['name']}: the delete after it {deleted}")
+        else:
+            check_deleted(stack, res, f"chaos-deny-{i}", seeded, f"deny {case['name']}")
+
+
+# ------------------------------------------------------------------------------------------------
 # Phase 4: hostile input
 # ------------------------------------------------------------------------------------------------
 
@@ -1242,6 +1309,7 @@ def summary(res: Results, args, elapsed: float) -> str:
         ("rejected inputs (field named)", f"{f['corpus_rejected']}/{f['corpus_size']} "
                                            f"{json.dumps(f['corpus_by_entry'])}"),
         ("writes on bad input", str(f["writes_on_bad_input"])),
+        ("Deny shapes failed by verify", f"{f['deny_failed_by_verify']}/{f['deny_cases']}"),
         ("edits: cases (failed)", f"{f.get('edits_cases', 0)} ({f.get('edits_cases_failed', 0)}; "
                                   f"{f.get('edits_runs', 0)} runs, {f.get('edits_failed_runs', 0)} did not converge "
                                   f"or were not refused; {f.get('edits_seconds', 0)} s)"),
@@ -1283,8 +1351,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crash", action="append", default=None, metavar="[delete:]STEP@N",
                     help="kill STEP's process after its Nth write (0: at its first AWS call); repeatable. "
                          "Full: every step at 0, 1 and 2, and the delete steps at 1; quick: amp-workspace@1")
-    ap.add_argument("--phases", default="faults,crashes,concurrency,corpus,edits,secrets",
-                    help="comma-separated subset of faults,crashes,concurrency,corpus,edits,secrets")
+    ap.add_argument("--phases", default="faults,crashes,concurrency,corpus,deny,edits,secrets",
+                    help="comma-separated subset of faults,crashes,concurrency,corpus,deny,edits,secrets")
     ap.add_argument("--only", metavar="PHASE", help="run just this phase (e.g. `--only edits`); same as --phases PHASE")
     ap.add_argument("--edits-findings", type=Path, metavar="FILE",
                     help="write every failed case of the edit corpus (its diff) as JSON here")
@@ -1329,6 +1397,8 @@ def main(argv=None) -> int:
             phase_crashes(stack, res, seeded, args.crash)
         if "concurrency" in phases:
             phase_concurrency(stack, res, seeded)
+        if "deny" in phases:
+            phase_deny(stack, res, seeded, args)
         if "edits" in phases:
             from edits import phase_edits
             phase_edits(stack, res, args)

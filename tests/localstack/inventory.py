@@ -219,7 +219,9 @@ def deployment_view(snap: dict, d: str, irsa_role: str, namespace: str, ssm_pref
     if f"{d}-grafana" in snap["roles"]:
         inv["grafana_role_attached"] = list(snap["roles"][f"{d}-grafana"]["attached"])
     inv["ssm"] = sorted(n for n in snap["ssm"] if n.startswith(prefix + "/"))
-    ours = [s for s in statements(role["trust"]) if f":{namespace}:observability-*" in json.dumps(s)]
+    # Our grants are Allow statements; a Deny of the role's owners naming the pattern is theirs.
+    ours = [s for s in statements(role["trust"])
+            if s.get("Effect") == "Allow" and f":{namespace}:observability-*" in json.dumps(s)]
     inv["trust_statements_ours"] = len(ours)
     inv["iam_tagged"] = sorted([r["arn"] for r in snap["roles"].values() if r["tags"].get(DEP_TAG) == d]
                                + [p["arn"] for p in snap["policies"].values() if p["tags"].get(DEP_TAG) == d])

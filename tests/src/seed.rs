@@ -105,3 +105,17 @@ pub async fn seed_with_issuer(
         original_trust: trust,
     }
 }
+
+/// Writes the organisation's vending defaults (`/o11y/vending-defaults`, the parameter
+/// `vending-hook` reads on the local stack) in the hub account.
+pub async fn vending_defaults(hub: &Clients, defaults: &Value) {
+    hub.ssm
+        .put_parameter()
+        .name("/o11y/vending-defaults")
+        .value(defaults.to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put the vending defaults");
+}

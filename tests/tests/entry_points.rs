@@ -263,14 +263,7 @@ async fn vending_provisions_new_accounts_once_per_event() {
     stack.deploy().await;
     // the organisation's defaults, in the hub account
     let defaults = json!({"cluster": {"name": "{accountName}-eks"}, "namespace": "obs", "irsaRoleName": "obs-irsa"});
-    hub.ssm
-        .put_parameter()
-        .name("/o11y/vending-defaults")
-        .value(defaults.to_string())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .unwrap();
+    seed::vending_defaults(&hub, &defaults).await;
 
     // GIVEN a new account vended by Control Tower, with its cluster
     let b = "210987654321";

@@ -185,14 +185,7 @@ async fn a_hostile_vending_defaults_parameter_cannot_reach_an_admin_role_of_a_ve
     stack.deploy().await;
     // GIVEN organisation defaults rewritten to name the account's administrator role
     let defaults = json!({"cluster": {"name": "{accountName}-eks"}, "namespace": "obs", "irsaRoleName": "admin"});
-    hub.ssm
-        .put_parameter()
-        .name("/o11y/vending-defaults")
-        .value(defaults.to_string())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .unwrap();
+    seed::vending_defaults(&hub, &defaults).await;
     let account = "345678901234";
     let target =
         hub.assume(&format!("arn:aws:iam::{account}:role/AWSControlTowerExecution"), "test-seed").await.unwrap();
