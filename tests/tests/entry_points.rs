@@ -325,3 +325,24 @@ async fn vending_provisions_new_accounts_once_per_event() {
     assert_eq!(status, 200);
     assert!(body.contains("ValidationError") && body.contains("accountId"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudformation_is_answered_even_when_the_lease_cannot_be_released() {
+    let (stack, _clients) = setup().await;
+    // GIVEN SSM refuses every listing (the lease's, the registry's) for good
+    let faults = json!({"rate": 1.0, "seed": 7, "kinds": ["denied"], "services": ["ssm"],
+                        "operations": ["GetParametersByPath"]});
+    let (status, body) = http("POST", stack.router.port, "/_router/faults", Some(&faults.to_string())).unwrap();
+    assert_eq!(status, 200, "{body}");
+    // WHEN a Create runs: it fails, and so does Finish's release of the lease
+    let create = request(&stack, "Create", "no-release", props("dr-prod", json!({})), None, None);
+    let out = invoke(&stack, "cfn-handler", &create);
+    assert_eq!(out["outcome"], "started", "{out}");
+    let (status, error) = wait_execution(&stack, out["executionName"].as_str().unwrap()).await;
+    let _ = http("DELETE", stack.router.port, "/_router/faults", None);
+    assert_eq!(status, "FAILED", "{error:?}");
+    // THEN CloudFormation got its one answer regardless (no hour-long hang)
+    let (body, _) = response(&stack, "no-release").expect("CloudFormation answered");
+    assert_eq!(body["Status"], "FAILED", "{body:#}");
+    assert_eq!(response_puts(&stack, "no-release"), 1);
+}
