@@ -11,7 +11,7 @@
 //! - `/workspaces/*/api/` → Prometheus `/api/` (PromQL: `query`, `query_range`, `labels`...);
 //! - SigV4 scope `grafana` → the Grafana emulator's control plane; everything else → moto.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -55,6 +55,25 @@ pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
     routes
 }
 
+/// The router's authorization arguments: each function runs under its role of `template` (default
+/// `infra/template.yaml`) and its requests are authorized against it
+/// (`tests/localstack/authz.py`).
+///
+/// In progress (issue 16): on only for an explicit `template` or with `O11Y_AUTHZ=1`, until every
+/// suite passes under the template roles.
+pub fn authz_args(template: Option<&Path>) -> Vec<String> {
+    if template.is_none() && std::env::var("O11Y_AUTHZ").as_deref() != Ok("1") {
+        return Vec::new();
+    }
+    let path = template.map(Path::to_path_buf).unwrap_or_else(|| repo_root().join("infra/template.yaml"));
+    vec![
+        "--template".into(),
+        path.display().to_string(),
+        "--state-machine-name".into(),
+        crate::sfn::STATE_MACHINE_NAME.into(),
+    ]
+}
+
 /// The Grafana emulator's command line for the stack: AMP workspaces are looked up in moto and
 /// data source health checks query Prometheus.
 pub fn grafana_emulator_args(port: u16, active_delay: f64, moto_port: u16, prometheus_port: u16) -> Vec<String> {
@@ -83,18 +102,22 @@ pub struct StackOptions {
     pub grafana_active_delay: f64,
     /// `O11Y_WAIT_FIRST_SECONDS` for the functions (wait-loop first interval).
     pub wait_first_seconds: u64,
+    /// The template whose function roles the functions run under (`None`: `infra/template.yaml`).
+    pub template: Option<PathBuf>,
+    /// The account's IAM trust policy size quota the stack enforces (`None`: AWS's default, 2,048).
+    pub iam_trust_quota: Option<u32>,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { grafana_active_delay: 0.0, wait_first_seconds: 1 }
+        Self { grafana_active_delay: 0.0, wait_first_seconds: 1, template: None, iam_trust_quota: None }
     }
 }
 
 impl StackOptions {
     /// The default options, but Grafana workspaces stay CREATING for one second.
     pub fn creating_one_second() -> Self {
-        Self { grafana_active_delay: 1.0, wait_first_seconds: 1 }
+        Self { grafana_active_delay: 1.0, ..Self::default() }
     }
 }
 
@@ -189,6 +212,10 @@ impl FullStack {
             format!("http://127.0.0.1:{moto_port}"),
         ];
         args.extend(router_routes(g_port, prometheus.server.port));
+        args.extend(authz_args(opts.template.as_deref()));
+        if let Some(quota) = opts.iam_trust_quota {
+            args.extend(["--iam-trust-quota".into(), quota.to_string()]);
+        }
         args.extend([
             "--functions-dir".into(),
             functions_dir().display().to_string(),

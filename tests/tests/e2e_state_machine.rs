@@ -164,7 +164,7 @@ async fn a_transient_fault_is_retried_and_the_execution_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_slow_to_become_active_is_polled_by_the_wait_loop() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 3.0, wait_first_seconds: 1 });
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 3.0, ..StackOptions::default() });
     let clients = stack.clients().await;
     seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;
@@ -180,7 +180,7 @@ async fn grafana_slow_to_become_active_is_polled_by_the_wait_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_for_one_deployment_make_one_set_of_resources() {
     // GIVEN a Grafana workspace slow to become ACTIVE, so that a first run takes a while
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 4.0, wait_first_seconds: 1 });
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 4.0, ..StackOptions::default() });
     let clients = stack.clients().await;
     seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;

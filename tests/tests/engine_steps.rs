@@ -361,7 +361,7 @@ async fn trust_policy_over_quota_is_refused_and_left_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_slow_to_become_active_is_waited_for_within_a_bound() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.5, wait_first_seconds: 1 });
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.5, ..StackOptions::default() });
     let (clients, seeded) = setup(&stack).await;
     // a bound shorter than the delay fails clearly
     let short = WaitPolicy {

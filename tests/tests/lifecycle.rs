@@ -296,7 +296,7 @@ async fn changed_namespace_log_group_and_alias_converge_without_orphans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_what_we_created_twice_and_retains_metrics_by_default() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, ..StackOptions::default() });
     let clients = stack.clients().await;
     let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;

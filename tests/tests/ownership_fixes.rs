@@ -21,7 +21,7 @@ const READ: &str = "dr-prod-us-east-1-grafana-amp-read";
 const OUR_ROLE: &str = "dr-prod-us-east-1-grafana";
 
 async fn start() -> (FullStack, Clients, String) {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, wait_first_seconds: 1 });
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, ..StackOptions::default() });
     let clients = stack.clients().await;
     seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;

@@ -275,7 +275,10 @@ fn the_trust_policy_quota_input_is_validated_against_the_documented_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_quota_raised_in_the_input_admits_a_trust_policy_over_the_default() {
-    let (stack, clients, sm) = start().await;
+    // An account whose trust policy quota was raised to 4,096 (the stack enforces the quota as IAM
+    // does; moto's Service Quotas still reports no applied value, as AWS may).
+    let opts = StackOptions { iam_trust_quota: Some(4096), ..StackOptions::creating_one_second() };
+    let (stack, clients, _, sm) = start_deployed(&opts).await;
 
     // GIVEN an IRSA role whose trust policy is near the default 2,048-character quota
     let mut trust = trust_of(&clients, "dr-core-irsa").await.unwrap();

@@ -36,6 +36,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import authz  # noqa: E402  (tests/localstack/authz.py)
+import model_check  # noqa: E402  (tests/localstack/model_check.py)
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -795,6 +799,11 @@ class FunctionPool:
             }
         )
         env.update(r.function_env)
+        if r.authz is not None:
+            # The function's template role (authz.py): its credentials, not the harness's.
+            creds = r.authz.credentials(self.name)
+            if creds is not None:
+                env.update(creds)
         return env
 
     def acquire(self, inv: Invocation, region: str) -> Sandbox:
@@ -980,6 +989,13 @@ class Router:
         self.faults = Faults()
         self.spawner = Spawner()
         self.stopping = False
+        self.model_check = not args.no_model_check and os.environ.get("O11Y_MODEL_CHECK", "1") != "0"
+        self.authz = None
+        if args.template and os.environ.get("O11Y_AUTHZ", "1") != "0":
+            params = dict(spec.partition("=")[::2] for spec in args.template_param)
+            self.authz = authz.Authorizer(args.template, self.default, self.routes.get("grafana"), self.region,
+                                          self.account_id, parameters=params,
+                                          state_machine_name=args.state_machine_name)
 
     # --- request log ---------------------------------------------------------------------
     def record_start(self, entry: dict) -> dict:
@@ -1306,6 +1322,35 @@ class RouterHandler(BaseHTTPRequestHandler):
         entry.update(service=c.service, operation=c.operation, write=c.write, backend=backend,
                      purpose=purpose_of(c, self.command, entry["path"], query, entry.get("name"), host_routed),
                      fault=None)
+        if r.model_check and c.service in model_check.SERVICES:
+            try:
+                refused = model_check.check(c.service, self.headers, self.command, split.path, query, body)
+            except Exception as e:  # noqa: BLE001 - a checker bug must not hide the backend's answer
+                log(f"model check failed for {c.operation}: {e}")
+                refused = None
+            if refused is not None:
+                status, headers, rbody, message = refused
+                entry["refused"] = message
+                ctype = headers.pop("Content-Type")
+                return write_simple(self, status, rbody, headers, content_type=ctype)
+        capture = False
+        if r.authz is not None:
+            ident = r.authz.identity(self.headers)
+            if ident is not None:
+                entry["principal"] = ident.arn
+            try:
+                denied = r.authz.authorize(c.service, self.command, split.path, query, self.headers, body)
+            except Exception as e:  # noqa: BLE001 - an evaluator bug is a refusal, never a silent allow
+                log(f"authorization failed for {c.operation}: {e!r}")
+                denied = (*authz.denial(c.protocol if c.protocol != "rest" else "rest-json", c.service or "",
+                                        f"router: authorization error: {e}"), f"authorization error: {e}")
+            if denied is not None:
+                status, headers, rbody, message = denied
+                entry["denied"] = message
+                log(f"AccessDenied: {message}")
+                ctype = headers.pop("Content-Type")
+                return write_simple(self, status, rbody, headers, content_type=ctype)
+            capture = r.authz.wants_response(c.service, self.headers, query, body)
         fault = r.faults.pick(c)
         if fault and self.apply_fault(fault, c, entry):
             return
@@ -1333,6 +1378,14 @@ class RouterHandler(BaseHTTPRequestHandler):
             entry["error"] = f"backend {backend}: {e}"
             return write_simple(self, 502, {"message": f"router: backend {backend} unreachable: {e}"})
         try:
+            if capture:
+                # An AssumeRole by a function: the credentials it returns are checked in turn.
+                data = resp.read()
+                r.authz.observe_assume_role(self.headers, query, body, resp.status, data)
+                headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP
+                           and k.lower() not in ("content-length", "content-type", "date", "server")}
+                return write_simple(self, resp.status, data, headers,
+                                    content_type=resp.getheader("Content-Type") or "text/xml")
             self.relay_response(resp)
         finally:
             conn.close()
@@ -1412,7 +1465,20 @@ def main(argv=None) -> int:
     ap.add_argument("--proxy-timeout", type=float, default=300.0, help="backend socket timeout, s")
     ap.add_argument("--quiet-functions", action="store_true",
                     help="do not copy function output to stderr")
+    ap.add_argument("--no-model-check", action="store_true",
+                    help="do not refuse requests that break botocore's service model or AWS's documented "
+                         "limits (also O11Y_MODEL_CHECK=0)")
+    ap.add_argument("--template", help="infra/template.yaml: run each function under its template role and "
+                                       "authorize its requests (authz.py; off with O11Y_AUTHZ=0)")
+    ap.add_argument("--template-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a template parameter other than its default")
+    ap.add_argument("--state-machine-name", default="o11y-provisioner",
+                    help="local name of the template's state machine (its Ref)")
+    ap.add_argument("--iam-trust-quota", type=int, default=None,
+                    help="the account's trust policy size quota (default 2048; AWS allows raising it to 4096)")
     args = ap.parse_args(argv)
+    if args.iam_trust_quota is not None:
+        model_check.TRUST_QUOTA = args.iam_trust_quota
 
     router = Router(args)
     server = RouterServer((args.host, args.port), RouterHandler)

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use o11y_tests::stack::{function_env, functions_dir, grafana_emulator_args, router_routes, StackOptions};
+use o11y_tests::stack::{authz_args, function_env, functions_dir, grafana_emulator_args, router_routes, StackOptions};
 use o11y_tests::{free_port, http, prometheus_args, python, repo_root, sdk_config_for, ACCOUNT_ID, REGION};
 use serde_json::{json, Value};
 
@@ -176,6 +176,7 @@ fn devstack_up(grafana_delay: f64) {
             format!("http://127.0.0.1:{moto_port}"),
         ];
         args.extend(router_routes(g_port, p_port));
+        args.extend(authz_args(None));
         args.extend(["--functions-dir".into(), functions_dir().display().to_string()]);
         for (k, v) in function_env(&endpoint, &StackOptions::default()) {
             args.push("--function-env".into());
