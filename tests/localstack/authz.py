@@ -544,21 +544,13 @@ def _access_key(headers) -> str | None:
 
 
 def denial(protocol: str, service: str, message: str):
-    """AccessDenied as the service answers it."""
-    if protocol == "query":
-        from xml.sax.saxutils import escape
+    """AccessDenied as the service answers it: query 403 ``AccessDenied``, json 400 and rest-json
+    403 ``AccessDeniedException`` (the shapes of model_check.refusal)."""
+    import model_check
 
-        ns = "https://iam.amazonaws.com/doc/2010-05-08/" if service == "iam" else \
-            "https://sts.amazonaws.com/doc/2011-06-15/"
-        body = (f'<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type><Code>AccessDenied</Code>'
-                f"<Message>{escape(message)}</Message></Error>"
-                "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>").encode()
-        return 403, {"Content-Type": "text/xml"}, body
-    if protocol == "json":
-        return 400, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "AccessDeniedException"}, \
-            json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
-    return 403, {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException"}, \
-        json.dumps({"message": message}).encode()
+    code = "AccessDenied" if protocol == "query" else "AccessDeniedException"
+    status = 400 if protocol == "json" else 403
+    return model_check.refusal(protocol, service, [message], code, status)[:3]
 
 
 class Authorizer:
