@@ -385,6 +385,13 @@ def _request_tags(tags: dict) -> dict:
     return ctx
 
 
+def _create(action: str, arn: str, tags: dict, tag_action: str, tag_arn: str | None = None) -> list:
+    """A create that may carry tags: its own check, plus the dependent tagging action when tagged."""
+    if not tags:
+        return [(action, arn, {})]
+    return [(action, arn, _request_tags(tags)), (tag_action, tag_arn or arn, _request_tags(tags))]
+
+
 def requirements(service: str, op: str, p: dict, region: str, account: str, role_path) -> list:
     """What IAM checks for one request: [(action, resource, context)]."""
     prefix = PREFIX.get(service, service)
@@ -395,18 +402,10 @@ def requirements(service: str, op: str, p: dict, region: str, account: str, role
             return f"arn:aws:iam::{A}:role{role_path(name)}{name}"
         if op == "CreateRole":
             arn = f"arn:aws:iam::{A}:role{p.get('Path') or '/'}{p.get('RoleName', '')}"
-            tags = _tags_list(p.get("Tags"))
-            out = [(action, arn, _request_tags(tags) if tags else {})]
-            if tags:
-                out.append(("iam:TagRole", arn, _request_tags(tags)))
-            return out
+            return _create(action, arn, _tags_list(p.get("Tags")), "iam:TagRole")
         if op == "CreatePolicy":
             arn = f"arn:aws:iam::{A}:policy{p.get('Path') or '/'}{p.get('PolicyName', '')}"
-            tags = _tags_list(p.get("Tags"))
-            out = [(action, arn, _request_tags(tags) if tags else {})]
-            if tags:
-                out.append(("iam:TagPolicy", arn, _request_tags(tags)))
-            return out
+            return _create(action, arn, _tags_list(p.get("Tags")), "iam:TagPolicy")
         if op in ("DetachUserPolicy", "AttachUserPolicy"):
             return [(action, f"arn:aws:iam::{A}:user/{p.get('UserName', '')}", {"iam:PolicyARN": p.get("PolicyArn")})]
         if op in ("DetachGroupPolicy", "AttachGroupPolicy"):
@@ -451,12 +450,7 @@ def requirements(service: str, op: str, p: dict, region: str, account: str, role
                 return name
             return f"arn:aws:ssm:{R}:{A}:parameter{name if name.startswith('/') else '/' + name}"
         if op == "PutParameter":
-            arn = param_arn(p.get("Name", ""))
-            tags = _tags_list(p.get("Tags"))
-            out = [(action, arn, _request_tags(tags) if tags else {})]
-            if tags:
-                out.append(("ssm:AddTagsToResource", arn, _request_tags(tags)))
-            return out
+            return _create(action, param_arn(p.get("Name", "")), _tags_list(p.get("Tags")), "ssm:AddTagsToResource")
         if op in ("GetParameters", "DeleteParameters"):
             return [(action, param_arn(n), {}) for n in _list(p.get("Names"))]
         if op == "GetParametersByPath":
@@ -476,11 +470,7 @@ def requirements(service: str, op: str, p: dict, region: str, account: str, role
         def ws_arn(ws):
             return f"arn:aws:aps:{R}:{A}:workspace/{ws}"
         if op == "CreateWorkspace":
-            tags = _tags_list(p.get("tags"))
-            out = [(action, ws_arn("*"), _request_tags(tags) if tags else {})]
-            if tags:
-                out.append(("aps:TagResource", ws_arn("*"), _request_tags(tags)))
-            return out
+            return _create(action, ws_arn("*"), _tags_list(p.get("tags")), "aps:TagResource")
         if op in ("TagResource", "UntagResource", "ListTagsForResource"):
             ctx = {}
             if op == "TagResource":
@@ -496,10 +486,7 @@ def requirements(service: str, op: str, p: dict, region: str, account: str, role
             return f"arn:aws:grafana:{R}:{A}:/workspaces/{ws}"
         out = []
         if op == "CreateWorkspace":
-            tags = _tags_list(p.get("tags"))
-            out.append((action, "*", _request_tags(tags) if tags else {}))
-            if tags:
-                out.append(("grafana:TagResource", gws_arn("*"), _request_tags(tags)))
+            out += _create(action, "*", _tags_list(p.get("tags")), "grafana:TagResource", gws_arn("*"))
             if "AWS_SSO" in _list(p.get("authenticationProviders")):
                 out += [("sso:CreateManagedApplicationInstance", "*", {}), ("sso:DescribeRegisteredRegions", "*", {})]
         elif op in ("TagResource", "UntagResource", "ListTagsForResource"):
