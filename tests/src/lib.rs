@@ -40,6 +40,21 @@ pub fn python() -> PathBuf {
     repo_root().join(".venv/bin/python")
 }
 
+/// Runs a Python check script of the repository (`script`, relative to the root) that prints
+/// `N passed, M failed` last: panics unless it exits 0 with no failure and at least `min_passed`
+/// checks ran.
+pub fn run_python_checks(script: &str, min_passed: usize) {
+    let path = repo_root().join(script);
+    let out = std::process::Command::new(python()).arg(&path).output().unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    let summary = stdout.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+    let passed: usize = summary.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(passed >= min_passed, "too few checks ran: {summary}");
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
