@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import datetime
 import glob
 import gzip
 import hashlib
+import html
 import json
 import os
 import re
@@ -39,7 +41,7 @@ import urllib.request
 import uuid
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import botocore
 
@@ -1689,10 +1691,10 @@ class DataPlane:
             role_arn = ws.get("workspaceRoleArn")
             creator = ws.get("_creatorAccessKey")
             region = ws.get("_region") or self.service.region
-        return self.check_health(ds, version, role_arn, creator, region)
+        return self.check_health(ds, version, role_arn, creator, region, ws_id)
 
     def check_health(self, ds: dict, version: str, role_arn: str | None, creator: str | None = None,
-                     region: str | None = None):
+                     region: str | None = None, ws_id: str | None = None):
         """Grafana's health check of a Prometheus data source pointed at AMP.
 
         Runs outside the service lock (it may call the AMP and Prometheus backends).
@@ -1759,6 +1761,10 @@ class DataPlane:
         if not role_arn:
             return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
                          "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
+        if self.amp_url and (self.service.config.get("iamPropagationSeconds") or 0) > 0:
+            problem = self._role_problem(role_arn, creator, region, ws_id)
+            if problem:
+                return error(f"failed to assume the workspace IAM role: {problem}")
         if self.amp_url:
             problem = self._amp_workspace_problem(amp_ws_id, creator, region)
             if problem:
@@ -1768,6 +1774,54 @@ class DataPlane:
             if problem:
                 return error(f"Post \"{query_url}\": {problem}")
         return 200, {"status": "OK", "message": PROM_HEALTH_OK}
+
+    def _role_problem(self, role_arn: str, creator: str | None, region: str,
+                      ws_id: str | None) -> str | None:
+        """None when Grafana may assume the workspace role, else STS's refusal: the role must
+        exist (read from moto's IAM as the workspace's creator), be older than IAM's propagation
+        delay (``--iam-propagation-seconds``), and trust ``grafana.amazonaws.com`` with
+        sts:AssumeRole under conditions that hold for this workspace (aws:SourceAccount,
+        aws:SourceArn)."""
+        denied = (f"AccessDenied: grafana.amazonaws.com is not authorized to perform: "
+                  f"sts:AssumeRole on resource: {role_arn}")
+        m = re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([^/]+)", role_arn)
+        if not m:
+            return denied
+        account, name = m.group(1), m.group(2)
+        date = time.strftime("%Y%m%d", time.gmtime())
+        req = urllib.request.Request(
+            self.amp_url + "/", data=urlencode({"Action": "GetRole", "RoleName": name,
+                                                "Version": "2010-05-08"}).encode(), method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Authorization": f"AWS4-HMAC-SHA256 Credential={creator or 'grafana-emulator'}/"
+                                      f"{date}/{region or self.service.region}/iam/aws4_request, "
+                                      "SignedHeaders=host, Signature=0"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError:
+            return denied
+        except OSError as exc:
+            return f"IAM backend {self.amp_url} unreachable: {exc}"
+        created = re.search(r"<CreateDate>([^<]+)</CreateDate>", text)
+        doc = re.search(r"<AssumeRolePolicyDocument>([^<]*)</AssumeRolePolicyDocument>", text)
+        delay = self.service.config.get("iamPropagationSeconds") or 0
+        if created and delay > 0:
+            try:
+                at = datetime.datetime.fromisoformat(created.group(1).replace("Z", "+00:00"))
+                age = (datetime.datetime.now(datetime.timezone.utc) - at).total_seconds()
+            except ValueError:
+                age = 0.0
+            if age < delay:
+                return denied
+        try:
+            trust = json.loads(unquote(html.unescape(doc.group(1)))) if doc else {}
+        except ValueError:
+            return denied
+        ws_arn = f"arn:aws:grafana:{region or self.service.region}:{account}:/workspaces/{ws_id or '*'}"
+        if not grafana_may_assume(trust, account, ws_arn):
+            return denied
+        return None
 
     def _amp_workspace_problem(self, amp_ws_id: str, creator: str | None = None,
                                region: str | None = None) -> str | None:
@@ -2052,12 +2106,55 @@ class Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------------
 
 
+def _glob(pattern: str, value: str) -> bool:
+    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(rx, value) is not None
+
+
+def grafana_may_assume(trust: dict, account: str, ws_arn: str) -> bool:
+    """Whether a role trust policy lets Managed Grafana assume the role for the workspace
+    ``ws_arn``: an Allow of sts:AssumeRole to the service principal ``grafana.amazonaws.com``
+    whose conditions on ``aws:SourceAccount`` / ``aws:SourceArn`` (the confused-deputy keys)
+    hold; a condition on any other key or with another operator cannot be proven to hold."""
+    known = {"aws:sourceaccount": account, "aws:sourcearn": ws_arn}
+    ops = {"StringEquals": lambda p, v: p == v, "ArnEquals": lambda p, v: p == v,
+           "StringLike": _glob, "ArnLike": _glob}
+
+    def holds(st: dict) -> bool:
+        for operator, block in (st.get("Condition") or {}).items():
+            match = ops.get(operator[:-len("IfExists")] if operator.endswith("IfExists") else operator)
+            for key, expected in (block or {}).items():
+                actual = known.get(key.lower())
+                values = expected if isinstance(expected, list) else [expected]
+                if match is None or actual is None or not any(match(str(p), actual) for p in values):
+                    return False
+        return True
+
+    allowed = False
+    statements = trust.get("Statement") or []
+    for st in statements if isinstance(statements, list) else [statements]:
+        principal = st.get("Principal") if isinstance(st.get("Principal"), dict) else {}
+        services = principal.get("Service") or []
+        actions = st.get("Action") or []
+        if "grafana.amazonaws.com" not in (services if isinstance(services, list) else [services]):
+            continue
+        if not any(_glob(a.lower(), "sts:assumerole") for a in (actions if isinstance(actions, list) else [actions])):
+            continue
+        if st.get("Effect") == "Deny" and holds(st):
+            return False
+        if st.get("Effect") == "Allow" and holds(st):
+            allowed = True
+    return allowed
+
+
 def build_service(region="us-east-1", account_id="123456789012", active_delay=0.0,
-                  model_path=None, versions=None, max_workspaces=5) -> GrafanaService:
+                  model_path=None, versions=None, max_workspaces=5,
+                  iam_propagation=0.0) -> GrafanaService:
     path = model_path or find_model_path()
     model = ServiceModel(load_model(path), path)
     config = {
         "activeDelaySeconds": active_delay,
+        "iamPropagationSeconds": iam_propagation,
         "deleteDelaySeconds": None,
         "maxWorkspaces": max_workspaces,
         "unknownSsoIdPrefix": "unknown-",
@@ -2073,6 +2170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--active-delay", type=float, default=0.0,
                     help="seconds a workspace stays CREATING/UPDATING/DELETING (default 0)")
+    ap.add_argument("--iam-propagation-seconds", type=float, default=0.0,
+                    help="IAM's eventual consistency: a workspace role younger than this cannot be "
+                         "assumed yet (data source health checks fail with AccessDenied)")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--account-id", default="123456789012")
     ap.add_argument("--max-workspaces", type=int, default=5,
@@ -2100,6 +2200,7 @@ def main(argv=None) -> int:
         model_path=args.model,
         versions=[v.strip() for v in args.versions.split(",") if v.strip()],
         max_workspaces=args.max_workspaces,
+        iam_propagation=args.iam_propagation_seconds,
     )
     server = EmulatorServer((args.host, args.port), service, verbose=args.verbose,
                             amp_url=args.amp_url, prometheus_url=args.prometheus_url)

@@ -349,6 +349,29 @@ def evaluate(documents: list, action: str, resource: str, ctx: Context) -> str |
     return "Allow" if allowed else None
 
 
+def trust_allows(trust: dict, caller: "Identity", org_id: str) -> bool:
+    """Whether a role trust policy lets ``caller`` (a role session or the account) call
+    sts:AssumeRole: an Allow naming the caller's account (``<id>``, ``arn:…:root``), its role ARN
+    or ``*``, whose conditions hold, and no Deny that applies."""
+    m = re.fullmatch(r"arn:aws[a-z-]*:sts::(\d{12}):assumed-role/([^/]+)/.*", caller.arn)
+    role_arn = f"arn:aws:iam::{m.group(1)}:role/{m.group(2)}" if m else caller.arn
+    names = {"*", caller.account, f"arn:aws:iam::{caller.account}:root", role_arn}
+    ctx = Context({"aws:PrincipalArn": role_arn, "aws:PrincipalAccount": caller.account,
+                   "aws:PrincipalOrgID": org_id})
+    allowed = False
+    for st in _list(trust.get("Statement")):
+        principal = st.get("Principal")
+        aws = _list(principal.get("AWS")) if isinstance(principal, dict) else _list(principal)
+        if not any(p in names for p in aws):
+            continue
+        st = {k: v for k, v in st.items() if k not in ("Principal", "Resource", "NotResource")}
+        if statement_matches(dict(st, Resource="*"), "sts:AssumeRole", "*", ctx):
+            if st.get("Effect") == "Deny":
+                return False
+            allowed = allowed or st.get("Effect") == "Allow"
+    return allowed
+
+
 # --- identities ------------------------------------------------------------------------------------
 class Identity:
     def __init__(self, arn: str, account: str, policies: list, session_policies: list | None = None,
@@ -545,7 +568,7 @@ class Authorizer:
 
     def __init__(self, template_path: str, moto_url: str, grafana_url: str | None, region: str, account: str,
                  stack_name: str = "o11y-local", state_machine_name: str = "o11y-provisioner",
-                 parameters: dict | None = None):
+                 parameters: dict | None = None, iam_propagation_s: float = 0.0):
         self.template = Template(template_path, region, account, stack_name, state_machine_name, parameters)
         self.roles = self.template.function_roles()
         self.moto_url, self.grafana_url = moto_url, grafana_url
@@ -553,6 +576,8 @@ class Authorizer:
         self.identities: dict[str, Identity] = {}
         self.lock = threading.Lock()
         self.denied = 0
+        #: IAM's eventual consistency: a role younger than this cannot be assumed yet.
+        self.iam_propagation_s = float(iam_propagation_s)
 
     def _client(self, service: str, identity: Identity | None = None, url: str | None = None):
         import boto3
@@ -565,12 +590,7 @@ class Authorizer:
                      "aws_session_token": identity.token}
         return boto3.client(service, endpoint_url=url or self.moto_url, region_name=self.region, **creds)
 
-    def credentials(self, binary: str) -> dict | None:
-        """The environment of a function process: credentials of its template role (created in
-        moto if missing, e.g. after a reset), or None when the template has no role for it."""
-        spec = self.roles.get(binary)
-        if spec is None:
-            return None
+    def _ensure_role(self, binary: str, spec: dict) -> None:
         iam = self._client("iam")
         name = spec["role"]
         try:
@@ -580,6 +600,31 @@ class Authorizer:
                             Description=f"local stack: template role of {binary}")
             for pname, doc in spec["policies"].items():
                 iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(doc))
+
+    def ensure_roles(self, wait_s: float = 0.0) -> None:
+        """Creates every function role of the template in moto (as a deployed stack has them
+        before anything runs), waiting up to ``wait_s`` for moto to answer."""
+        import time
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                for binary, spec in self.roles.items():
+                    self._ensure_role(binary, spec)
+                return
+            except Exception:  # noqa: BLE001 - moto not up yet
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    def credentials(self, binary: str) -> dict | None:
+        """The environment of a function process: credentials of its template role (created in
+        moto if missing, e.g. after a reset), or None when the template has no role for it."""
+        spec = self.roles.get(binary)
+        if spec is None:
+            return None
+        self._ensure_role(binary, spec)
+        name = spec["role"]
         arn = f"arn:aws:iam::{self.account}:role/{name}"
         session = f"{binary}-{secrets.token_hex(4)}"
         c = self._client("sts").assume_role(RoleArn=arn, RoleSessionName=session)["Credentials"]
@@ -658,7 +703,55 @@ class Authorizer:
                     self.denied += 1
                 status, hdrs, rbody = denial(protocol, service, message)
                 return status, hdrs, rbody, message
+        if service == "sts" and op == "AssumeRole":
+            arn = params.get("RoleArn", "")
+            reason = self._assume_problem(identity, arn)
+            if reason is not None:
+                # STS answers the same for a missing role, a trust that does not name the caller
+                # and a role too young to be seen yet; the log says which.
+                message = f"User: {identity.arn} is not authorized to perform: sts:AssumeRole on resource: {arn}"
+                with self.lock:
+                    self.denied += 1
+                status, hdrs, rbody = denial(protocol, service, message)
+                return status, hdrs, rbody, f"{message} ({reason})"
         return None
+
+    def _assume_problem(self, caller: Identity, role_arn: str) -> str | None:
+        """Why STS refuses ``caller`` an AssumeRole of ``role_arn`` beyond the caller's own policies
+        (moto checks none of it): the role must exist, be older than the propagation delay, and
+        its trust policy must allow the caller. None when it may be assumed."""
+        import datetime
+
+        m = re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([^/]+)", role_arn)
+        if not m:
+            return "not a role ARN"
+        account, name = m.group(1), m.group(2)
+        try:
+            role = self._account_client("iam", account).get_role(RoleName=name)["Role"]
+        except Exception as e:  # noqa: BLE001 - what cannot be read cannot be assumed
+            return f"the role does not exist in account {account} ({type(e).__name__})"
+        created = role.get("CreateDate")
+        if self.iam_propagation_s > 0 and isinstance(created, datetime.datetime):
+            age = (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
+            if age < self.iam_propagation_s:
+                return f"the role is {age:.1f}s old: IAM has not propagated it yet ({self.iam_propagation_s}s)"
+        trust = _document(role.get("AssumeRolePolicyDocument") or {})
+        if not trust_allows(trust, caller, ORG_ID):
+            return "the role's trust policy does not allow the caller"
+        return None
+
+    def _account_client(self, service: str, account: str):
+        """An administrator's client in ``account`` (moto maps credentials to an account by the
+        role they were issued for; it checks no trust)."""
+        import boto3
+
+        if account == self.account:
+            return self._client(service)
+        c = self._client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/o11y-local-admin",
+                                            RoleSessionName="authz")["Credentials"]
+        return boto3.client(service, endpoint_url=self.moto_url, region_name=self.region,
+                            aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                            aws_session_token=c["SessionToken"])
 
     @staticmethod
     def _scope_region(headers) -> str | None:

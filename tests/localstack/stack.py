@@ -225,6 +225,7 @@ class Stack:
         # state machine exists is harmless and guards against a moto that does reset it.
         call("POST", f"{self.moto_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
         self.emulator("POST", "/_emulator/reset", {})
+        self.router("POST", "/_router/authz/roles")
 
     # --- the state machine -----------------------------------------------------------------
     def deploy(self, asl: Path) -> str:

@@ -119,3 +119,27 @@ pub async fn vending_defaults(hub: &Clients, defaults: &Value) {
         .await
         .expect("put the vending defaults");
 }
+
+/// A vended account as Control Tower leaves it: the role `AWSControlTowerExecution`, trusted by
+/// the hub (management) account `hub_account` and granted everything (Control Tower attaches
+/// `AdministratorAccess`; moto does not load AWS managed policies, so it is inline here). Returns
+/// the harness's clients in `account`.
+pub async fn vended_account(hub: &Clients, hub_account: &str, account: &str) -> Clients {
+    let role = o11y_shared::domain::input::DEFAULT_TARGET_ROLE;
+    // The harness's own calls are not authorized: it assumes the role before creating it.
+    let target = hub.assume(&format!("arn:aws:iam::{account}:role/{role}"), "test-seed").await.expect("assume");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{hub_account}:root")}, "Action": "sts:AssumeRole"}]});
+    target.iam.create_role().role_name(role).assume_role_policy_document(trust.to_string()).send().await.expect("role");
+    let admin = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+    target
+        .iam
+        .put_role_policy()
+        .role_name(role)
+        .policy_name("AdministratorAccess")
+        .policy_document(admin.to_string())
+        .send()
+        .await
+        .expect("admin policy");
+    target
+}

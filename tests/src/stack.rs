@@ -59,10 +59,11 @@ pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
 /// `infra/template.yaml`) and its requests are authorized against it
 /// (`tests/localstack/authz.py`).
 ///
-/// In progress (issue 16): on only for an explicit `template` or with `O11Y_AUTHZ=1`, until every
-/// suite passes under the template roles.
+/// In progress (issue 16): on for an explicit `template` (see [`StackOptions::authorized`]) or with
+/// `O11Y_AUTHZ=1`, until every suite passes under the template roles; `O11Y_AUTHZ=0` turns it off.
 pub fn authz_args(template: Option<&Path>) -> Vec<String> {
-    if template.is_none() && std::env::var("O11Y_AUTHZ").as_deref() != Ok("1") {
+    let env = std::env::var("O11Y_AUTHZ");
+    if env.as_deref() == Ok("0") || (template.is_none() && env.as_deref() != Ok("1")) {
         return Vec::new();
     }
     let path = template.map(Path::to_path_buf).unwrap_or_else(|| repo_root().join("infra/template.yaml"));
@@ -74,9 +75,29 @@ pub fn authz_args(template: Option<&Path>) -> Vec<String> {
     ]
 }
 
-/// The Grafana emulator's command line for the stack: AMP workspaces are looked up in moto and
-/// data source health checks query Prometheus.
-pub fn grafana_emulator_args(port: u16, active_delay: f64, moto_port: u16, prometheus_port: u16) -> Vec<String> {
+/// The environment variable with the seconds an AMP workspace stays CREATING (default 0).
+pub const AMP_CREATING_ENV: &str = "O11Y_AMP_CREATING_SECONDS";
+/// The environment variable with IAM's propagation delay: a role younger than this many seconds
+/// cannot be assumed yet by STS (functions) or Grafana (health checks) (default 0).
+pub const IAM_PROPAGATION_ENV: &str = "O11Y_IAM_PROPAGATION_SECONDS";
+
+fn env_seconds(name: &str) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v >= 0.0).unwrap_or(0.0)
+}
+
+/// The router's arguments for AWS's timing (`--amp-creating-seconds`, `--iam-propagation-seconds`).
+pub fn timing_args(opts: &StackOptions) -> Vec<String> {
+    vec![
+        "--amp-creating-seconds".into(),
+        opts.amp_creating_seconds.to_string(),
+        "--iam-propagation-seconds".into(),
+        opts.iam_propagation_seconds.to_string(),
+    ]
+}
+
+/// The Grafana emulator's command line for the stack: AMP workspaces and workspace roles are
+/// looked up in moto and data source health checks query Prometheus.
+pub fn grafana_emulator_args(port: u16, opts: &StackOptions, moto_port: u16, prometheus_port: u16) -> Vec<String> {
     vec![
         python().display().to_string(),
         repo_root().join("tests/grafana_emulator/emulator.py").display().to_string(),
@@ -87,7 +108,9 @@ pub fn grafana_emulator_args(port: u16, active_delay: f64, moto_port: u16, prome
         "--account-id".into(),
         ACCOUNT_ID.into(),
         "--active-delay".into(),
-        active_delay.to_string(),
+        opts.grafana_active_delay.to_string(),
+        "--iam-propagation-seconds".into(),
+        opts.iam_propagation_seconds.to_string(),
         "--amp-url".into(),
         format!("http://127.0.0.1:{moto_port}"),
         "--prometheus-url".into(),
@@ -106,15 +129,32 @@ pub struct StackOptions {
     pub template: Option<PathBuf>,
     /// The account's IAM trust policy size quota the stack enforces (`None`: AWS's default, 2,048).
     pub iam_trust_quota: Option<u32>,
+    /// Seconds an AMP workspace is answered CREATING after its creation (default
+    /// [`AMP_CREATING_ENV`], else 0).
+    pub amp_creating_seconds: f64,
+    /// Seconds before a new IAM role can be assumed (default [`IAM_PROPAGATION_ENV`], else 0).
+    pub iam_propagation_seconds: f64,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { grafana_active_delay: 0.0, wait_first_seconds: 1, template: None, iam_trust_quota: None }
+        Self {
+            grafana_active_delay: 0.0,
+            wait_first_seconds: 1,
+            template: None,
+            iam_trust_quota: None,
+            amp_creating_seconds: env_seconds(AMP_CREATING_ENV),
+            iam_propagation_seconds: env_seconds(IAM_PROPAGATION_ENV),
+        }
     }
 }
 
 impl StackOptions {
+    /// The default options, with every function run under its role of `infra/template.yaml`.
+    pub fn authorized() -> Self {
+        Self { template: Some(repo_root().join("infra/template.yaml")), ..Self::default() }
+    }
+
     /// The default options, but Grafana workspaces stay CREATING for one second.
     pub fn creating_one_second() -> Self {
         Self { grafana_active_delay: 1.0, ..Self::default() }
@@ -199,7 +239,7 @@ impl FullStack {
         let grafana = Server::start(
             "grafana-emulator",
             g_port,
-            &grafana_emulator_args(g_port, opts.grafana_active_delay, moto_port, prometheus.server.port),
+            &grafana_emulator_args(g_port, opts, moto_port, prometheus.server.port),
             "/_emulator/health",
         );
         let endpoint = format!("http://127.0.0.1:{router_port}");
@@ -213,6 +253,7 @@ impl FullStack {
         ];
         args.extend(router_routes(g_port, prometheus.server.port));
         args.extend(authz_args(opts.template.as_deref()));
+        args.extend(timing_args(opts));
         if let Some(quota) = opts.iam_trust_quota {
             args.extend(["--iam-trust-quota".into(), quota.to_string()]);
         }

@@ -248,12 +248,7 @@ async fn a_console_input_with_a_cloudformation_block_answers_nobody_and_writes_n
 }
 
 async fn clients_in(stack: &FullStack, account: &str) -> Clients {
-    stack
-        .clients()
-        .await
-        .assume(&format!("arn:aws:iam::{account}:role/AWSControlTowerExecution"), "test-seed")
-        .await
-        .unwrap()
+    seed::vended_account(&stack.clients().await, o11y_tests::ACCOUNT_ID, account).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,8 +187,7 @@ async fn a_hostile_vending_defaults_parameter_cannot_reach_an_admin_role_of_a_ve
     let defaults = json!({"cluster": {"name": "{accountName}-eks"}, "namespace": "obs", "irsaRoleName": "admin"});
     seed::vending_defaults(&hub, &defaults).await;
     let account = "345678901234";
-    let target =
-        hub.assume(&format!("arn:aws:iam::{account}:role/AWSControlTowerExecution"), "test-seed").await.unwrap();
+    let target = seed::vended_account(&hub, o11y_tests::ACCOUNT_ID, account).await;
     let seeded = seed::seed(&target, "c-eks", "obs-irsa", "obs").await;
     let root = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")}, "Action": "sts:AssumeRole"}]});

@@ -465,6 +465,14 @@ async fn upsert(
         }
     };
     let health = api.datasource_health(&spec.uid).await?;
+    if !health.ok && health.message.contains("sts:AssumeRole") {
+        // Grafana cannot assume a workspace role IAM has not propagated yet (created seconds
+        // ago): the ASL retries IamPropagationError; a trust that stays wrong still fails.
+        return Err(Error::IamPropagation(format!(
+            "Grafana data source {} failed its health check: Grafana cannot assume the workspace role: {}",
+            spec.uid, health.message
+        )));
+    }
     if !health.ok {
         return Err(Error::ResourceFailed(format!(
             "Grafana data source {} ({}) failed its health check (HTTP {}): {}",

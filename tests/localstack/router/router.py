@@ -275,6 +275,50 @@ INVOKE_FAULT_ERROR_TYPES = {
 }
 
 
+class AmpCreating:
+    """AWS's time for an AMP workspace to become ACTIVE, which moto skips: for ``seconds`` after a
+    CreateWorkspace the workspace is answered ``CREATING`` by CreateWorkspace, DescribeWorkspace
+    and ListWorkspaces (the responses are rewritten; moto's own state is ACTIVE at once)."""
+
+    _ONE = re.compile(r"^/workspaces/([^/]+)$")
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.created: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def applies(self, service: str | None, method: str, path: str) -> bool:
+        if self.seconds <= 0 or service != "aps":
+            return False
+        return (method == "POST" and path == "/workspaces") or (
+            method == "GET" and (path == "/workspaces" or self._ONE.match(path) is not None))
+
+    def _creating(self, ws: dict, now: float) -> None:
+        started = self.created.get(ws.get("workspaceId") or "")
+        status = ws.get("status")
+        if started is not None and now - started < self.seconds and isinstance(status, dict) \
+                and status.get("statusCode") == "ACTIVE":
+            status["statusCode"] = "CREATING"
+
+    def rewrite(self, method: str, path: str, status: int, data: bytes) -> bytes:
+        """The response moto gave, with the workspaces still creating answered CREATING."""
+        if not 200 <= status < 300:
+            return data
+        try:
+            doc = json.loads(data or b"{}")
+        except ValueError:
+            return data
+        now = time.monotonic()
+        with self.lock:
+            if method == "POST" and doc.get("workspaceId"):
+                self.created[doc["workspaceId"]] = now
+                self._creating(doc, now)
+            for ws in [doc.get("workspace")] + list(doc.get("workspaces") or []):
+                if isinstance(ws, dict):
+                    self._creating(ws, now)
+        return json.dumps(doc).encode()
+
+
 class Faults:
     def __init__(self):
         self.lock = threading.Lock()
@@ -987,6 +1031,7 @@ class Router:
         self.requests: list[dict] = []
         self.seq = 0
         self.faults = Faults()
+        self.amp_creating = AmpCreating(args.amp_creating_seconds)
         self.spawner = Spawner()
         self.stopping = False
         self.model_check = not args.no_model_check and os.environ.get("O11Y_MODEL_CHECK", "1") != "0"
@@ -995,7 +1040,9 @@ class Router:
             params = dict(spec.partition("=")[::2] for spec in args.template_param)
             self.authz = authz.Authorizer(args.template, self.default, self.routes.get("grafana"), self.region,
                                           self.account_id, parameters=params,
-                                          state_machine_name=args.state_machine_name)
+                                          state_machine_name=args.state_machine_name,
+                                          iam_propagation_s=args.iam_propagation_seconds)
+            self.authz.ensure_roles(wait_s=60)
 
     # --- request log ---------------------------------------------------------------------
     def record_start(self, entry: dict) -> dict:
@@ -1201,6 +1248,11 @@ class RouterHandler(BaseHTTPRequestHandler):
             with r.log_lock:
                 r.requests.clear()
             return write_simple(self, 200, {"status": "ok"})
+        if path == "/_router/authz/roles" and self.command == "POST":
+            # After a moto reset: the template roles again, as a deployed stack has them.
+            if r.authz is not None:
+                r.authz.ensure_roles()
+            return write_simple(self, 200, {"status": "ok", "authz": r.authz is not None})
         if path == "/_router/functions" and self.command == "GET":
             return write_simple(self, 200, r.functions_stats())
         if path == "/_router/functions/reset" and self.command == "POST":
@@ -1382,13 +1434,20 @@ class RouterHandler(BaseHTTPRequestHandler):
                 # An AssumeRole by a function: the credentials it returns are checked in turn.
                 data = resp.read()
                 r.authz.observe_assume_role(self.headers, query, body, resp.status, data)
-                headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP
-                           and k.lower() not in ("content-length", "content-type", "date", "server")}
-                return write_simple(self, resp.status, data, headers,
-                                    content_type=resp.getheader("Content-Type") or "text/xml")
+                return self.relay_read(resp, data, "text/xml")
+            if r.amp_creating.applies(c.service, self.command, split.path):
+                data = r.amp_creating.rewrite(self.command, split.path, resp.status, resp.read())
+                return self.relay_read(resp, data, "application/json")
             self.relay_response(resp)
         finally:
             conn.close()
+
+    def relay_read(self, resp: http.client.HTTPResponse, data: bytes, default_type: str):
+        """Relays a response whose body was read (and possibly rewritten) here."""
+        headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP
+                   and k.lower() not in ("content-length", "content-type", "date", "server")}
+        return write_simple(self, resp.status, data, headers,
+                            content_type=resp.getheader("Content-Type") or default_type)
 
     def relay_response(self, resp: http.client.HTTPResponse):
         self.send_response_only(resp.status, resp.reason)
@@ -1474,6 +1533,12 @@ def main(argv=None) -> int:
                     help="a template parameter other than its default")
     ap.add_argument("--state-machine-name", default="o11y-provisioner",
                     help="local name of the template's state machine (its Ref)")
+    ap.add_argument("--amp-creating-seconds", type=float, default=0.0,
+                    help="an AMP workspace is answered CREATING for this long after its CreateWorkspace "
+                         "(moto makes it ACTIVE at once)")
+    ap.add_argument("--iam-propagation-seconds", type=float, default=0.0,
+                    help="IAM's eventual consistency: a role younger than this cannot be assumed by a "
+                         "function yet (sts:AssumeRole answers AccessDenied; needs --template)")
     ap.add_argument("--iam-trust-quota", type=int, default=None,
                     help="the account's trust policy size quota (default 2048; AWS allows raising it to 4096)")
     args = ap.parse_args(argv)

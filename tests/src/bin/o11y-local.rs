@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use o11y_tests::stack::{authz_args, function_env, functions_dir, grafana_emulator_args, router_routes, StackOptions};
+use o11y_tests::stack::{
+    authz_args, function_env, functions_dir, grafana_emulator_args, router_routes, timing_args, StackOptions,
+};
 use o11y_tests::{free_port, http, prometheus_args, python, repo_root, sdk_config_for, ACCOUNT_ID, REGION};
 use serde_json::{json, Value};
 
@@ -146,6 +148,7 @@ fn devstack_up(grafana_delay: f64) {
         ));
     }
     let endpoint = format!("http://127.0.0.1:{router_port}");
+    let opts = StackOptions { grafana_active_delay: grafana_delay, ..StackOptions::default() };
     let venv_bin = py.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut pids = Vec::new();
     let mut state = json!({});
@@ -162,11 +165,7 @@ fn devstack_up(grafana_delay: f64) {
             &[("MOTO_PORT".into(), router_port.to_string())],
         ));
         pids.push(spawn_detached("prometheus", &prom_args, &[]));
-        pids.push(spawn_detached(
-            "grafana-emulator",
-            &grafana_emulator_args(g_port, grafana_delay, moto_port, p_port),
-            &[],
-        ));
+        pids.push(spawn_detached("grafana-emulator", &grafana_emulator_args(g_port, &opts, moto_port, p_port), &[]));
         let mut args = vec![
             py.display().to_string(),
             repo_root().join("tests/localstack/router/router.py").display().to_string(),
@@ -177,8 +176,9 @@ fn devstack_up(grafana_delay: f64) {
         ];
         args.extend(router_routes(g_port, p_port));
         args.extend(authz_args(None));
+        args.extend(timing_args(&opts));
         args.extend(["--functions-dir".into(), functions_dir().display().to_string()]);
-        for (k, v) in function_env(&endpoint, &StackOptions::default()) {
+        for (k, v) in function_env(&endpoint, &opts) {
             args.push("--function-env".into());
             args.push(format!("{k}={v}"));
         }
