@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import datetime
 import glob
 import gzip
 import hashlib
@@ -44,6 +43,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import botocore
+
+# The IAM policy evaluator the local stack's authorizer uses (tests/localstack/iam_policy.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "localstack"))
+import iam_policy  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Static facts
@@ -1761,11 +1764,11 @@ class DataPlane:
         if not role_arn:
             return error("failed to retrieve credentials: the Grafana workspace has no IAM role "
                          "(workspaceRoleArn), so ec2_iam_role has no credentials to sign with")
-        if self.amp_url and (self.service.config.get("iamPropagationSeconds") or 0) > 0:
-            problem = self._role_problem(role_arn, creator, region, ws_id)
-            if problem:
-                return error(f"failed to assume the workspace IAM role: {problem}")
         if self.amp_url:
+            if (self.service.config.get("iamPropagationSeconds") or 0) > 0:
+                problem = self._role_problem(role_arn, creator, region, ws_id)
+                if problem:
+                    return error(f"failed to assume the workspace IAM role: {problem}")
             problem = self._amp_workspace_problem(amp_ws_id, creator, region)
             if problem:
                 return error(f"Post \"{query_url}\": {problem}")
@@ -1806,16 +1809,10 @@ class DataPlane:
         created = re.search(r"<CreateDate>([^<]+)</CreateDate>", text)
         doc = re.search(r"<AssumeRolePolicyDocument>([^<]*)</AssumeRolePolicyDocument>", text)
         delay = self.service.config.get("iamPropagationSeconds") or 0
-        if created and delay > 0:
-            try:
-                at = datetime.datetime.fromisoformat(created.group(1).replace("Z", "+00:00"))
-                age = (datetime.datetime.now(datetime.timezone.utc) - at).total_seconds()
-            except ValueError:
-                age = 0.0
-            if age < delay:
-                return denied
+        if iam_policy.created_less_than(created.group(1) if created else None, delay) is not None:
+            return denied
         try:
-            trust = json.loads(unquote(html.unescape(doc.group(1)))) if doc else {}
+            trust = iam_policy.document(html.unescape(doc.group(1))) if doc else {}
         except ValueError:
             return denied
         ws_arn = f"arn:aws:grafana:{region or self.service.region}:{account}:/workspaces/{ws_id or '*'}"
@@ -2106,45 +2103,14 @@ class Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------------
 
 
-def _glob(pattern: str, value: str) -> bool:
-    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(rx, value) is not None
-
-
 def grafana_may_assume(trust: dict, account: str, ws_arn: str) -> bool:
     """Whether a role trust policy lets Managed Grafana assume the role for the workspace
     ``ws_arn``: an Allow of sts:AssumeRole to the service principal ``grafana.amazonaws.com``
-    whose conditions on ``aws:SourceAccount`` / ``aws:SourceArn`` (the confused-deputy keys)
-    hold; a condition on any other key or with another operator cannot be proven to hold."""
-    known = {"aws:sourceaccount": account, "aws:sourcearn": ws_arn}
-    ops = {"StringEquals": lambda p, v: p == v, "ArnEquals": lambda p, v: p == v,
-           "StringLike": _glob, "ArnLike": _glob}
-
-    def holds(st: dict) -> bool:
-        for operator, block in (st.get("Condition") or {}).items():
-            match = ops.get(operator[:-len("IfExists")] if operator.endswith("IfExists") else operator)
-            for key, expected in (block or {}).items():
-                actual = known.get(key.lower())
-                values = expected if isinstance(expected, list) else [expected]
-                if match is None or actual is None or not any(match(str(p), actual) for p in values):
-                    return False
-        return True
-
-    allowed = False
-    statements = trust.get("Statement") or []
-    for st in statements if isinstance(statements, list) else [statements]:
-        principal = st.get("Principal") if isinstance(st.get("Principal"), dict) else {}
-        services = principal.get("Service") or []
-        actions = st.get("Action") or []
-        if "grafana.amazonaws.com" not in (services if isinstance(services, list) else [services]):
-            continue
-        if not any(_glob(a.lower(), "sts:assumerole") for a in (actions if isinstance(actions, list) else [actions])):
-            continue
-        if st.get("Effect") == "Deny" and holds(st):
-            return False
-        if st.get("Effect") == "Allow" and holds(st):
-            allowed = True
-    return allowed
+    whose conditions hold when Grafana assumes it, with the confused-deputy keys
+    ``aws:SourceAccount`` and ``aws:SourceArn`` (a condition on any other key cannot hold), and no
+    Deny that applies (``iam_policy.trust_allows``)."""
+    ctx = iam_policy.Context({"aws:SourceAccount": account, "aws:SourceArn": ws_arn})
+    return iam_policy.trust_allows(trust, "Service", {"grafana.amazonaws.com"}, ctx)
 
 
 def build_service(region="us-east-1", account_id="123456789012", active_delay=0.0,

@@ -23,7 +23,6 @@ the stack's administrator.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import secrets
@@ -31,6 +30,9 @@ import threading
 from urllib.parse import unquote
 
 import yaml
+
+import iam_policy
+from iam_policy import Context, _list, evaluate
 
 #: Credential-scope service -> IAM action prefix.
 PREFIX = {"aps": "aps", "grafana": "grafana", "iam": "iam", "sts": "sts", "ssm": "ssm", "eks": "eks",
@@ -172,7 +174,9 @@ class Template:
         return {k: r for k, r in ((k, self.resolve(x)) for k, x in node.items()) if r is not _NOVALUE}
 
     def function_roles(self) -> dict:
-        """binary -> {"role": role name, "trust": document, "policies": {name: document}}."""
+        """binary -> {"role": role name, "trust": document, "policies": {name: document},
+        "environment": the function's variables (Globals merged, resolved)}."""
+        globals_env = (((self.doc.get("Globals") or {}).get("Function") or {}).get("Environment") or {})
         out = {}
         for logical, res in self.resources.items():
             if res.get("Type") != "AWS::Serverless::Function":
@@ -184,8 +188,11 @@ class Template:
             role_logical = role_ref["Fn::GetAtt"][0]
             props = self.resolve((self.resources[role_logical].get("Properties") or {}))
             policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies") or []}
+            env = dict(globals_env.get("Variables") or {})
+            env.update(((res["Properties"].get("Environment") or {}).get("Variables")) or {})
             out[binary] = {"role": self.physical(role_logical), "trust": props.get("AssumeRolePolicyDocument"),
-                           "policies": policies, "managed": props.get("ManagedPolicyArns") or []}
+                           "policies": policies, "managed": props.get("ManagedPolicyArns") or [],
+                           "environment": {k: str(v) for k, v in self.resolve(env).items()}}
         return out
 
 
@@ -193,183 +200,16 @@ def role_name(stack: str, logical: str) -> str:
     return f"{stack}-{logical}"[:64]
 
 
-# --- policy evaluation -----------------------------------------------------------------------------
-def _list(v):
-    if v is None:
-        return []
-    return v if isinstance(v, list) else [v]
-
-
-def _glob(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    if ignore_case:
-        pattern, value = pattern.lower(), value.lower()
-    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(rx, value, re.DOTALL) is not None
-
-
-class Context:
-    """The request context: static keys, plus aws:ResourceTag/* looked up on first use."""
-
-    def __init__(self, values: dict, resource_tags=None):
-        self.values = {k.lower(): v for k, v in values.items()}
-        self._resource_tags = resource_tags
-        self._tags = None
-
-    def get(self, key: str):
-        k = key.lower()
-        if k.startswith("aws:resourcetag/") and self._resource_tags is not None:
-            if self._tags is None:
-                self._tags = {t.lower(): v for t, v in (self._resource_tags() or {}).items()}
-            return self._tags.get(k.split("/", 1)[1])
-        return self.values.get(k)
-
-    def substitute(self, text: str):
-        """Policy variables (``${aws:PrincipalOrgID}``) replaced; None when one is absent."""
-        missing = False
-
-        def one(m):
-            nonlocal missing
-            v = self.get(m.group(1))
-            if v is None or isinstance(v, list):
-                missing = True
-                return ""
-            return str(v)
-        out = re.sub(r"\$\{([^}*?$]+)\}", one, text)
-        return None if missing else out
-
-
-_STRING_OPS = {
-    "StringEquals": lambda p, v: p == v,
-    "StringNotEquals": lambda p, v: p == v,
-    "StringEqualsIgnoreCase": lambda p, v: p.lower() == v.lower(),
-    "StringNotEqualsIgnoreCase": lambda p, v: p.lower() == v.lower(),
-    "StringLike": lambda p, v: _glob(p, v),
-    "StringNotLike": lambda p, v: _glob(p, v),
-    "ArnEquals": lambda p, v: p == v,
-    "ArnNotEquals": lambda p, v: p == v,
-    "ArnLike": lambda p, v: _glob(p, v),
-    "ArnNotLike": lambda p, v: _glob(p, v),
-    "Bool": lambda p, v: p.lower() == v.lower(),
-    "NumericEquals": lambda p, v: float(v) == float(p),
-    "NumericNotEquals": lambda p, v: float(v) == float(p),
-    "NumericLessThan": lambda p, v: float(v) < float(p),
-    "NumericLessThanEquals": lambda p, v: float(v) <= float(p),
-    "NumericGreaterThan": lambda p, v: float(v) > float(p),
-    "NumericGreaterThanEquals": lambda p, v: float(v) >= float(p),
-}
-_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike",
-            "NumericNotEquals"}
-
-
-def condition_holds(operator: str, key: str, expected, ctx: Context) -> bool:
-    """One key of one operator block (the expected values are ORed)."""
-    qualifier = None
-    if ":" in operator and operator.split(":", 1)[0] in ("ForAnyValue", "ForAllValues"):
-        qualifier, operator = operator.split(":", 1)
-    if_exists = operator.endswith("IfExists")
-    if if_exists:
-        operator = operator[: -len("IfExists")]
-    actual = ctx.get(key)
-    if operator == "Null":
-        want_absent = str(_list(expected)[0]).lower() == "true"
-        absent = actual is None or actual == []
-        return absent == want_absent
-    match = _STRING_OPS.get(operator)
-    if match is None:
-        return False  # an operator this evaluator does not know cannot be proven to hold
-    negated = operator in _NEGATED
-    patterns = []
-    for e in _list(expected):
-        s = ctx.substitute(str(e)) if isinstance(e, str) else str(e).lower() if isinstance(e, bool) else str(e)
-        if s is not None:
-            patterns.append(s)
-
-    def one(v) -> bool:
-        try:
-            hit = any(match(p, str(v)) for p in patterns)
-        except ValueError:
-            hit = False
-        return not hit if negated else hit
-
-    if actual is None or actual == []:
-        if qualifier == "ForAllValues" or if_exists:
-            return True
-        if qualifier == "ForAnyValue":
-            return False
-        return negated
-    values = _list(actual)
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in values)
-    if qualifier == "ForAnyValue":
-        return any(one(v) for v in values)
-    if len(values) != 1:
-        return False  # a single-valued operator on a multivalued key
-    return one(values[0])
-
-
-def statement_matches(st: dict, action: str, resource: str, ctx: Context) -> bool:
-    if "Action" in st:
-        if not any(_glob(a, action, ignore_case=True) for a in _list(st["Action"])):
-            return False
-    elif "NotAction" in st:
-        if any(_glob(a, action, ignore_case=True) for a in _list(st["NotAction"])):
-            return False
-    else:
-        return False
-
-    def resource_hit(patterns) -> bool:
-        for p in _list(patterns):
-            p = ctx.substitute(p) if "${" in p else p
-            if p is not None and _glob(p, resource):
-                return True
-        return False
-    if "Resource" in st:
-        if not resource_hit(st["Resource"]):
-            return False
-    elif "NotResource" in st:
-        if resource_hit(st["NotResource"]):
-            return False
-    for operator, block in (st.get("Condition") or {}).items():
-        for key, expected in block.items():
-            if not condition_holds(operator, key, expected, ctx):
-                return False
-    return True
-
-
-def evaluate(documents: list, action: str, resource: str, ctx: Context) -> str | None:
-    """"Deny", "Allow" or None (no statement applies) over policy documents."""
-    allowed = False
-    for doc in documents:
-        for st in _list((doc or {}).get("Statement")):
-            if statement_matches(st, action, resource, ctx):
-                if st.get("Effect") == "Deny":
-                    return "Deny"
-                if st.get("Effect") == "Allow":
-                    allowed = True
-    return "Allow" if allowed else None
-
-
 def trust_allows(trust: dict, caller: "Identity", org_id: str) -> bool:
     """Whether a role trust policy lets ``caller`` (a role session or the account) call
-    sts:AssumeRole: an Allow naming the caller's account (``<id>``, ``arn:…:root``), its role ARN
-    or ``*``, whose conditions hold, and no Deny that applies."""
+    sts:AssumeRole: its account (``<id>``, ``arn:…:root``), its role ARN or ``*`` named as an AWS
+    principal (iam_policy.trust_allows)."""
     m = re.fullmatch(r"arn:aws[a-z-]*:sts::(\d{12}):assumed-role/([^/]+)/.*", caller.arn)
     role_arn = f"arn:aws:iam::{m.group(1)}:role/{m.group(2)}" if m else caller.arn
     names = {"*", caller.account, f"arn:aws:iam::{caller.account}:root", role_arn}
     ctx = Context({"aws:PrincipalArn": role_arn, "aws:PrincipalAccount": caller.account,
                    "aws:PrincipalOrgID": org_id})
-    allowed = False
-    for st in _list(trust.get("Statement")):
-        principal = st.get("Principal")
-        aws = _list(principal.get("AWS")) if isinstance(principal, dict) else _list(principal)
-        if not any(p in names for p in aws):
-            continue
-        st = {k: v for k, v in st.items() if k not in ("Principal", "Resource", "NotResource")}
-        if statement_matches(dict(st, Resource="*"), "sts:AssumeRole", "*", ctx):
-            if st.get("Effect") == "Deny":
-                return False
-            allowed = allowed or st.get("Effect") == "Allow"
-    return allowed
+    return iam_policy.trust_allows(trust, "AWS", names, ctx)
 
 
 # --- identities ------------------------------------------------------------------------------------
@@ -576,10 +416,14 @@ class Authorizer:
         self.identities: dict[str, Identity] = {}
         self.lock = threading.Lock()
         self.denied = 0
+        #: (service, account) -> an administrator's client there (_account_client); emptied by
+        #: ensure_roles, as a moto reset forgets the credentials.
+        self._account_clients: dict = {}
         #: IAM's eventual consistency: a role younger than this cannot be assumed yet.
         self.iam_propagation_s = float(iam_propagation_s)
 
-    def _client(self, service: str, identity: Identity | None = None, url: str | None = None):
+    def _client(self, service: str, identity: Identity | None = None, url: str | None = None,
+                region: str | None = None):
         import boto3
 
         if identity is None:
@@ -588,7 +432,7 @@ class Authorizer:
             key = next(k for k, v in self.identities.items() if v is identity)
             creds = {"aws_access_key_id": key, "aws_secret_access_key": identity.secret,
                      "aws_session_token": identity.token}
-        return boto3.client(service, endpoint_url=url or self.moto_url, region_name=self.region, **creds)
+        return boto3.client(service, endpoint_url=url or self.moto_url, region_name=region or self.region, **creds)
 
     def _ensure_role(self, binary: str, spec: dict) -> None:
         iam = self._client("iam")
@@ -606,6 +450,8 @@ class Authorizer:
         before anything runs), waiting up to ``wait_s`` for moto to answer."""
         import time
 
+        with self.lock:
+            self._account_clients.clear()
         deadline = time.monotonic() + wait_s
         while True:
             try:
@@ -635,6 +481,10 @@ class Authorizer:
         return {"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": c["SessionToken"]}
 
+    def environment(self, binary: str) -> dict:
+        """The function's environment variables as the template sets them ({} if not in it)."""
+        return dict((self.roles.get(binary) or {}).get("environment") or {})
+
     def identity(self, headers) -> Identity | None:
         key = _access_key(headers)
         with self.lock:
@@ -650,7 +500,8 @@ class Authorizer:
     def _resource_tags(self, identity: Identity, resource: str) -> dict:
         try:
             parts = resource.split(":", 5)
-            service, rest = parts[2], parts[5]
+            # A regional resource's tags are read in its own region (the caller may act in another).
+            service, region, rest = parts[2], parts[3] or None, parts[5]
             if service == "iam" and rest.startswith("role/"):
                 name = rest.rsplit("/", 1)[-1]
                 return _tags_list(self._client("iam", identity).list_role_tags(RoleName=name)["Tags"])
@@ -658,14 +509,14 @@ class Authorizer:
                 return _tags_list(self._client("iam", identity).list_policy_tags(PolicyArn=resource)["Tags"])
             if service == "ssm" and rest.startswith("parameter"):
                 name = rest[len("parameter"):]
-                r = self._client("ssm", identity).list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+                r = self._client("ssm", identity, region=region).list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
                 return _tags_list(r["TagList"])
             if service == "aps" and rest.startswith("workspace/"):
                 ws = rest.split("/", 1)[1]
-                return self._client("amp", identity).describe_workspace(workspaceId=ws)["workspace"].get("tags") or {}
+                return self._client("amp", identity, region=region).describe_workspace(workspaceId=ws)["workspace"].get("tags") or {}
             if service == "grafana" and rest.startswith("/workspaces/") and self.grafana_url:
                 ws = rest.rsplit("/", 1)[-1]
-                c = self._client("grafana", identity, self.grafana_url)
+                c = self._client("grafana", identity, self.grafana_url, region)
                 return c.describe_workspace(workspaceId=ws)["workspace"].get("tags") or {}
         except Exception:  # noqa: BLE001 - no such resource: no tags (AWS cannot match them either)
             return {}
@@ -683,7 +534,8 @@ class Authorizer:
         dp = _DATA_PLANE.match(path) if service == "aps" else None
         if dp:
             action = "aps:RemoteWrite" if dp.group(2) == "remote_write" else "aps:QueryMetrics"
-            reqs = [(action, f"arn:aws:aps:{self.region}:{identity.account}:workspace/{dp.group(1)}", {})]
+            reqs = [(action, f"arn:aws:aps:{self._scope_region(headers) or self.region}:{identity.account}:"
+                             f"workspace/{dp.group(1)}", {})]
         elif op is None:
             reqs = [(f"{PREFIX.get(service, service)}:{unquote(path)}", "*", {})]
         else:
@@ -697,31 +549,32 @@ class Authorizer:
                           lambda r=resource: self._resource_tags(identity, r))
             reason = identity.decide(action, resource, ctx)
             if reason is not None:
-                message = (f"User: {identity.arn} is not authorized to perform: {action} on resource: "
-                           f"{resource} {reason}")
-                with self.lock:
-                    self.denied += 1
-                status, hdrs, rbody = denial(protocol, service, message)
-                return status, hdrs, rbody, message
+                return self._deny(protocol, service, f"{self._refusal(identity, action, resource)} {reason}")
         if service == "sts" and op == "AssumeRole":
             arn = params.get("RoleArn", "")
             reason = self._assume_problem(identity, arn)
             if reason is not None:
                 # STS answers the same for a missing role, a trust that does not name the caller
                 # and a role too young to be seen yet; the log says which.
-                message = f"User: {identity.arn} is not authorized to perform: sts:AssumeRole on resource: {arn}"
-                with self.lock:
-                    self.denied += 1
-                status, hdrs, rbody = denial(protocol, service, message)
-                return status, hdrs, rbody, f"{message} ({reason})"
+                return self._deny(protocol, service, self._refusal(identity, "sts:AssumeRole", arn), reason)
         return None
+
+    @staticmethod
+    def _refusal(identity: Identity, action: str, resource: str) -> str:
+        return f"User: {identity.arn} is not authorized to perform: {action} on resource: {resource}"
+
+    def _deny(self, protocol: str, service: str, message: str, logged: str | None = None):
+        """Counts a denial and returns it as authorize does: the service's AccessDenied with
+        ``message``, and what the router logs (``message``, with ``logged`` appended)."""
+        with self.lock:
+            self.denied += 1
+        status, hdrs, rbody = denial(protocol, service, message)
+        return status, hdrs, rbody, f"{message} ({logged})" if logged else message
 
     def _assume_problem(self, caller: Identity, role_arn: str) -> str | None:
         """Why STS refuses ``caller`` an AssumeRole of ``role_arn`` beyond the caller's own policies
         (moto checks none of it): the role must exist, be older than the propagation delay, and
         its trust policy must allow the caller. None when it may be assumed."""
-        import datetime
-
         m = re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([^/]+)", role_arn)
         if not m:
             return "not a role ARN"
@@ -730,12 +583,10 @@ class Authorizer:
             role = self._account_client("iam", account).get_role(RoleName=name)["Role"]
         except Exception as e:  # noqa: BLE001 - what cannot be read cannot be assumed
             return f"the role does not exist in account {account} ({type(e).__name__})"
-        created = role.get("CreateDate")
-        if self.iam_propagation_s > 0 and isinstance(created, datetime.datetime):
-            age = (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
-            if age < self.iam_propagation_s:
-                return f"the role is {age:.1f}s old: IAM has not propagated it yet ({self.iam_propagation_s}s)"
-        trust = _document(role.get("AssumeRolePolicyDocument") or {})
+        age = iam_policy.created_less_than(role.get("CreateDate"), self.iam_propagation_s)
+        if age is not None:
+            return f"the role is {age:.1f}s old: IAM has not propagated it yet ({self.iam_propagation_s}s)"
+        trust = iam_policy.document(role.get("AssumeRolePolicyDocument") or {})
         if not trust_allows(trust, caller, ORG_ID):
             return "the role's trust policy does not allow the caller"
         return None
@@ -747,11 +598,17 @@ class Authorizer:
 
         if account == self.account:
             return self._client(service)
-        c = self._client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/o11y-local-admin",
-                                            RoleSessionName="authz")["Credentials"]
-        return boto3.client(service, endpoint_url=self.moto_url, region_name=self.region,
-                            aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                            aws_session_token=c["SessionToken"])
+        with self.lock:
+            client = self._account_clients.get((service, account))
+        if client is None:
+            c = self._client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/o11y-local-admin",
+                                                RoleSessionName="authz")["Credentials"]
+            client = boto3.client(service, endpoint_url=self.moto_url, region_name=self.region,
+                                  aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                                  aws_session_token=c["SessionToken"])
+            with self.lock:
+                self._account_clients[(service, account)] = client
+        return client
 
     @staticmethod
     def _scope_region(headers) -> str | None:
@@ -791,20 +648,14 @@ class Authorizer:
         try:
             iam = self._client("iam", temp)
             for pname in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-                policies.append(_document(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]))
+                policies.append(iam_policy.document(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]))
             for att in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
                 pol = iam.get_policy(PolicyArn=att["PolicyArn"])["Policy"]
                 ver = iam.get_policy_version(PolicyArn=att["PolicyArn"], VersionId=pol["DefaultVersionId"])
-                policies.append(_document(ver["PolicyVersion"]["Document"]))
+                policies.append(iam_policy.document(ver["PolicyVersion"]["Document"]))
         except Exception:  # noqa: BLE001 - a role we cannot read grants nothing
             policies = []
         session = [json.loads(params["Policy"])] if params.get("Policy") else []
         session_name = params.get("RoleSessionName", "session")
         temp.arn = f"arn:aws:sts::{account}:assumed-role/{name}/{session_name}"
         temp.policies, temp.session_policies = policies, session
-
-
-def _document(doc) -> dict:
-    if isinstance(doc, dict):
-        return doc
-    return json.loads(unquote(doc))

@@ -842,6 +842,9 @@ class FunctionPool:
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{r.port}",
             }
         )
+        if r.authz is not None:
+            # The template's variables (Globals merged); the stack's --function-env overrides them.
+            env.update(r.authz.environment(self.name))
         env.update(r.function_env)
         if r.authz is not None:
             # The function's template role (authz.py): its credentials, not the harness's.
