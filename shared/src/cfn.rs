@@ -23,6 +23,7 @@ use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::{self, Action};
+use crate::domain::scope::Scope;
 pub use crate::state::{CfnContext, RequestType};
 use crate::state::{OutputContract, ProvisionState};
 
@@ -480,7 +481,8 @@ pub async fn handle_request(
             obj.insert("retainMetrics".into(), json!(false));
         }
     }
-    let deployment = match input::resolve(&input, Some(&stack_region)) {
+    let resolved = input::resolve(&input, Some(&stack_region)).and_then(|d| Scope::from_env().check(&d).map(|()| d));
+    let deployment = match resolved {
         Ok(d) => d,
         Err(e) => return answer(ctx, false, format!("{}: {e}", e.name())).await,
     };

@@ -16,6 +16,7 @@ use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
 use crate::domain::input;
+use crate::domain::scope::Scope;
 
 /// Default name of the organisation-defaults parameter.
 pub const DEFAULTS_PARAMETER: &str = "/o11y/vending-defaults";
@@ -161,7 +162,7 @@ pub async fn handle(clients: &Clients, state_machine_arn: &str, event: Value) ->
     };
     let input = build_input(&defaults(clients).await?, &req);
     // Validate here: a bad request fails now, with the field named, and starts nothing.
-    input::resolve(&input, clients.region())?;
+    Scope::from_env().check(&input::resolve(&input, clients.region())?)?;
     let name = sfn::execution_name("vend", &[&req.account_id, &req.dedupe]);
     let started = sfn::start(clients, state_machine_arn, &name, &input).await?;
     let out = VendingOutcome {

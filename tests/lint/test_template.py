@@ -707,12 +707,25 @@ def test_plan_writes_nothing(functions: dict[str, dict[str, Any]], resources: di
 ENV_REQUIRED = "set on every function whose code reads it"
 ENV_OPTIONAL = "optional: the code has a default"
 ENV_LOCAL_ONLY = "local stack only: never set in AWS"
+ENV_EVERYWHERE = "set on every function (test_scope_variables_carry_the_parameters_the_roles_are_scoped_by)"
+# The scope variables (shared/src/domain/scope.rs) and the template parameter each carries.
+SCOPE = {
+    "O11Y_GRAFANA_ROLE_NAME_PATTERN": "GrafanaRoleNamePattern",
+    "O11Y_WRITE_POLICY_NAME_PATTERN": "WritePolicyNamePattern",
+    "O11Y_READ_POLICY_NAME_PATTERN": "ReadPolicyNamePattern",
+    "O11Y_EKS_CLUSTER_NAME_PATTERN": "EksClusterNamePattern",
+    "O11Y_SSM_PREFIX": "SsmPrefix",
+    "O11Y_VENDING_ROLE_NAME": "VendingRoleName",
+}
 ENVIRONMENT = {
     # The one state machine the entry points start (lambda::serve_entry): no default.
     "O11Y_STATE_MACHINE_ARN": ENV_REQUIRED,
     # The organisation defaults vending-hook reads: its role may read only that parameter, so the
     # code's default name would be denied whenever the parameter is not the default.
     "O11Y_VENDING_DEFAULTS_PARAMETER": ENV_REQUIRED,
+    # The stack's scope (shared/src/domain/scope.rs): what the roles may act on. On every
+    # function, so that each one that resolves an input refuses one outside it up front.
+    **{var: ENV_EVERYWHERE for var in SCOPE},
     # The wait schedule (shared/src/domain/poll.rs).
     "O11Y_WAIT_FIRST_SECONDS": ENV_OPTIONAL,
     "O11Y_WAIT_MAX_SECONDS": ENV_OPTIONAL,
@@ -789,6 +802,20 @@ def test_required_variables_are_set_where_the_code_reads_them(functions: dict[st
                     problems.append(f"{binary}: its code reads {var} ({sorted(readers)}), which the template does not set")
         if not reached_by:
             problems.append(f"{var}: read by {sorted(readers)}, which no function's code reaches: has the layout changed?")
+    assert not problems, "\n".join(problems)
+
+
+def test_scope_variables_carry_the_parameters_the_roles_are_scoped_by(functions: dict[str, dict[str, Any]]) -> None:
+    """Each scope variable is !Ref of the parameter scope.rs names beside it, on every function."""
+    scope_rs = (REPO / "shared/src/domain/scope.rs").read_text()
+    problems = []
+    for var, param in SCOPE.items():
+        pairs = re.findall(r"Limit::(\w+) => \"" + var + '"', scope_rs)
+        if not pairs or f'Limit::{pairs[0]} => "{param}"' not in scope_rs:
+            problems.append(f"scope.rs does not pair {var} with {param}")
+        for name, fn in functions.items():
+            if variables(fn).get(var) != {"Ref": param}:
+                problems.append(f"{name}: {var} is {variables(fn).get(var)!r}, not !Ref {param}")
     assert not problems, "\n".join(problems)
 
 

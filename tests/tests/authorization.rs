@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
 use o11y_tests::seed;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::stack::{start_deployed, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 fn minimal() -> Value {
@@ -29,10 +29,7 @@ fn principals(stack: &FullStack) -> Vec<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_calls_aws_as_its_own_template_role_and_the_run_converges() {
     // GIVEN the local stack, whose router runs each function under its template role
-    let stack = FullStack::start(&StackOptions::authorized());
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) = start_deployed(&StackOptions::authorized()).await;
     stack.reset_requests();
 
     // WHEN a fresh deployment is applied
@@ -91,4 +88,40 @@ async fn a_permission_removed_from_one_role_fails_that_step_with_access_denied()
     // AND no AMP workspace exists
     let ws = clients.amp.list_workspaces().send().await.unwrap();
     assert!(ws.workspaces().is_empty(), "{:?}", ws.workspaces());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_outside_the_templates_patterns_are_refused_before_any_aws_write() {
+    // GIVEN the stack under the template's default parameters (WritePolicyNamePattern
+    // *-observability-write, GrafanaRoleNamePattern *-grafana, SsmPrefix /o11y, ...), handed to
+    // the functions in their environment as the template sets it
+    let (stack, _, _, sm) = start_deployed(&StackOptions::authorized()).await;
+    for (field, value, parameter) in [
+        ("writePolicyName", json!("team-x-write"), "WritePolicyNamePattern"),
+        ("grafana", json!({"roleName": "dr-prod-grafana-2"}), "GrafanaRoleNamePattern"),
+        ("grafana", json!({"readPolicyName": "dr-prod-read"}), "ReadPolicyNamePattern"),
+        ("ssmPrefix", json!("/platform/dr-prod"), "SsmPrefix"),
+        (
+            "target",
+            json!({"accountId": "210987654321", "roleName": "OrganizationAccountAccessRole"}),
+            "VendingRoleName",
+        ),
+    ] {
+        stack.reset_requests();
+        let mut input = minimal();
+        input[field] = value;
+        // WHEN a run names it
+        let out = stack.execute(&sm, &format!("scope-{parameter}"), &input).await;
+        // THEN it fails as a ValidationError naming the parameter, and nothing was written
+        assert_eq!(out.status, "FAILED", "{out:?}");
+        assert_eq!(out.error.as_deref(), Some("ValidationError"), "{out:?}");
+        let cause = out.cause.clone().unwrap_or_default();
+        assert!(cause.contains(field) && cause.contains(parameter), "{cause}");
+        assert_eq!(stack.aws_writes(), Vec::<Value>::new(), "{parameter}");
+        // AND no function call was denied: the refusal came first
+        assert!(principals(&stack).iter().all(|c| c.2 == "null"), "{parameter}: {:?}", principals(&stack));
+    }
+    // AND the default names, inside every pattern, converge
+    let out = stack.execute(&sm, "scope-defaults", &minimal()).await;
+    assert_eq!(out.status, "SUCCEEDED", "{out:?}");
 }

@@ -128,14 +128,14 @@ async fn two_deployments_on_one_role_and_namespace_each_hold_their_own_grant() {
 async fn a_write_policy_name_that_is_someone_elses_policy_is_refused_and_left_as_it_was() {
     let (stack, clients, _, sm) = start().await;
 
-    // GIVEN a policy of another team that has nothing to do with observability
+    // GIVEN a policy of another team, named like ours, that has nothing to do with observability
     let foreign = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::team-x-data/*"}
     ]});
     let created = clients
         .iam
         .create_policy()
-        .policy_name("team-x-data-read")
+        .policy_name("team-x-observability-write")
         .policy_document(foreign.to_string())
         .send()
         .await
@@ -144,14 +144,14 @@ async fn a_write_policy_name_that_is_someone_elses_policy_is_refused_and_left_as
 
     // WHEN the input names it as the write policy
     let mut input = minimal();
-    input["writePolicyName"] = json!("team-x-data-read");
+    input["writePolicyName"] = json!("team-x-observability-write");
     let run = stack.execute(&sm, "foreign-policy", &input).await;
 
     // THEN the run fails with a ConflictError naming the field and the policy
     assert_eq!(run.status, "FAILED", "{run:?}");
     let text = format!("{:?} {:?}", run.error, run.cause);
     assert!(text.contains("ConflictError"), "{text}");
-    assert!(text.contains("writePolicyName") && text.contains("team-x-data-read"), "{text}");
+    assert!(text.contains("writePolicyName") && text.contains("team-x-observability-write"), "{text}");
     // AND the policy keeps its one version, its document and its attachments
     let versions = clients.iam.list_policy_versions().policy_arn(&arn).send().await.unwrap();
     assert_eq!(versions.versions().len(), 1, "{versions:?}");
@@ -227,8 +227,8 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
 
     // WHEN both policies are renamed
     let mut renamed = minimal();
-    renamed["writePolicyName"] = json!("dr-prod-write-2");
-    renamed["grafana"] = json!({"readPolicyName": "dr-prod-read-2"});
+    renamed["writePolicyName"] = json!("dr-prod-2-observability-write");
+    renamed["grafana"] = json!({"readPolicyName": "dr-prod-2-grafana-amp-read"});
     let mut plan = renamed.clone();
     plan["action"] = json!("plan");
     let planned = stack.execute(&sm, "plan-rename", &plan).await;
@@ -242,8 +242,8 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
     assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
 
     // THEN the new ones are attached and the old ones, ours, are gone
-    assert_eq!(attached(&clients, "dr-core-irsa").await, vec!["dr-prod-write-2".to_string()]);
-    assert_eq!(attached(&clients, "dr-prod-us-east-1-grafana").await, vec!["dr-prod-read-2".to_string()]);
+    assert_eq!(attached(&clients, "dr-core-irsa").await, vec!["dr-prod-2-observability-write".to_string()]);
+    assert_eq!(attached(&clients, "dr-prod-us-east-1-grafana").await, vec!["dr-prod-2-grafana-amp-read".to_string()]);
     assert!(!policy_exists(&clients, "dr-prod-us-east-1-observability-write").await);
     assert!(!policy_exists(&clients, "dr-prod-us-east-1-grafana-amp-read").await);
 
@@ -251,8 +251,8 @@ async fn renamed_policies_replace_ours_and_the_old_ones_are_deleted() {
     renamed["action"] = json!("delete");
     let deleted = stack.execute(&sm, "delete", &renamed).await;
     assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
-    assert!(!policy_exists(&clients, "dr-prod-write-2").await);
-    assert!(!policy_exists(&clients, "dr-prod-read-2").await);
+    assert!(!policy_exists(&clients, "dr-prod-2-observability-write").await);
+    assert!(!policy_exists(&clients, "dr-prod-2-grafana-amp-read").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +265,7 @@ async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_n
 
     // WHEN the role is renamed: the plan names the old role's removal, then apply
     let mut renamed = minimal();
-    renamed["grafana"] = json!({"roleName": "dr-prod-grafana-2"});
+    renamed["grafana"] = json!({"roleName": "dr-prod-2-grafana"});
     let mut plan = renamed.clone();
     plan["action"] = json!("plan");
     let planned = stack.execute(&sm, "plan-rename", &plan).await;
@@ -278,8 +278,8 @@ async fn a_renamed_grafana_role_of_ours_is_deleted_once_the_workspace_uses_the_n
     // THEN the workspace uses the new role, which has the read policy, and the old one is gone
     let ws = clients.grafana.describe_workspace().workspace_id(&ws_id).send().await.unwrap();
     let role_arn = ws.workspace().unwrap().workspace_role_arn().unwrap().to_string();
-    assert!(role_arn.ends_with(":role/dr-prod-grafana-2"), "{role_arn}");
-    assert_eq!(attached(&clients, "dr-prod-grafana-2").await, vec!["dr-prod-us-east-1-grafana-amp-read".to_string()]);
+    assert!(role_arn.ends_with(":role/dr-prod-2-grafana"), "{role_arn}");
+    assert_eq!(attached(&clients, "dr-prod-2-grafana").await, vec!["dr-prod-us-east-1-grafana-amp-read".to_string()]);
     assert!(trust_of(&clients, "dr-prod-us-east-1-grafana").await.is_none(), "the old role, ours, is deleted");
 
     // WHEN run again THEN nothing is left to retire: the plan reports no change

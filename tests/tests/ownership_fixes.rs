@@ -108,18 +108,18 @@ async fn refused_runs_naming_foreign_policies_never_delete_ours() {
     // GIVEN a converged deployment, and two policies of another team
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
-    let (write_arn, write_doc) = foreign_policy(&clients, "team-x-write").await;
-    let (read_arn, read_doc) = foreign_policy(&clients, "team-x-read").await;
+    let (write_arn, write_doc) = foreign_policy(&clients, "team-x-observability-write").await;
+    let (read_arn, read_doc) = foreign_policy(&clients, "team-x-grafana-amp-read").await;
 
     // WHEN writePolicyName names one: refused
     let mut first = minimal();
-    first["writePolicyName"] = json!("team-x-write");
+    first["writePolicyName"] = json!("team-x-observability-write");
     let run = stack.execute(&sm, "foreign-write", &first).await;
     assert_eq!(run.status, "FAILED", "{run:?}");
     assert!(format!("{:?}", run.error).contains("ConflictError"), "{run:?}");
     // AND THEN grafana.readPolicyName names the other, writePolicyName back to ours: refused
     let mut second = minimal();
-    second["grafana"] = json!({"readPolicyName": "team-x-read"});
+    second["grafana"] = json!({"readPolicyName": "team-x-grafana-amp-read"});
     let run = stack.execute(&sm, "foreign-read", &second).await;
     assert_eq!(run.status, "FAILED", "{run:?}");
     assert!(format!("{:?}", run.error).contains("ConflictError"), "{run:?}");

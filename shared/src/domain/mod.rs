@@ -9,5 +9,6 @@ pub mod names;
 pub mod poll;
 pub mod render;
 pub mod schema;
+pub mod scope;
 pub mod text;
 pub mod validate;
