@@ -55,15 +55,16 @@ pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
     routes
 }
 
+/// How the names of the stack's own function roles start (the router's `o11y-local` stack:
+/// `o11y-local-<Logical>Role`, tests/localstack/authz.py): infrastructure, never a deployment's.
+pub const FUNCTION_ROLE_PREFIX: &str = "o11y-local-";
+
 /// The router's authorization arguments: each function runs under its role of `template` (default
-/// `infra/template.yaml`) and its requests are authorized against it
-/// (`tests/localstack/authz.py`).
-///
-/// In progress (issue 16): on for an explicit `template` (see [`StackOptions::authorized`]) or with
-/// `O11Y_AUTHZ=1`, until every suite passes under the template roles; `O11Y_AUTHZ=0` turns it off.
+/// `infra/template.yaml`), with the template's environment variables, and its requests are
+/// authorized against that role (`tests/localstack/authz.py`). Always on; `O11Y_AUTHZ=0` turns it
+/// off (to tell a template gap from a product bug).
 pub fn authz_args(template: Option<&Path>) -> Vec<String> {
-    let env = std::env::var("O11Y_AUTHZ");
-    if env.as_deref() == Ok("0") || (template.is_none() && env.as_deref() != Ok("1")) {
+    if std::env::var("O11Y_AUTHZ").as_deref() == Ok("0") {
         return Vec::new();
     }
     let path = template.map(Path::to_path_buf).unwrap_or_else(|| repo_root().join("infra/template.yaml"));

@@ -124,11 +124,14 @@ async fn inventory(c: &Clients) -> Value {
     json!({"roles": roles, "policies": policies, "amp": amp, "grafana": grafana, "ssm": ssm})
 }
 
-/// Names in the inventory that belong to a deployment: roles but the IRSA role, policies, AMP
-/// aliases, Grafana workspace names, SSM parameter names.
+/// Names in the inventory that belong to a deployment: roles but the IRSA role and the stack's
+/// function roles, policies, AMP aliases, Grafana workspace names, SSM parameter names.
 fn deployment_names(inv: &Value) -> Vec<String> {
     let keys = |k: &str| inv[k].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    let mut names: Vec<String> = keys("roles").into_iter().filter(|r| r != "dr-core-irsa").collect();
+    let mut names: Vec<String> = keys("roles")
+        .into_iter()
+        .filter(|r| r != "dr-core-irsa" && !r.starts_with(o11y_tests::stack::FUNCTION_ROLE_PREFIX))
+        .collect();
     names.extend(keys("policies"));
     names.extend(keys("ssm"));
     for k in ["amp", "grafana"] {
@@ -344,7 +347,7 @@ async fn a_failed_update_keeps_the_deployment_working_its_rollback_converges_and
     // WHEN an Update renames the write policy and the AMP alias, then fails half-way (datasource)
     let b = props(
         "dr-prod",
-        json!({"retainMetrics": "false", "writePolicyName": "dr-prod-write-v2", "amp": {"alias": "dr-prod-v2"},
+        json!({"retainMetrics": "false", "writePolicyName": "dr-prod-v2-observability-write", "amp": {"alias": "dr-prod-v2"},
                "grafana": {"admins": unknown_admin()}}),
     );
     stack.reset_requests();
@@ -376,9 +379,9 @@ async fn a_failed_update_keeps_the_deployment_working_its_rollback_converges_and
     }
     assert_eq!(failed["roles"]["dr-core-irsa"]["trust"], converged["roles"]["dr-core-irsa"]["trust"]);
     let attached = failed["roles"]["dr-core-irsa"]["attached"].as_array().unwrap().clone();
-    assert_eq!(attached, vec![json!("dr-prod-write-v2")], "{failed:#}");
+    assert_eq!(attached, vec![json!("dr-prod-v2-observability-write")], "{failed:#}");
     let ws_arn = converged["ssm"]["/o11y/dr-prod/amp-workspace-arn"].as_str().unwrap();
-    let doc = failed["policies"]["dr-prod-write-v2"].to_string();
+    let doc = failed["policies"]["dr-prod-v2-observability-write"].to_string();
     assert!(doc.contains("aps:RemoteWrite") && doc.contains(ws_arn), "{doc}");
 
     // WHEN CloudFormation rolls back with the old properties THEN exactly the old deployment
