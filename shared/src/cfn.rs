@@ -507,6 +507,28 @@ pub async fn handle_request(
     }
 }
 
+/// The FAILED answer of an execution that ended `status` (`TIMED_OUT`, `ABORTED`) before its own
+/// answer. A Create whose deployment was born in that execution (`born_here`) answers with
+/// [`ROLLBACK_INCOMPLETE_PREFIX`], so that CloudFormation's following Delete deletes what it made,
+/// as a native resource's rollback would; any other answers the request's failure id, and the
+/// Delete that follows touches nothing.
+pub fn interrupted_response(ctx: &CfnContext, execution: &str, status: &str, born_here: bool) -> CfnResponse {
+    let rollback = born_here && ctx.request_type == RequestType::Create;
+    let reason = if rollback {
+        format!(
+            "the o11y-provisioner execution {execution} ended {status}; what this Create made is deleted by the \
+             Delete that follows"
+        )
+    } else {
+        format!("the o11y-provisioner execution {execution} ended {status}")
+    };
+    let mut resp = response(ctx, false, reason, Map::new());
+    if rollback {
+        resp.physical_resource_id = format!("{ROLLBACK_INCOMPLETE_PREFIX}{}", ctx.request_id);
+    }
+    resp
+}
+
 /// Handles Step Functions' "Execution Status Change" event for an execution that ended without
 /// reaching its own answer (TIMED_OUT, ABORTED): answers FAILED if CloudFormation started it.
 pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<HandlerOutcome> {
@@ -525,12 +547,22 @@ pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<Ha
     // The lease this execution holds (holder = the execution's name, as `preflight` took it),
     // console runs included: `Finish` never ran. Its error is returned after the answer.
     let run_input = if ctx.is_some() { input["input"].clone() } else { input.clone() };
+    // Whether the deployment was born in this execution (its registry entry says so): then a
+    // Create's rollback may delete everything there is.
+    let mut born_here = false;
     let released = match &name {
         Some(execution) if run_input.is_object() => {
             let mut state = ProvisionState::new(run_input);
             state.execution = Some(execution.clone());
             match crate::ctx::Ctx::new(clients, &state).await {
                 Ok(c) if c.deployment.action != Action::Plan => {
+                    born_here = match crate::ctx::registry::own(&c).await {
+                        Ok(entry) => entry.and_then(|e| e.born_in).as_deref() == Some(execution.as_str()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the registry entry could not be read: no rollback");
+                            false
+                        }
+                    };
                     crate::ctx::lease::release(&c, execution).await.map(|_| ())
                 }
                 Ok(_) => Ok(()),
@@ -554,14 +586,11 @@ pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<Ha
     };
     let out = match ctx {
         Some(ctx) => {
-            let reason = format!("the o11y-provisioner execution {} ended {status}", name.as_deref().unwrap_or(""));
-            respond(clients, &ctx, response(&ctx, false, reason, Map::new())).await?;
+            let resp = interrupted_response(&ctx, name.as_deref().unwrap_or_default(), status, born_here);
+            let physical_resource_id = resp.physical_resource_id.clone();
+            respond(clients, &ctx, resp).await?;
             forget_request(clients, name.as_deref().unwrap_or_default()).await;
-            HandlerOutcome {
-                outcome: "answered".into(),
-                physical_resource_id: ctx.failure_physical_resource_id,
-                execution_name: name,
-            }
+            HandlerOutcome { outcome: "answered".into(), physical_resource_id, execution_name: name }
         }
         None => {
             HandlerOutcome { outcome: "released".into(), physical_resource_id: String::new(), execution_name: name }
@@ -668,6 +697,29 @@ mod tests {
         assert_eq!(r.physical_resource_id, format!("{ROLLBACK_INCOMPLETE_PREFIX}r"));
         assert!(!r.physical_resource_id.starts_with(CREATE_FAILED_PREFIX));
         assert!(body(r).unwrap().len() <= MAX_RESPONSE_BYTES);
+    }
+
+    #[test]
+    fn an_interrupted_create_rolls_back_only_a_deployment_born_in_its_execution() {
+        let create = ctx();
+        assert_eq!(create.request_type, RequestType::Create);
+        let r = interrupted_response(&create, "cfn-1", "TIMED_OUT", true);
+        assert_eq!(r.status, "FAILED");
+        assert_eq!(r.physical_resource_id, format!("{ROLLBACK_INCOMPLETE_PREFIX}r"));
+        assert!(r.reason.contains("ended TIMED_OUT") && r.reason.contains("deleted by the Delete"), "{}", r.reason);
+        // a deployment that existed before (born elsewhere): the following Delete touches nothing
+        let r = interrupted_response(&create, "cfn-1", "ABORTED", false);
+        assert_eq!(r.physical_resource_id, format!("{CREATE_FAILED_PREFIX}r"));
+        assert!(!r.reason.contains("deleted"), "{}", r.reason);
+        // an Update keeps its resource: its id, never a rollback id
+        let update = CfnContext {
+            request_type: RequestType::Update,
+            physical_resource_id: "o11y-provisioner:1:us-east-1:d".into(),
+            failure_physical_resource_id: "o11y-provisioner:1:us-east-1:d".into(),
+            ..ctx()
+        };
+        let r = interrupted_response(&update, "cfn-2", "TIMED_OUT", true);
+        assert_eq!(r.physical_resource_id, "o11y-provisioner:1:us-east-1:d");
     }
 
     #[test]

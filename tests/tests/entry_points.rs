@@ -164,7 +164,7 @@ fn emulator_requests(stack: &FullStack, operation: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_execution_stopped_by_hand_is_answered_releases_its_lease_and_its_creating_workspace_is_deleted() {
+async fn a_create_stopped_by_hand_is_answered_releases_its_lease_and_the_following_delete_rolls_it_back() {
     let (stack, clients) = setup().await;
     // Grafana workspaces stay CREATING long enough to stop the run while one is
     let (status, body) =
@@ -199,18 +199,32 @@ async fn an_execution_stopped_by_hand_is_answered_releases_its_lease_and_its_cre
     assert_eq!(body["Status"], "FAILED");
     assert!(body["Reason"].as_str().unwrap().contains("ABORTED"), "{body:#}");
     assert_eq!(response_puts(&stack, "stopped"), 1);
+    // AND, the deployment being born in that execution, the answer's id makes the Delete that
+    // follows roll it back (a failed Create's own sentinel would make it touch nothing)
+    let rollback_id = body["PhysicalResourceId"].as_str().unwrap().to_string();
+    assert!(rollback_id.starts_with(o11y_shared::cfn::ROLLBACK_INCOMPLETE_PREFIX), "{body:#}");
     // a redelivered event answers nobody again (the request's proof is gone)
     let out = invoke(&stack, "cfn-handler", &event);
     assert_ne!(out["outcome"], "answered", "{out}");
     assert_eq!(response_puts(&stack, "stopped"), 1);
 
-    // the lease is released: a delete runs at once (no ConflictError), waits for the workspace
-    // that is still CREATING, and deletes it
-    let sm = o11y_tests::sfn::local_state_machine_arn();
-    let input = json!({"deploymentName": "dr-prod", "cluster": {"name": "dr-eks"}, "namespace": "dr-core",
-        "irsaRoleName": "dr-core-irsa", "action": "delete", "retainMetrics": false});
-    let outcome = stack.execute(&sm, "delete-after-abort", &input).await;
-    assert_eq!(outcome.status, "SUCCEEDED", "{:?} {:?}", outcome.error, outcome.cause);
+    // the lease is released: CloudFormation's Delete runs at once (no ConflictError), waits for
+    // the workspace that is still CREATING, and deletes it
+    let delete = request(&stack, "Delete", "rollback", props("dr-prod", json!({})), Some(&rollback_id), None);
+    let out = invoke(&stack, "cfn-handler", &delete);
+    let deleting = out["executionName"].as_str().unwrap_or_else(|| panic!("the Delete runs: {out}")).to_string();
+    let d = cfn::wait_execution(&stack, &deleting, 600).await;
+    assert_eq!(d.status().as_str(), "SUCCEEDED", "{:?} {:?}", d.error(), d.cause());
+    let (body, _) = response(&stack, "rollback").unwrap();
+    assert_eq!(body["Status"], "SUCCESS", "{body:#}");
+    // AND nothing of the deployment is left: no role, policy, workspace or parameter
+    assert!(clients.amp.list_workspaces().send().await.unwrap().workspaces().is_empty());
+    let ssm = clients.ssm.get_parameters_by_path().path("/o11y").recursive(true).send().await.unwrap();
+    assert!(ssm.parameters().is_empty(), "{:?}", ssm.parameters());
+    let policies = clients.iam.list_policies().scope(aws_sdk_iam::types::PolicyScopeType::Local).send().await.unwrap();
+    assert!(policies.policies().iter().all(|p| !p.policy_name().unwrap_or_default().starts_with("dr-prod")));
+    let roles = clients.iam.list_roles().send().await.unwrap();
+    assert!(roles.roles().iter().all(|r| !r.role_name().starts_with("dr-prod")), "{:?}", roles.roles());
     let deletes = emulator_requests(&stack, "DeleteWorkspace");
     assert!(
         deletes.iter().any(|r| r["errorCode"] == "ConflictException"),

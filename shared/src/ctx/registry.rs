@@ -53,6 +53,11 @@ pub struct Entry {
     pub retired_prefixes: Vec<String>,
     /// The names no other deployment may claim.
     pub claims: Claims,
+    /// The execution in which the deployment was born (no entry and no record before it): a
+    /// CloudFormation Create that ends `TIMED_OUT` or `ABORTED` in that execution made
+    /// everything there is, so its rollback may delete it all (`cfn::handle_status_change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born_in: Option<String>,
 }
 
 /// The exclusive names a deployment claims: resources it creates and deletes as its own.
@@ -238,6 +243,7 @@ fn desired(d: &Deployment, own: Option<&Entry>) -> Entry {
         record_at: None,
         retired_prefixes: Vec::new(),
         claims: own.filter(|_| d.action == Action::Delete).map(|e| e.claims.clone()).unwrap_or_else(|| Claims::of(d)),
+        born_in: own.and_then(|e| e.born_in.clone()),
     }
 }
 
@@ -279,13 +285,18 @@ async fn remove(ctx: &Ctx, name: &str) -> Result<()> {
 /// prefix retired), then the record, then the entry without `recordAt`. A new or changed claim
 /// is checked again after its write; when another deployment claimed the same meanwhile, the
 /// entry is put back and the run refused.
-pub async fn register(ctx: &Ctx, checked: Checked) -> Result<()> {
+///
+/// `born_in`: the execution, when the deployment is born in it (a new entry only).
+pub async fn register(ctx: &Ctx, checked: Checked, born_in: Option<&str>) -> Result<()> {
     let d = &ctx.deployment;
     let prev = checked.own;
     if d.action == Action::Delete && prev.is_none() {
         return Ok(());
     }
     let mut next = desired(d, prev.as_ref());
+    if prev.is_none() {
+        next.born_in = born_in.map(str::to_string);
+    }
     // Moving back to a prefix we left and have not cleaned yet: its stale record is ours.
     let back_to_ours = prev.as_ref().is_some_and(|p| p.retired_prefixes.contains(&d.ssm_prefix));
     if let Some(prev) = &prev {
@@ -452,6 +463,7 @@ mod tests {
                 grafana_workspace_name: name.into(),
                 amp_alias: name.into(),
             },
+            born_in: None,
         }
     }
 

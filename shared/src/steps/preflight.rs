@@ -103,15 +103,16 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     let cfn_create = state.cloud_formation.as_ref().is_some_and(|c| c.request_type == RequestType::Create);
     // An entry of its own means the deployment exists (its record may still be under an older
     // prefix, moved by `register` below): never rolled back.
-    let rollback_on_failure = cfn_create
-        && d.action == Action::Apply
+    let born = d.action == Action::Apply
         && !registered.existed()
         && ssm::get_parameter(&c.ssm, &record::parameter(ctx)).await?.is_none();
+    let rollback_on_failure = cfn_create && born;
     let trust_policy_quota = match d.trust_policy_quota {
         Some(q) => q,
         None => quotas::trust_policy_quota(&c.service_quotas).await.unwrap_or(policy::TRUST_POLICY_MAX_CHARS),
     };
-    crate::ctx::registry::register(ctx, registered).await?;
+    let born_in = state.execution.as_deref().filter(|_| born);
+    crate::ctx::registry::register(ctx, registered, born_in).await?;
     Ok(PreflightOutput {
         trust_policy_quota,
         action: d.action,
