@@ -56,7 +56,10 @@ OWN_LEAVES = OUTPUT_LEAVES + ("provisioner-state", "verification")
 # live deployment is allowed, nothing else there.
 REGISTRY = re.compile(r"^/o11y-provisioner/deployments/(.+)$")
 # The foreign set: what another team owns and merely shares a name with what an input names.
-FOREIGN_POLICY = "edits-team-x-data-read"
+# Foreign names inside the stack's default name patterns (WritePolicyNamePattern, ...): a name
+# outside them is a ValidationError before any call, which is not what these cases are about.
+FOREIGN_POLICY = "edits-team-x-observability-write"
+FOREIGN_READ_POLICY = "edits-team-x-grafana-amp-read"
 FOREIGN_ROLE = "edits-team-x-grafana"
 FOREIGN_ALIAS = "edits-team-x-metrics"
 FOREIGN_LEAF = "team-x-note"  # a foreign parameter under every deployment's ssmPrefix
@@ -69,9 +72,9 @@ REGION_EDITS: list = []
 def base_input(d: str) -> dict:
     return {
         "deploymentName": d, "cluster": {"name": CLUSTERS[0]}, "namespace": NAMESPACES[0],
-        "irsaRoleName": IRSA_ROLES[0], "amp": {"alias": f"{d}-amp"}, "writePolicyName": f"{d}-write",
-        "grafana": {"workspaceName": f"{d}-graf", "roleName": f"{d}-grafana", "readPolicyName": f"{d}-read"},
-        "logs": {"groupName": f"/{d}/obs", "streamName": "collector"}, "ssmPrefix": f"/edits/{d}",
+        "irsaRoleName": IRSA_ROLES[0], "amp": {"alias": f"{d}-amp"}, "writePolicyName": f"{d}-observability-write",
+        "grafana": {"workspaceName": f"{d}-graf", "roleName": f"{d}-grafana", "readPolicyName": f"{d}-grafana-amp-read"},
+        "logs": {"groupName": f"/{d}/obs", "streamName": "collector"}, "ssmPrefix": f"/o11y/edits/{d}",
     }
 
 
@@ -91,14 +94,14 @@ EDITS = {
     "irsaRoleName": _set("irsaRoleName", IRSA_ROLES[1]),
     "cluster": _set("cluster", {"name": CLUSTERS[1]}),
     "amp.alias": _set("amp.alias", lambda d: f"{d}-amp2"),
-    "writePolicyName": _set("writePolicyName", lambda d: f"{d}-write2"),
+    "writePolicyName": _set("writePolicyName", lambda d: f"{d}-2-observability-write"),
     "grafana.workspaceName": _set("grafana.workspaceName", lambda d: f"{d}-graf2"),
-    "grafana.roleName": _set("grafana.roleName", lambda d: f"{d}-grafana2"),
-    "grafana.readPolicyName": _set("grafana.readPolicyName", lambda d: f"{d}-read2"),
+    "grafana.roleName": _set("grafana.roleName", lambda d: f"{d}-2-grafana"),
+    "grafana.readPolicyName": _set("grafana.readPolicyName", lambda d: f"{d}-2-grafana-amp-read"),
     "grafana.admins": _set("grafana.admins", {"users": [ADMIN_USER], "groups": [ADMIN_GROUP]}),
     "logs.groupName": _set("logs.groupName", lambda d: f"/{d}/obs2"),
     "logs.streamName": _set("logs.streamName", "collector2"),
-    "ssmPrefix": _set("ssmPrefix", lambda d: f"/edits/{d}-2"),
+    "ssmPrefix": _set("ssmPrefix", lambda d: f"/o11y/edits/{d}-2"),
     "verify": _set("verify", "warn"),
 }
 # The quick run's sample of pairs (CI); it also runs every field alone and back.
@@ -243,8 +246,9 @@ class Edits:
             on = s.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
             if not any(p["PolicyArn"] == app_arn for p in on):  # moto counts a double attach twice
                 s.iam.attach_role_policy(RoleName=role, PolicyArn=app_arn)
-        self._policy(FOREIGN_POLICY, {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::team-x-data/*"}]})
+        for name in (FOREIGN_POLICY, FOREIGN_READ_POLICY):
+            self._policy(name, {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::team-x-data/*"}]})
         self._role(FOREIGN_ROLE, {"Version": "2012-10-17", "Statement": [
             {"Sid": "TeamX", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
              "Action": "sts:AssumeRole"},
@@ -796,7 +800,7 @@ class Edits:
             case("writePolicyName = a foreign policy (refused)",
                  lambda b: dict(b, writePolicyName=FOREIGN_POLICY), expect_conflict=True, back=False)
             case("grafana.readPolicyName = a foreign policy (refused)",
-                 lambda b: dict(b, grafana=dict(b["grafana"], readPolicyName=FOREIGN_POLICY)), expect_conflict=True,
+                 lambda b: dict(b, grafana=dict(b["grafana"], readPolicyName=FOREIGN_READ_POLICY)), expect_conflict=True,
                  back=False)
             case("grafana.roleName = a foreign role (adopted)",
                  lambda b: dict(b, grafana=dict(b["grafana"], roleName=FOREIGN_ROLE)), back=False)
@@ -810,7 +814,7 @@ class Edits:
             self.apply(f"foreign {d}: writePolicyName = a foreign policy, then the run after it (refused)",
                        dict(base, writePolicyName=FOREIGN_POLICY), expect_conflict=True)
             self.apply(f"foreign {d}: grafana.readPolicyName = a foreign policy after a refused writePolicyName",
-                       dict(base, grafana=dict(base["grafana"], readPolicyName=FOREIGN_POLICY)), expect_conflict=True)
+                       dict(base, grafana=dict(base["grafana"], readPolicyName=FOREIGN_READ_POLICY)), expect_conflict=True)
             self.apply(f"foreign {d}: the base input after two refused runs", base)
             self.teardown(d, "foreign")
 
