@@ -22,8 +22,8 @@ use crate::aws::http;
 use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{self, Action};
-use crate::domain::scope::Scope;
+use crate::domain::input::Action;
+use crate::domain::scope;
 pub use crate::state::{CfnContext, RequestType};
 use crate::state::{OutputContract, ProvisionState};
 
@@ -481,8 +481,7 @@ pub async fn handle_request(
             obj.insert("retainMetrics".into(), json!(false));
         }
     }
-    let resolved = input::resolve(&input, Some(&stack_region)).and_then(|d| Scope::from_env().check(&d).map(|()| d));
-    let deployment = match resolved {
+    let deployment = match scope::resolve(&input, Some(&stack_region)) {
         Ok(d) => d,
         Err(e) => return answer(ctx, false, format!("{}: {e}", e.name())).await,
     };
@@ -548,7 +547,8 @@ pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<Ha
     // console runs included: `Finish` never ran. Its error is returned after the answer.
     let run_input = if ctx.is_some() { input["input"].clone() } else { input.clone() };
     // Whether the deployment was born in this execution (its registry entry says so): then a
-    // Create's rollback may delete everything there is.
+    // Create's rollback may delete everything there is. Read for a CloudFormation Create only.
+    let create = ctx.as_ref().is_some_and(|c| c.request_type == RequestType::Create);
     let mut born_here = false;
     let released = match &name {
         Some(execution) if run_input.is_object() => {
@@ -556,13 +556,15 @@ pub async fn handle_status_change(clients: &Clients, event: &Value) -> Result<Ha
             state.execution = Some(execution.clone());
             match crate::ctx::Ctx::new(clients, &state).await {
                 Ok(c) if c.deployment.action != Action::Plan => {
-                    born_here = match crate::ctx::registry::own(&c).await {
-                        Ok(entry) => entry.and_then(|e| e.born_in).as_deref() == Some(execution.as_str()),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the registry entry could not be read: no rollback");
-                            false
-                        }
-                    };
+                    if create {
+                        born_here = match crate::ctx::registry::own(&c).await {
+                            Ok(entry) => entry.and_then(|e| e.born_in).as_deref() == Some(execution.as_str()),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the registry entry could not be read: no rollback");
+                                false
+                            }
+                        };
+                    }
                     crate::ctx::lease::release(&c, execution).await.map(|_| ())
                 }
                 Ok(_) => Ok(()),
@@ -658,7 +660,7 @@ mod tests {
     fn failed_state(rollback: bool, rollback_error: Option<Value>) -> ProvisionState {
         let mut st = ProvisionState::new(json!({}));
         st.preflight = Some(crate::state::PreflightOutput {
-            action: input::Action::Apply,
+            action: Action::Apply,
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             partition: "aws".into(),

@@ -15,8 +15,7 @@ use crate::aws::sdk::from_sdk;
 use crate::aws::sfn;
 use crate::aws::Clients;
 use crate::domain::error::{Error, Result};
-use crate::domain::input;
-use crate::domain::scope::Scope;
+use crate::domain::scope;
 
 /// Default name of the organisation-defaults parameter.
 pub const DEFAULTS_PARAMETER: &str = "/o11y/vending-defaults";
@@ -162,7 +161,7 @@ pub async fn handle(clients: &Clients, state_machine_arn: &str, event: Value) ->
     };
     let input = build_input(&defaults(clients).await?, &req);
     // Validate here: a bad request fails now, with the field named, and starts nothing.
-    Scope::from_env().check(&input::resolve(&input, clients.region())?)?;
+    scope::resolve(&input, clients.region())?;
     let name = sfn::execution_name("vend", &[&req.account_id, &req.dedupe]);
     let started = sfn::start(clients, state_machine_arn, &name, &input).await?;
     let out = VendingOutcome {

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::domain::error::Result;
-use crate::domain::input::{self, Action, Deployment};
+use crate::domain::input::{Action, Deployment};
 use crate::domain::names;
-use crate::domain::scope::Scope;
+use crate::domain::scope;
 use crate::state::{ChangeKind, PlannedChange, ProvisionState};
 
 pub mod lease;
@@ -74,13 +74,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Validates the state's input and that the stack's roles may act on its names ([`Scope`]) (a
+    /// Validates the state's input and that the stack's roles may act on its names ([`scope::Scope`]) (a
     /// `ValidationError` before any AWS call), and selects the clients for its region.
     /// With a `target`, every client acts in the target account through `sts:AssumeRole` (the
     /// session named after the execution), built for this invocation only.
     pub async fn new(clients: &Clients, state: &ProvisionState) -> Result<Self> {
-        let deployment = input::resolve(&state.input, clients.region())?;
-        Scope::from_env().check(&deployment)?;
+        let deployment = scope::resolve(&state.input, clients.region())?;
         let mut clients = clients.for_region(&deployment.region);
         if let Some((account, role)) = &deployment.target {
             let role_arn = names::role_arn(&deployment.partition, account, role);

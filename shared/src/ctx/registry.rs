@@ -27,6 +27,7 @@ use crate::ctx::record::RECORD_LEAF;
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
 use crate::domain::input::{Action, Deployment};
+use crate::domain::names::ssm_path_overlap as overlap;
 use crate::state::ChangeKind;
 
 /// The root of everything the provisioner keeps outside the deployments' prefixes.
@@ -129,21 +130,6 @@ pub fn entry_parameter(name: &str) -> String {
 /// of one deployment exclude each other whatever prefixes their inputs name.
 pub fn lease_parameter(name: &str) -> String {
     ssm::parameter_name(LEASES_PATH, name)
-}
-
-/// How `a` relates to `b` as SSM paths (whole segments): `Some("equals" | "contains" | "is
-/// inside")`, `None` when they are disjoint.
-pub fn overlap(a: &str, b: &str) -> Option<&'static str> {
-    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
-    if a == b {
-        Some("equals")
-    } else if b.starts_with(&format!("{a}/")) {
-        Some("contains")
-    } else if a.starts_with(&format!("{b}/")) {
-        Some("is inside")
-    } else {
-        None
-    }
 }
 
 /// Why `me` may not run `action` beside `others` (the other deployments' entries), or `None`.

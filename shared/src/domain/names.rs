@@ -144,6 +144,21 @@ pub fn default_read_policy_name(deployment: &str, region: &str) -> String {
     format!("{deployment}-{region}-grafana-amp-read")
 }
 
+/// How `a` relates to `b` as SSM paths (whole segments): `Some("equals" | "contains" | "is
+/// inside")`, `None` when they are disjoint.
+pub fn ssm_path_overlap(a: &str, b: &str) -> Option<&'static str> {
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    if a == b {
+        Some("equals")
+    } else if b.starts_with(&format!("{a}/")) {
+        Some("contains")
+    } else if a.starts_with(&format!("{b}/")) {
+        Some("is inside")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,8 @@
 
 use crate::domain::error::{Error, Result};
 use crate::domain::iam::doc::wildcard_match;
-use crate::domain::input::Deployment;
+use crate::domain::input::{self, Deployment};
+use crate::domain::names::ssm_path_overlap;
 use crate::domain::validate::shown;
 
 /// One restriction: the template parameter it comes from and the environment variable that
@@ -49,6 +50,36 @@ impl Limit {
             Limit::EksClusterName => "O11Y_EKS_CLUSTER_NAME_PATTERN",
             Limit::SsmPrefix => "O11Y_SSM_PREFIX",
             Limit::VendingRoleName => "O11Y_VENDING_ROLE_NAME",
+        }
+    }
+
+    /// The input field it limits and that field's value in `d` (`None`: not set, nothing to check).
+    fn field_of(self, d: &Deployment) -> Option<(&'static str, &str)> {
+        match self {
+            Limit::GrafanaRoleName => Some(("grafana.roleName", &d.grafana_role_name)),
+            Limit::WritePolicyName => Some(("writePolicyName", &d.write_policy_name)),
+            Limit::ReadPolicyName => Some(("grafana.readPolicyName", &d.grafana_read_policy_name)),
+            Limit::EksClusterName => d.cluster_name.as_deref().map(|n| ("cluster.name", n)),
+            Limit::SsmPrefix => Some(("ssmPrefix", &d.ssm_prefix)),
+            Limit::VendingRoleName => d.target.as_ref().map(|(_, role)| ("target.roleName", role.as_str())),
+        }
+    }
+
+    /// Whether the parameter's `value` admits `name`, as the template's IAM resources do.
+    fn admits(self, value: &str, name: &str) -> bool {
+        match self {
+            Limit::SsmPrefix => matches!(ssm_path_overlap(name, value), Some("equals" | "is inside")),
+            Limit::VendingRoleName => name == value,
+            _ => wildcard_match(value, name),
+        }
+    }
+
+    /// The rule [`Limit::admits`] applies, for the error message.
+    fn rule(self, value: &str) -> String {
+        match self {
+            Limit::SsmPrefix => format!("must be {value:?} or below it"),
+            Limit::VendingRoleName => format!("must be {value:?}"),
+            _ => format!("must match {value:?}"),
         }
     }
 
@@ -93,36 +124,15 @@ impl Scope {
     /// naming the field, the value and the template parameter.
     pub fn check(&self, d: &Deployment) -> Result<()> {
         for (limit, value) in &self.values {
-            let (field, name, inside) = match limit {
-                Limit::GrafanaRoleName => ("grafana.roleName", d.grafana_role_name.as_str(), None),
-                Limit::WritePolicyName => ("writePolicyName", d.write_policy_name.as_str(), None),
-                Limit::ReadPolicyName => ("grafana.readPolicyName", d.grafana_read_policy_name.as_str(), None),
-                Limit::EksClusterName => match &d.cluster_name {
-                    Some(n) => ("cluster.name", n.as_str(), None),
-                    None => continue,
-                },
-                Limit::SsmPrefix => {
-                    let root = value.trim_end_matches('/');
-                    let ok = d.ssm_prefix == root || d.ssm_prefix.starts_with(&format!("{root}/"));
-                    ("ssmPrefix", d.ssm_prefix.as_str(), Some(ok))
-                }
-                Limit::VendingRoleName => match &d.target {
-                    Some((_, role)) => ("target.roleName", role.as_str(), Some(role == value)),
-                    None => continue,
-                },
-            };
-            if inside.unwrap_or_else(|| wildcard_match(value, name)) {
+            let Some((field, name)) = limit.field_of(d) else { continue };
+            if limit.admits(value, name) {
                 continue;
             }
-            let rule = match limit {
-                Limit::SsmPrefix => format!("must be {value:?} or below it"),
-                Limit::VendingRoleName => format!("must be {value:?}"),
-                _ => format!("must match {value:?}"),
-            };
             return Err(Error::validation(
                 field,
                 format!(
-                    "{rule}, this stack's {} parameter: its functions' IAM roles may act on nothing else (got {})",
+                    "{}, this stack's {} parameter: its functions' IAM roles may act on nothing else (got {})",
+                    limit.rule(value),
                     limit.parameter(),
                     shown(name)
                 ),
@@ -132,10 +142,17 @@ impl Scope {
     }
 }
 
+/// [`input::resolve`], then [`Scope::check`] against this process's scope: what every entry to the
+/// workflow validates an input with.
+pub fn resolve(value: &serde_json::Value, default_region: Option<&str>) -> Result<Deployment> {
+    let d = input::resolve(value, default_region)?;
+    Scope::from_env().check(&d)?;
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::input;
     use serde_json::json;
 
     fn deployment(extra: serde_json::Value) -> Deployment {
