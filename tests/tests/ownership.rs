@@ -7,7 +7,8 @@
 //! more than ours) is refused, its document untouched. A changed `irsaRoleName` moves our grant and
 //! the write policy to the new role, and the old role is left as it was before us. Renamed policies
 //! replace ours, and the old ones are deleted; so is a renamed Grafana role of ours, once the
-//! workspace uses the new one.
+//! workspace uses the new one. A move to another IRSA role that crashed half-way and was then
+//! moved back still knows the first role's statement as ours.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -209,6 +210,68 @@ async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_
     assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa-2").await.unwrap(), &second_trust));
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await.unwrap(), &seeded.original_trust));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_irsa_role_that_crashed_half_way_then_moved_back_leaves_both_roles_as_they_were() {
+    let (stack, clients, seeded, sm) = start().await;
+    // GIVEN a converged deployment, and a second IRSA role of the same cluster
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    let host_path = o11y_shared::names::issuer_host_path(&seeded.oidc_issuer).to_string();
+    let second_trust = seed::eksctl_trust(&seeded.oidc_provider_arn, &host_path, "dr-core", "app");
+    clients
+        .iam
+        .create_role()
+        .role_name("dr-core-irsa-2")
+        .assume_role_policy_document(second_trust.to_string())
+        .tags(o11y_tests::seed::opt_in_tag())
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN a move to the second role crashes right after its trust is written (the old role's
+    // statement not yet removed)
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["iam"],
+                "operations": ["UpdateAssumeRolePolicy"], "skip": 1, "max": 1})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut moved = minimal();
+    moved["irsaRoleName"] = json!("dr-core-irsa-2");
+    let crashed = stack.execute(&sm, "move", &moved).await;
+    stack.router_control("DELETE", "/_router/faults", "{}");
+    assert_eq!(crashed.status, "FAILED", "{crashed:?}");
+    let half = trust_of(&clients, "dr-core-irsa-2").await.unwrap();
+    assert!(collector_admitted(&half, &seeded.oidc_provider_arn), "the crash came after the new trust: {half:#}");
+    let old = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    assert!(collector_admitted(&old, &seeded.oidc_provider_arn), "and before the old one was retired: {old:#}");
+
+    // AND the input goes back to the first role
+    let back = stack.execute(&sm, "back", &minimal()).await;
+    assert_eq!(back.status, "SUCCEEDED", "{back:?}");
+
+    // THEN the first role trusts the collector and has the write policy; the second is as it was
+    let first = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    assert!(collector_admitted(&first, &seeded.oidc_provider_arn), "{first:#}");
+    assert_eq!(attached(&clients, "dr-core-irsa").await, vec!["dr-prod-us-east-1-observability-write".to_string()]);
+    assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa-2").await.unwrap(), &second_trust));
+    assert!(attached(&clients, "dr-core-irsa-2").await.is_empty());
+
+    // WHEN deleted THEN both roles are exactly as before us: the first role's statement was
+    // still known as ours
+    let mut delete = minimal();
+    delete["action"] = json!("delete");
+    let deleted = stack.execute(&sm, "delete", &delete).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    let first = trust_of(&clients, "dr-core-irsa").await.unwrap();
+    assert!(policy::equivalent(&first, &seeded.original_trust), "{first:#}");
+    assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa-2").await.unwrap(), &second_trust));
+    assert!(attached(&clients, "dr-core-irsa").await.is_empty());
+    assert!(attached(&clients, "dr-core-irsa-2").await.is_empty());
 }
 
 async fn policy_exists(clients: &Clients, name: &str) -> bool {

@@ -67,9 +67,15 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
     let grant = IrsaGrant::new(&pre.oidc_provider_arn, names::issuer_host_path(&pre.oidc_issuer), &d.namespace);
     let sid = names::trust_statement_sid(&d.name, &d.region);
     let desired = trust::desired_statement(&grant, &sid);
+    // What the record knows of this role: the current entry, or (moving back before a crash let
+    // the retirement finish) the retired entry of this very role, whose statement is still ours.
+    let same_role = before
+        .trust
+        .as_ref()
+        .filter(|_| moved.is_none())
+        .or_else(|| before.retired_trust.iter().find(|t| t.role_name == d.irsa_role_name));
     // A statement recorded for an earlier namespace or cluster goes first.
     let mut base = current.clone();
-    let same_role = before.trust.as_ref().filter(|_| moved.is_none());
     if let Some(old) = same_role.and_then(|t| t.added_statement.as_ref()) {
         if !policy::equivalent(&json!({"Statement": [old]}), &json!({"Statement": [&desired]})) {
             base = trust::remove(&base, old);
@@ -92,6 +98,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<IrsaTrustOutput> {
         added_statement: added.clone(),
         original_document: same_role.map(|t| t.original_document.clone()).unwrap_or_else(|| current.clone()),
     });
+    // The role named now is no longer retired: its statement is the current entry's.
+    after.retired_trust.retain(|r| r.role_name != d.irsa_role_name);
     if let Some(old) = moved.filter(|t| t.added_statement.is_some()) {
         if !after.retired_trust.iter().any(|r| r.role_name == old.role_name) {
             after.retired_trust.push(old);

@@ -325,6 +325,7 @@ class Faults:
         self.config: dict = {"rate": 0.0}
         self.rng = random.Random(0)
         self.injected = 0
+        self.skipped = 0
 
     def set(self, cfg: dict) -> dict:
         rate = float(cfg.get("rate", 0.0))
@@ -346,10 +347,12 @@ class Faults:
                 "operations": cfg.get("operations"),
                 "latency_ms": int(cfg.get("latency_ms", 1000)),
                 "max": cfg.get("max"),
+                "skip": int(cfg.get("skip", 0)),
                 "invoke_faults": invoke_faults,
             }
             self.rng = random.Random(cfg.get("seed"))
             self.injected = 0
+            self.skipped = 0
             return dict(self.config)
 
     def get(self) -> dict:
@@ -368,6 +371,10 @@ class Faults:
             if cfg.get("operations") and c.operation not in cfg["operations"]:
                 return None
             if cfg.get("max") is not None and self.injected >= int(cfg["max"]):
+                return None
+            # the first `skip` matching requests pass: a crash after them, at an exact call
+            if self.skipped < cfg.get("skip", 0):
+                self.skipped += 1
                 return None
             if self.rng.random() >= cfg["rate"]:
                 return None
