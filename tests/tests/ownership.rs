@@ -168,23 +168,30 @@ async fn attached(clients: &Clients, role: &str) -> Vec<String> {
     out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect()
 }
 
+/// Creates `dr-core-irsa-2`, a second opted-in IRSA role of the sample cluster (eksctl's trust for
+/// another service account), and returns its trust policy.
+async fn second_irsa_role(clients: &Clients, seeded: &seed::Seeded) -> Value {
+    let host_path = o11y_shared::names::issuer_host_path(&seeded.oidc_issuer).to_string();
+    let trust = seed::eksctl_trust(&seeded.oidc_provider_arn, &host_path, "dr-core", "app");
+    clients
+        .iam
+        .create_role()
+        .role_name("dr-core-irsa-2")
+        .assume_role_policy_document(trust.to_string())
+        .tags(o11y_tests::seed::opt_in_tag())
+        .send()
+        .await
+        .unwrap();
+    trust
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_irsa_role_moves_the_grant_and_the_policy_and_the_old_role_is_as_it_was() {
     let (stack, clients, seeded, sm) = start().await;
     // GIVEN a converged deployment, and a second IRSA role of the same cluster
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
-    let host_path = o11y_shared::names::issuer_host_path(&seeded.oidc_issuer).to_string();
-    let second_trust = seed::eksctl_trust(&seeded.oidc_provider_arn, &host_path, "dr-core", "app");
-    clients
-        .iam
-        .create_role()
-        .role_name("dr-core-irsa-2")
-        .assume_role_policy_document(second_trust.to_string())
-        .tags(o11y_tests::seed::opt_in_tag())
-        .send()
-        .await
-        .unwrap();
+    let second_trust = second_irsa_role(&clients, &seeded).await;
 
     // WHEN the input names the second role
     let mut moved = minimal();
@@ -218,17 +225,7 @@ async fn a_move_to_another_irsa_role_that_crashed_half_way_then_moved_back_leave
     // GIVEN a converged deployment, and a second IRSA role of the same cluster
     let created = stack.execute(&sm, "create", &minimal()).await;
     assert_eq!(created.status, "SUCCEEDED", "{created:?}");
-    let host_path = o11y_shared::names::issuer_host_path(&seeded.oidc_issuer).to_string();
-    let second_trust = seed::eksctl_trust(&seeded.oidc_provider_arn, &host_path, "dr-core", "app");
-    clients
-        .iam
-        .create_role()
-        .role_name("dr-core-irsa-2")
-        .assume_role_policy_document(second_trust.to_string())
-        .tags(o11y_tests::seed::opt_in_tag())
-        .send()
-        .await
-        .unwrap();
+    let second_trust = second_irsa_role(&clients, &seeded).await;
 
     // WHEN a move to the second role crashes right after its trust is written (the old role's
     // statement not yet removed)
