@@ -30,11 +30,13 @@ def task(fn, result, nxt, comment, catch=CATCH):
             "TimeoutSeconds": 120, "Retry": RETRY, "Catch": catch, "Next": nxt}
 
 
-def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn, comment, catch=CATCH):
+def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn, comment, catch=CATCH, what="the workspace"):
     return {
-        choice: {"Type": "Choice", "Choices": [
+        choice: {"Type": "Choice", "Comment": "Go on once %s is %s; else wait and look again." % (what, done_value),
+                 "Choices": [
             {"Variable": path + ".status", "StringEquals": done_value, "Next": done_next}], "Default": wait},
-        wait: {"Type": "Wait", "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
+        wait: {"Type": "Wait", "Comment": "The interval the status step chose (poll.waitSeconds: doubling from O11Y_WAIT_FIRST_SECONDS up to O11Y_WAIT_MAX_SECONDS; the step fails once the wait budget is spent).",
+               "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
         status_state: task(status_fn, path, choice, comment, catch),
     }
 
@@ -64,7 +66,7 @@ def delete_chain(prefix, catch, what):
     }
     states.update(wait_loop(w + "GrafanaGone?", w + "GrafanaDeletionWait", w + "GrafanaDeletionStatus",
                             "$.deleted.grafanaWorkspace", "DELETED", p + "GrafanaRole", "GrafanaStatus",
-                            "Look again until the Grafana workspace is gone.", catch))
+                            "Look again until the Grafana workspace is gone.", catch, "the Grafana workspace"))
     return states
 
 
@@ -115,13 +117,15 @@ states = {
                                              {"Variable": "$.ampWorkspace.created", "BooleanEquals": True}],
                                      "Next": "RollbackNoRetain"}],
                         "Default": "RollbackInit"},
-    "RollbackNoRetain": {"Type": "Pass", "Result": False, "ResultPath": "$.input.retainMetrics", "Next": "RollbackInit"},
+    "RollbackNoRetain": {"Type": "Pass", "Comment": "This failed Create made the AMP workspace: the rollback deletes it (retainMetrics false).",
+                         "Result": False, "ResultPath": "$.input.retainMetrics", "Next": "RollbackInit"},
     # every path ends here: release the lease, answer CloudFormation if it started the run, then
     # succeed or fail
     "Finish": task("Finish", "$.finish", "Outcome",
                    "Release this run's lease; when CloudFormation started the run, PUT its one response: SUCCESS with Data, or FAILED with the step, error and cause.",
                    catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.finishError", "Next": "Outcome"}]),
-    "Outcome": {"Type": "Choice", "Choices": [
+    "Outcome": {"Type": "Choice", "Comment": "Fail with the step's error, or end with the output of the action: plan, delete, or apply (default).",
+                "Choices": [
         {"Variable": "$.error", "IsPresent": True, "Next": "Failed"},
         {"Variable": "$.finishError", "IsPresent": True, "Next": "FinishFailed"},
         {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Planned"},
@@ -137,9 +141,11 @@ states = {
                "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
 }
 states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
-                        "Look at the AMP workspace again; fails once the wait budget is spent.", APPLY_CATCH))
+                        "Look at the AMP workspace again; fails once the wait budget is spent.", APPLY_CATCH,
+                        "the AMP workspace"))
 states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Datasource",
-                        "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent.", APPLY_CATCH))
+                        "GrafanaStatus", "Look at the Grafana workspace again; fails once the wait budget is spent.", APPLY_CATCH,
+                        "the Grafana workspace"))
 states.update(delete_chain("Delete", CATCH, "this deployment"))
 states.update(delete_chain("Rollback", ROLLBACK_CATCH, "this run"))
 asl = {"Comment": "o11y-provisioner: plan, apply or delete the AMP, Managed Grafana and IAM setup of an EKS deployment (JSONPath).",

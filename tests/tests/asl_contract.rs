@@ -1,7 +1,8 @@
 //! Contract between `statemachine/*.asl.json`, `shared/` and `functions/`: every custom
 //! `ErrorEquals` name is one the engine defines, `ValidationError` is never retried, every
 //! `${<Step>FunctionArn}` placeholder is a function in `functions/` (and every function is used),
-//! each task stores its output where the engine expects it, and every state is reachable.
+//! each task stores its output where the engine expects it, every state is reachable, and every
+//! state has a `Comment`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -188,5 +189,16 @@ fn every_state_is_reachable_and_every_target_exists() {
         assert!(states.values().any(|s| s["End"] == true), "{file}: no End state");
         let timeout = asl["TimeoutSeconds"].as_u64().expect("a state machine timeout");
         assert!(timeout < 3600, "{file}: must finish before CloudFormation's one-hour timeout");
+    }
+}
+
+#[test]
+fn every_state_says_what_it_does() {
+    // The console shows a state's Comment beside it; a bare Choice or Wait tells a reader nothing.
+    for (file, asl) in asl_files() {
+        for (name, state) in states(&asl) {
+            let comment = state["Comment"].as_str().unwrap_or_default().trim();
+            assert!(!comment.is_empty(), "{file}: state {name} ({}) has no Comment", state["Type"]);
+        }
     }
 }
