@@ -1,11 +1,43 @@
 //! The Step Functions console: `statemachine/input.schema.json` is generated from the Rust input
 //! types and must be current (`UPDATE_SCHEMA=1 cargo test` rewrites it); every example in
 //! `statemachine/examples/` is a valid input that resolves, and is valid against the schema.
+//! README's input-contract example is `examples/full.json`, and it succeeds on the local stack.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
 use o11y_shared::input::{self, Action};
+use o11y_tests::stack::{start_deployed, StackOptions};
 use serde_json::Value;
+
+/// The first JSON block of README's "## Input contract" section.
+fn readme_input_example() -> Value {
+    let readme = std::fs::read_to_string(o11y_tests::repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Input contract").expect("an input contract section")..];
+    let block = section.split("```json\n").nth(1).and_then(|b| b.split("```").next()).expect("a JSON block");
+    serde_json::from_str(block).unwrap_or_else(|e| panic!("README's input example is not JSON: {e}"))
+}
+
+fn example(name: &str) -> Value {
+    let path = o11y_tests::repo_root().join(format!("statemachine/examples/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readmes_input_example_is_the_full_example_and_it_runs_as_written() {
+    // README's example, as a reader would paste it into the console
+    let pasted = readme_input_example();
+    assert_eq!(pasted, example("full"), "README's input contract example differs from examples/full.json");
+    // on the sample cluster (dr-eks, its OIDC provider, dr-core-irsa: what seed-demo creates)
+    let (stack, _clients, _seeded, sm) = start_deployed(&StackOptions::creating_one_second()).await;
+    let run = stack.execute(&sm, "readme", &pasted).await;
+    assert_eq!(run.status, "SUCCEEDED", "{run:?}");
+    let out = run.output.unwrap();
+    assert_eq!(
+        out["writePolicyArn"].as_str().unwrap_or_default().rsplit('/').next(),
+        Some("dr-prod-observability-write")
+    );
+    assert_eq!(out["verification"]["status"], "passed", "{out:#}");
+}
 
 #[test]
 fn the_checked_in_schema_is_generated_from_the_input_types() {
