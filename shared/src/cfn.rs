@@ -329,15 +329,14 @@ fn clip(text: String) -> String {
     text.chars().take(REASON_PART_CHARS - 3).collect::<String>() + "..."
 }
 
-/// The FAILED answer of a failed run: the original failure first, then, when the run was rolled
-/// back (a CloudFormation Create of a deployment without a record), how the rollback went. A
-/// rollback that failed answers with [`ROLLBACK_INCOMPLETE_PREFIX`], so that the following Delete
-/// finishes it.
-pub fn failure_response(ctx: &CfnContext, state: &ProvisionState, error: &Value) -> CfnResponse {
+/// The text of a failed run, in plain words: the error name and the failing step's message
+/// first, then, when the run was rolled back (a CloudFormation Create of a deployment without a
+/// record), how the rollback went. It is CloudFormation's `Reason` and the execution's `Cause`.
+pub fn failure_text(state: &ProvisionState, error: &Value) -> String {
     let original = clip(failure_reason(error));
     let rolled_back = state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure);
     if !rolled_back {
-        return response(ctx, false, original, Map::new());
+        return original;
     }
     match &state.rollback_error {
         None => {
@@ -359,28 +358,25 @@ pub fn failure_response(ctx: &CfnContext, state: &ProvisionState, error: &Value)
                 .flat_map(|o| o.retained.clone())
                 .collect();
             let kept = if kept.is_empty() { String::new() } else { format!("; kept: {}", kept.join(", ")) };
-            response(
-                ctx,
-                false,
-                format!("{original} (rolled back: what this Create made was deleted{kept})"),
-                Map::new(),
-            )
+            format!("{original} (rolled back: what this Create made was deleted{kept})")
         }
-        Some(rollback) => {
-            let mut resp = response(
-                ctx,
-                false,
-                format!(
-                    "{original} (the rollback failed too: {}; what is left is recorded, and deleting the stack, or a \
-                     delete run from the console, removes it)",
-                    clip(failure_reason(rollback))
-                ),
-                Map::new(),
-            );
-            resp.physical_resource_id = format!("{ROLLBACK_INCOMPLETE_PREFIX}{}", ctx.request_id);
-            resp
-        }
+        Some(rollback) => format!(
+            "{original} (the rollback failed too: {}; what is left is recorded, and deleting the stack, or a \
+             delete run from the console, removes it)",
+            clip(failure_reason(rollback))
+        ),
     }
+}
+
+/// The FAILED answer of a failed run, with [`failure_text`] as its reason. A rollback that failed
+/// answers with [`ROLLBACK_INCOMPLETE_PREFIX`], so that the following Delete finishes it.
+pub fn failure_response(ctx: &CfnContext, state: &ProvisionState, error: &Value) -> CfnResponse {
+    let mut resp = response(ctx, false, failure_text(state, error), Map::new());
+    let rolled_back = state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure);
+    if rolled_back && state.rollback_error.is_some() {
+        resp.physical_resource_id = format!("{ROLLBACK_INCOMPLETE_PREFIX}{}", ctx.request_id);
+    }
+    resp
 }
 
 /// Answers from the state (its error, or its output).

@@ -133,6 +133,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
 /// CloudFormation when it started the run. CloudFormation is answered even when the release
 /// fails (a missing answer would hang the stack for an hour); the release error is then
 /// returned after the answer (the lease expires after [`crate::ctx::lease::LEASE_SECONDS`]).
+/// On the failure path its output's `cause` is [`crate::cfn::failure_text`], the execution's
+/// `Cause`.
 pub async fn finish(clients: &Clients, state: &ProvisionState) -> Result<Value> {
     let mut released = Ok(false);
     if let (Some(execution), Ok(ctx)) = (&state.execution, Ctx::new(clients, state).await) {
@@ -148,7 +150,13 @@ pub async fn finish(clients: &Clients, state: &ProvisionState) -> Result<Value> 
             return Err(e);
         }
     };
-    Ok(serde_json::json!({ "leaseReleased": released, "cloudFormation": cfn? }))
+    let mut out = serde_json::json!({ "leaseReleased": released, "cloudFormation": cfn? });
+    // A Lambda error reaches the state as `Cause` = the error body's JSON, in a string: the
+    // `Failed` state ends the execution with this plain text instead (`$.finish.cause`).
+    if let Some(error) = &state.error {
+        out["cause"] = Value::String(crate::cfn::failure_text(state, error));
+    }
+    Ok(out)
 }
 
 /// `None` once ACTIVE; otherwise when to look again.

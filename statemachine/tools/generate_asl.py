@@ -137,8 +137,8 @@ states = {
                 "OutputPath": "$.deleted", "End": True},
     "FinishFailed": {"Type": "Fail", "Comment": "The run's work succeeded but Finish did not (the lease then expires by itself; CloudFormation may not have its answer).",
                      "ErrorPath": "$.finishError.Error", "CausePath": "$.finishError.Cause"},
-    "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause names the step and why.",
-               "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+    "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause, in plain words, names the error, the step and why (Finish's text, CloudFormation's Reason).",
+               "ErrorPath": "$.error.Error", "CausePath": "$.finish.cause"},
 }
 states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
                         "Look at the AMP workspace again; fails once the wait budget is spent.", APPLY_CATCH,

@@ -130,7 +130,9 @@ async fn invalid_input_fails_with_validation_error_naming_the_field_and_zero_wri
     assert_eq!(out.status, "FAILED");
     assert_eq!(out.error.as_deref(), Some("ValidationError"));
     let cause = out.cause.unwrap_or_default();
-    assert!(cause.contains("namespace") && cause.contains("preflight"), "{cause}");
+    // plain text, not the Lambda error's JSON: the name, the step, the field and the rule
+    assert!(cause.starts_with("ValidationError: preflight: namespace: must be"), "{cause}");
+    assert!(serde_json::from_str::<Value>(&cause).is_err(), "the cause is not JSON: {cause}");
     assert_eq!(out.failed_state.as_deref(), Some("Preflight"));
     assert_eq!(stack.aws_writes(), Vec::<Value>::new());
     let invokes = stack.requests().into_iter().filter(|r| r["function"] == "preflight").count();
@@ -195,7 +197,11 @@ async fn two_runs_for_one_deployment_make_one_set_of_resources() {
     // THEN the second fails cleanly, saying another run holds the deployment
     assert_eq!(second.status, "FAILED", "{second:?}");
     assert_eq!(second.error.as_deref(), Some("ConflictError"));
-    assert!(second.cause.as_deref().unwrap_or_default().contains("another run holds the deployment"), "{second:?}");
+    let cause = second.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.starts_with("ConflictError: preflight: ") && cause.contains("another run holds the deployment"),
+        "{second:?}"
+    );
     // and the first one completes
     let mut status = String::new();
     for _ in 0..600 {
