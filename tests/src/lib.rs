@@ -9,6 +9,7 @@
 // Harness code fails tests by panicking, which is what a test harness is for.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,9 +56,20 @@ pub fn run_python_checks(script: &str, min_passed: usize) {
     assert!(passed >= min_passed, "too few checks ran: {summary}");
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never one handed out before in this process. A stack takes its
+/// router's port long before the router binds it; without the memory, a test starting its stack
+/// meanwhile (tests of a binary run in parallel) could be given the same port for its Prometheus,
+/// and the first stack's requests would reach that Prometheus ("404 page not found").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        if port != 0 && given.insert(port) {
+            return port;
+        }
+    }
+    0
 }
 
 /// One server process under the watchdog, killed on drop.
