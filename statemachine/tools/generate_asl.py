@@ -124,9 +124,11 @@ states = {
     "Finish": task("Finish", "$.finish", "Outcome",
                    "Release this run's lease; when CloudFormation started the run, PUT its one response: SUCCESS with Data, or FAILED with the step, error and cause.",
                    catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.finishError", "Next": "Outcome"}]),
-    "Outcome": {"Type": "Choice", "Comment": "Fail with the step's error, or end with the output of the action: plan, delete, or apply (default).",
+    "Outcome": {"Type": "Choice", "Comment": "Fail with the step's error (in plain words when Finish wrote them), or end with the output of the action: plan, delete, or apply (default).",
                 "Choices": [
-        {"Variable": "$.error", "IsPresent": True, "Next": "Failed"},
+        {"And": [{"Variable": "$.error", "IsPresent": True}, {"Variable": "$.finish.cause", "IsPresent": True}],
+         "Next": "Failed"},
+        {"Variable": "$.error", "IsPresent": True, "Next": "FailedUnfinished"},
         {"Variable": "$.finishError", "IsPresent": True, "Next": "FinishFailed"},
         {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Planned"},
         {"Variable": "$.preflight.action", "StringEquals": "delete", "Next": "Deleted"}],
@@ -137,6 +139,8 @@ states = {
                 "OutputPath": "$.deleted", "End": True},
     "FinishFailed": {"Type": "Fail", "Comment": "The run's work succeeded but Finish did not (the lease then expires by itself; CloudFormation may not have its answer).",
                      "ErrorPath": "$.finishError.Error", "CausePath": "$.finishError.Cause"},
+    "FailedUnfinished": {"Type": "Fail", "Comment": "A step failed and Finish failed too (so no plain text): the step's error as the Lambda reported it.",
+                         "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
     "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause, in plain words, names the error, the step and why (Finish's text, CloudFormation's Reason).",
                "ErrorPath": "$.error.Error", "CausePath": "$.finish.cause"},
 }
