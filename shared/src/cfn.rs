@@ -329,13 +329,18 @@ fn clip(text: String) -> String {
     text.chars().take(REASON_PART_CHARS - 3).collect::<String>() + "..."
 }
 
+/// Whether the failed run was rolled back (preflight said so: a CloudFormation Create of a
+/// deployment without a record).
+fn rolled_back(state: &ProvisionState) -> bool {
+    state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure)
+}
+
 /// The text of a failed run, in plain words: the error name and the failing step's message
 /// first, then, when the run was rolled back (a CloudFormation Create of a deployment without a
 /// record), how the rollback went. It is CloudFormation's `Reason` and the execution's `Cause`.
 pub fn failure_text(state: &ProvisionState, error: &Value) -> String {
     let original = clip(failure_reason(error));
-    let rolled_back = state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure);
-    if !rolled_back {
+    if !rolled_back(state) {
         return original;
     }
     match &state.rollback_error {
@@ -372,8 +377,7 @@ pub fn failure_text(state: &ProvisionState, error: &Value) -> String {
 /// answers with [`ROLLBACK_INCOMPLETE_PREFIX`], so that the following Delete finishes it.
 pub fn failure_response(ctx: &CfnContext, state: &ProvisionState, error: &Value) -> CfnResponse {
     let mut resp = response(ctx, false, failure_text(state, error), Map::new());
-    let rolled_back = state.preflight.as_ref().is_some_and(|p| p.rollback_on_failure);
-    if rolled_back && state.rollback_error.is_some() {
+    if rolled_back(state) && state.rollback_error.is_some() {
         resp.physical_resource_id = format!("{ROLLBACK_INCOMPLETE_PREFIX}{}", ctx.request_id);
     }
     resp
