@@ -669,6 +669,9 @@ mod tests {
             irsa_role_arn: String::new(),
             rollback_on_failure: rollback,
             trust_policy_quota: 2048,
+            input: None,
+            nothing_recorded: false,
+            note: None,
         });
         let kept = crate::state::DeleteOutput { retained: vec!["ws-1: adopted".into()], ..Default::default() };
         st.deleted = Some(crate::state::DeletedState { amp_workspace: Some(kept), ..Default::default() });

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::aws::Clients;
+use crate::ctx::Preflighted;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::Action;
 use crate::domain::poll::{PollPolicy, Resource};
@@ -389,11 +390,20 @@ pub mod lambdas {
 
 /// `preflight`'s whole invocation (see [`lambdas::Preflight`]'s `run`).
 async fn preflight_entry(clients: &Clients, state: &ProvisionState) -> Result<Value> {
-    let ctx = Ctx::new(clients, state).await?;
+    let prepared = Ctx::for_preflight(clients, state).await?;
     if let Some(cfn) = &state.cloud_formation {
         crate::cfn::check_provenance(clients, state.execution.as_deref(), cfn).await?;
     }
-    to_json(&steps::preflight::run(&ctx, state).await?)
+    match prepared {
+        Preflighted::Ready(ctx, completed) => {
+            let mut out = steps::preflight::run(&ctx, state).await?;
+            out.input = completed;
+            to_json(&out)
+        }
+        Preflighted::NothingRecorded { clients, region, note } => {
+            to_json(&steps::preflight::nothing_recorded(&clients, &state.input, &region, note).await?)
+        }
+    }
 }
 
 fn deletion_poll(out: &DeleteOutput, prev: Option<Poll>) -> Result<Option<Poll>> {
@@ -526,7 +536,12 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
     let mut state = ProvisionState::new(input);
     state.run = Some(local_run_id());
     run_chain(clients, &mut state, &[Step::Preflight]).await?;
-    match require(&state.preflight, "preflight")?.action {
+    let pre = require(&state.preflight, "preflight")?;
+    if pre.nothing_recorded {
+        state.deleted = Some(DeletedState { note: pre.note.clone(), ..DeletedState::default() });
+        return Ok(state);
+    }
+    match pre.action {
         Action::Plan => run_chain(clients, &mut state, &[Step::Plan]).await?,
         Action::Delete => {
             state.deleted = Some(DeletedState::default());

@@ -146,6 +146,9 @@ pub struct DeletedState {
     pub irsa_trust: Option<DeleteOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<DeleteOutput>,
+    /// Set instead of the reports when nothing records the deployment: why nothing was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl ProvisionState {
@@ -181,6 +184,17 @@ pub struct PreflightOutput {
     /// the input's `trustPolicyQuota`, else Service Quotas' applied value, else 2048.
     #[serde(default = "crate::domain::iam::policy::default_trust_policy_quota")]
     pub trust_policy_quota: usize,
+    /// A delete that named only the deployment: its input, completed from the registry entry
+    /// ([`crate::ctx::recall`]); every later step runs with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// A delete by name of a deployment nothing records: the state machine ends it at once,
+    /// successfully, with [`PreflightOutput::note`] (always written: its `Route` reads it).
+    #[serde(default)]
+    pub nothing_recorded: bool,
+    /// Why there is nothing to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// irsa-trust: what the trust policy holds for us.

@@ -81,10 +81,13 @@ states = {
                                           "execution.$": "$$.Execution.Name"}, "Next": "Preflight"},
     "Preflight": task("Preflight", "$.preflight", "Route",
                       "Validate the input (ValidationError naming the field), read the account, check the OIDC provider and the IRSA role."),
-    "Route": {"Type": "Choice", "Comment": "The validated action: plan, delete, or apply (default).", "Choices": [
+    "Route": {"Type": "Choice", "Comment": "The validated action: plan, delete, or apply (default); a delete by name of a deployment nothing records ends at once.", "Choices": [
+        {"Variable": "$.preflight.nothingRecorded", "BooleanEquals": True, "Next": "NothingToDelete"},
         {"Variable": "$.preflight.action", "StringEquals": "plan", "Next": "Plan"},
         {"Variable": "$.preflight.action", "StringEquals": "delete", "Next": "DeleteInit"}],
         "Default": "IrsaTrust"},
+    "NothingToDelete": {"Type": "Pass", "Comment": "Nothing records the deployment named: the delete report says so, and nothing is deleted.",
+                        "Parameters": {"note.$": "$.preflight.note"}, "ResultPath": "$.deleted", "Next": "Finish"},
     # plan
     "Plan": task("Plan", "$.plan", "Finish", "Every step without writing: what apply would change."),
     # apply

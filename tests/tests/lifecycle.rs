@@ -577,3 +577,85 @@ async fn a_delete_that_fails_half_way_completes_when_run_again() {
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await, &seeded.original_trust));
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
 }
+
+/// Everything `dr-prod` (custom names) could have left: workspaces, IAM, parameters, registry.
+async fn assert_nothing_left(clients: &Clients, seeded: &seed::Seeded, what: &str) {
+    assert!(grafana_ids(clients).await.is_empty(), "{what}: a Grafana workspace is left");
+    assert!(amp_ids(clients).await.is_empty(), "{what}: an AMP workspace is left");
+    assert!(!role_exists(clients, "dr-prod-us-east-1-grafana").await, "{what}: the Grafana role is left");
+    assert!(!policy_exists(clients, "dr-prod-custom-observability-write").await, "{what}: the write policy is left");
+    assert!(!policy_exists(clients, "dr-prod-us-east-1-grafana-amp-read").await, "{what}: the read policy is left");
+    assert!(policy::equivalent(&trust_of(clients, "dr-core-irsa").await, &seeded.original_trust), "{what}: trust");
+    assert!(params(clients, "/o11y").await.is_empty(), "{what}: parameters are left");
+    assert!(params(clients, "/o11y-provisioner").await.is_empty(), "{what}: the registry entry or lease is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_names_only_the_deployment_works_from_what_it_recorded() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, ..StackOptions::default() });
+    let clients = stack.clients().await;
+    let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let by_name = json!({"deploymentName": "dr-prod", "action": "delete", "retainMetrics": false});
+    // Names no default would give: a delete by name must find them in the record, not guess.
+    let custom = with(
+        minimal(),
+        json!({"amp": {"alias": "dr-metrics"}, "writePolicyName": "dr-prod-custom-observability-write", "ssmPrefix": "/o11y/teams/dr-prod",
+               "grafana": {"workspaceName": "dr-grafana"}}),
+    );
+
+    // GIVEN nothing was ever created WHEN deleted by name THEN success, zero writes, and it says so
+    stack.reset_requests();
+    let never = stack.execute(&sm, "never", &by_name).await;
+    assert_eq!(never.status, "SUCCEEDED", "{never:?}");
+    let note = never.output.unwrap()["note"].as_str().unwrap_or_default().to_string();
+    assert!(note.contains("nothing to delete") && note.contains("\"dr-prod\""), "{note}");
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+
+    // GIVEN a converged deployment
+    let created = stack.execute(&sm, "create", &custom).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    assert_eq!(amp_ids(&clients).await.len(), 1);
+
+    // WHEN deleted by name with a field that differs from the record THEN refused before any
+    // write, naming the field
+    stack.reset_requests();
+    let wrong = stack.execute(&sm, "wrong", &with(by_name.clone(), json!({"namespace": "other"}))).await;
+    assert_eq!(wrong.status, "FAILED", "{wrong:?}");
+    assert_eq!(wrong.error.as_deref(), Some("ValidationError"));
+    let cause = wrong.cause.unwrap_or_default();
+    assert!(cause.starts_with("ValidationError: preflight: namespace: differs from what deployment"), "{cause}");
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+
+    // WHEN deleted by name (with a field that agrees) THEN everything it made is gone
+    let agreeing = with(by_name.clone(), json!({"cluster": {"name": "dr-eks"}}));
+    let deleted = stack.execute(&sm, "delete", &agreeing).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    assert_nothing_left(&clients, &seeded, "converged").await;
+
+    // GIVEN a create that failed half-way (the Grafana workspace refused: trust, AMP workspace,
+    // policies and the Grafana role made)
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["grafana"], "operations": ["POST /workspaces"]})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let half = stack.execute(&sm, "half", &custom).await;
+    stack.router_control("DELETE", "/_router/faults", "{}");
+    assert_eq!(half.status, "FAILED", "{half:?}");
+    assert_eq!(half.failed_state.as_deref(), Some("GrafanaWorkspace"), "{half:?}");
+    assert!(role_exists(&clients, "dr-prod-us-east-1-grafana").await);
+    assert!(policy_exists(&clients, "dr-prod-custom-observability-write").await);
+
+    // WHEN deleted by name THEN everything it made is gone; and a second delete has nothing to do
+    let deleted = stack.execute(&sm, "delete-half", &by_name).await;
+    assert_eq!(deleted.status, "SUCCEEDED", "{deleted:?}");
+    assert_nothing_left(&clients, &seeded, "half-created").await;
+    stack.reset_requests();
+    let again = stack.execute(&sm, "again", &by_name).await;
+    assert_eq!(again.status, "SUCCEEDED", "{again:?}");
+    assert!(again.output.unwrap()["note"].as_str().unwrap_or_default().contains("nothing to delete"));
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+}

@@ -18,11 +18,23 @@ use crate::domain::scope;
 use crate::state::{ChangeKind, PlannedChange, ProvisionState};
 
 pub mod lease;
+pub mod recall;
 pub mod record;
 pub mod registry;
 
 /// A placeholder for a value that exists only after apply (plan on a fresh deployment).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+/// What `preflight` runs with ([`Ctx::for_preflight`]).
+#[derive(Debug)]
+pub enum Preflighted {
+    /// The context, and the input completed from the registry when the delete named only the
+    /// deployment.
+    Ready(Box<Ctx>, Option<Value>),
+    /// A delete by name of a deployment nothing records: the clients where it looked (the
+    /// region, the target account), the region, and what it found.
+    NothingRecorded { clients: Box<Clients>, region: String, note: String },
+}
 
 /// Changes collected while planning.
 #[derive(Debug, Clone, Default)]
@@ -78,8 +90,40 @@ impl Ctx {
     /// `ValidationError` before any AWS call), and selects the clients for its region.
     /// With a `target`, every client acts in the target account through `sts:AssumeRole` (the
     /// session named after the execution), built for this invocation only.
+    ///
+    /// The input is the state's, or, after a delete that named only the deployment, the one
+    /// `preflight` completed from the registry ([`recall`]).
     pub async fn new(clients: &Clients, state: &ProvisionState) -> Result<Self> {
-        let deployment = scope::resolve(&state.input, clients.region())?;
+        let completed = state.preflight.as_ref().and_then(|p| p.input.as_ref());
+        Self::for_input(clients, state, completed.unwrap_or(&state.input)).await
+    }
+
+    /// `preflight`'s context: a delete that names only the deployment is completed from its
+    /// registry entry first ([`recall::recall`], read in the input's region and target account).
+    pub async fn for_preflight(clients: &Clients, state: &ProvisionState) -> Result<Preflighted> {
+        if !recall::is_partial_delete(&state.input) {
+            return Ok(Preflighted::Ready(Box::new(Self::new(clients, state).await?), None));
+        }
+        let (region, target) = recall::scope_of(&state.input, clients.region())?;
+        let mut scoped = clients.for_region(&region);
+        if let Some((account, role)) = &target {
+            let role_arn = names::role_arn(names::partition(&region), account, role);
+            let name = state.input.get("deploymentName").and_then(Value::as_str).unwrap_or_default();
+            scoped = scoped.assume(&role_arn, &session_name(state.execution.as_deref(), name)).await?;
+        }
+        match recall::recall(&scoped, &state.input, &region).await? {
+            recall::Recalled::Complete => Ok(Preflighted::Ready(Box::new(Self::new(clients, state).await?), None)),
+            recall::Recalled::Input(input) => {
+                Ok(Preflighted::Ready(Box::new(Self::for_input(clients, state, &input).await?), Some(input)))
+            }
+            recall::Recalled::NothingRecorded(note) => {
+                Ok(Preflighted::NothingRecorded { clients: Box::new(scoped), region, note })
+            }
+        }
+    }
+
+    async fn for_input(clients: &Clients, state: &ProvisionState, input: &Value) -> Result<Self> {
+        let deployment = scope::resolve(input, clients.region())?;
         let mut clients = clients.for_region(&deployment.region);
         if let Some((account, role)) = &deployment.target {
             let role_arn = names::role_arn(&deployment.partition, account, role);

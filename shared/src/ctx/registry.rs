@@ -26,7 +26,7 @@ use crate::aws::ssm;
 use crate::ctx::record::RECORD_LEAF;
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{Action, Deployment};
+use crate::domain::input::{Action, Deployment, ProvisionInput};
 use crate::domain::names::ssm_path_overlap as overlap;
 use crate::state::ChangeKind;
 
@@ -59,6 +59,10 @@ pub struct Entry {
     /// everything there is, so its rollback may delete it all (`cfn::handle_status_change`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub born_in: Option<String>,
+    /// The input of the last apply, every default written out: what a delete that names only
+    /// the deployment is completed from ([`crate::ctx::recall`]). `None`: an entry from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<ProvisionInput>,
 }
 
 /// The exclusive names a deployment claims: resources it creates and deletes as its own.
@@ -230,6 +234,10 @@ fn desired(d: &Deployment, own: Option<&Entry>) -> Entry {
         retired_prefixes: Vec::new(),
         claims: own.filter(|_| d.action == Action::Delete).map(|e| e.claims.clone()).unwrap_or_else(|| Claims::of(d)),
         born_in: own.and_then(|e| e.born_in.clone()),
+        applied: match d.action {
+            Action::Apply => Some(d.as_input()),
+            Action::Plan | Action::Delete => own.and_then(|e| e.applied.clone()),
+        },
     }
 }
 
@@ -450,6 +458,7 @@ mod tests {
                 amp_alias: name.into(),
             },
             born_in: None,
+            applied: None,
         }
     }
 

@@ -23,11 +23,14 @@ pub const DEFAULT_GRAFANA_VERSION: &str = "10.4";
 pub const DEFAULT_TARGET_ROLE: &str = "AWSControlTowerExecution";
 /// Default CloudWatch log stream name.
 pub const DEFAULT_LOG_STREAM: &str = "otel-collector";
+/// The fields apply requires that a delete may leave out: it is then completed from what the
+/// deployment's last apply recorded (`crate::ctx::recall`).
+pub const DELETE_MAY_OMIT: [&str; 3] = ["cluster", "namespace", "irsaRoleName"];
 /// The service-account name pattern the IRSA role is made to trust, inside the namespace.
 pub const SERVICE_ACCOUNT_PATTERN: &str = "observability-*";
 
 /// The raw input, exactly as users type it. Unknown fields are rejected.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProvisionInput {
     /// Names this deployment; every default name derives from it.
@@ -94,7 +97,7 @@ pub enum Action {
 spelled!(Action { Plan => "plan", Apply => "apply", Delete => "delete" });
 
 /// `cluster`: at least one of `name` and `oidcIssuer`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterInput {
     /// EKS cluster name (its OIDC issuer is read with `eks:DescribeCluster`).
@@ -106,7 +109,7 @@ pub struct ClusterInput {
 }
 
 /// `amp`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AmpInput {
     /// Workspace alias (1-100 characters).
@@ -115,7 +118,7 @@ pub struct AmpInput {
 }
 
 /// `grafana`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrafanaInput {
     /// Workspace name.
@@ -142,7 +145,7 @@ pub struct GrafanaInput {
 }
 
 /// `grafana.admins`: IAM Identity Center user and group ids.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdminsInput {
     #[serde(default)]
@@ -165,7 +168,7 @@ pub enum VerifyMode {
 spelled!(VerifyMode { Fail => "fail", Warn => "warn" });
 
 /// `target`: provision into another account through a role assumed there.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetInput {
     /// The 12-digit account to provision.
@@ -176,7 +179,7 @@ pub struct TargetInput {
 }
 
 /// `logs`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogsInput {
     /// CloudWatch log group name.
@@ -501,6 +504,50 @@ impl ProvisionInput {
             trust_policy_quota,
             record_prefix: None,
         })
+    }
+}
+
+impl Deployment {
+    /// The input that resolves to this deployment, every default written out (so that a later
+    /// version's defaults cannot change what it names), without the run's own settings
+    /// (`action`, `retainMetrics`, `verify`): what the registry keeps of the last apply, from
+    /// which a delete that names only the deployment is completed ([`crate::ctx::recall`]).
+    pub fn as_input(&self) -> ProvisionInput {
+        let admins = (!self.grafana_admin_users.is_empty() || !self.grafana_admin_groups.is_empty()).then(|| {
+            AdminsInput { users: self.grafana_admin_users.clone(), groups: self.grafana_admin_groups.clone() }
+        });
+        ProvisionInput {
+            deployment_name: self.name.clone(),
+            region: Some(self.region.clone()),
+            account_id: self.expected_account_id.clone(),
+            cluster: ClusterInput { name: self.cluster_name.clone(), oidc_issuer: self.oidc_issuer.clone() },
+            namespace: self.namespace.clone(),
+            irsa_role_name: self.irsa_role_name.clone(),
+            amp: AmpInput { alias: Some(self.amp_alias.clone()) },
+            write_policy_name: Some(self.write_policy_name.clone()),
+            grafana: GrafanaInput {
+                workspace_name: Some(self.grafana_workspace_name.clone()),
+                role_name: Some(self.grafana_role_name.clone()),
+                read_policy_name: Some(self.grafana_read_policy_name.clone()),
+                version: Some(self.grafana_version.clone()),
+                authentication_providers: Some(self.grafana_authentication_providers.clone()),
+                admins,
+                default_datasource: Some(self.grafana_default_datasource),
+            },
+            logs: LogsInput {
+                group_name: Some(self.log_group_name.clone()),
+                stream_name: Some(self.log_stream_name.clone()),
+            },
+            ssm_prefix: Some(self.ssm_prefix.clone()),
+            action: None,
+            retain_metrics: None,
+            verify: None,
+            target: self.target.as_ref().map(|(account_id, role)| TargetInput {
+                account_id: account_id.clone(),
+                role_name: Some(role.clone()),
+            }),
+            trust_policy_quota: self.trust_policy_quota.map(|q| q as u32),
+        }
     }
 }
 

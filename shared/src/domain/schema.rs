@@ -9,6 +9,15 @@ use crate::domain::input::ProvisionInput;
 pub fn input_schema() -> String {
     let mut schema = serde_json::to_value(schemars::schema_for!(ProvisionInput)).unwrap_or_default();
     if let Some(obj) = schema.as_object_mut() {
+        // A delete may name only the deployment (the rest is completed from its record,
+        // `ctx::recall`): the fields apply requires are required unless `action` is
+        // `delete`.
+        obj.insert("required".into(), serde_json::json!(["deploymentName"]));
+        obj.insert(
+            "if".into(),
+            serde_json::json!({"properties": {"action": {"const": "delete"}}, "required": ["action"]}),
+        );
+        obj.insert("else".into(), serde_json::json!({"required": crate::domain::input::DELETE_MAY_OMIT}));
         obj.insert("title".into(), "o11y-provisioner input".into());
         obj.insert(
             "description".into(),

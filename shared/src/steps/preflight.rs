@@ -123,6 +123,44 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         oidc_provider_arn,
         irsa_role_arn,
         rollback_on_failure,
+        input: None,
+        nothing_recorded: false,
+        note: None,
+    })
+}
+
+/// A delete by name of a deployment nothing records ([`crate::ctx::Preflighted::NothingRecorded`]):
+/// the account (and the `accountId` guard) read with `clients`, nothing else; no lease, no
+/// write. The state machine then ends the run successfully with `note`.
+pub async fn nothing_recorded(
+    clients: &crate::aws::Clients,
+    input: &serde_json::Value,
+    region: &str,
+    note: String,
+) -> Result<PreflightOutput> {
+    let identity = clients.sts.get_caller_identity().send().await.map_err(|e| from_sdk("sts:GetCallerIdentity", e))?;
+    let account_id = identity.account().unwrap_or_default().to_string();
+    if let Some(expected) = input.get("accountId").and_then(serde_json::Value::as_str) {
+        crate::domain::validate::account_id("accountId", expected)?;
+        if expected != account_id {
+            return Err(Error::Precondition(format!(
+                "accountId: the input expects account {expected} but the credentials are in account {account_id}"
+            )));
+        }
+    }
+    Ok(PreflightOutput {
+        action: Action::Delete,
+        note: Some(format!("{note} (account {account_id})")),
+        account_id,
+        region: region.to_string(),
+        partition: names::partition(region).to_string(),
+        oidc_issuer: String::new(),
+        oidc_provider_arn: String::new(),
+        irsa_role_arn: String::new(),
+        rollback_on_failure: false,
+        trust_policy_quota: policy::TRUST_POLICY_MAX_CHARS,
+        input: None,
+        nothing_recorded: true,
     })
 }
 

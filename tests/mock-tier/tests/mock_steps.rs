@@ -73,6 +73,9 @@ fn state() -> ProvisionState {
             irsa_role_arn: format!("arn:aws:iam::{ACCOUNT}:role/dr-core-irsa"),
             rollback_on_failure: false,
             trust_policy_quota: 2048,
+            input: None,
+            nothing_recorded: false,
+            note: None,
         }),
         ..ProvisionState::new(input())
     }
