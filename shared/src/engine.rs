@@ -332,6 +332,7 @@ pub mod lambdas {
             now.updated = prev.updated;
             now.adopted = prev.adopted;
             now.retired_workspaces = prev.retired_workspaces.clone();
+            now.not_applied = prev.not_applied.clone();
             if steps::grafana_workspace::FAILED_STATUSES.contains(&now.status.as_str()) {
                 return Err(Error::ResourceFailed(format!("Grafana workspace {} is {}", now.workspace_id, now.status)));
             }
@@ -449,6 +450,7 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
     Ok(PlanReport {
         deployment_name: ctx.deployment.name.clone(),
         changes: changes.iter().filter(|c| c.action != ChangeKind::None).count(),
+        not_applied: st.grafana_workspace.as_ref().map(|w| w.not_applied.clone()).unwrap_or_default(),
         steps,
     })
 }

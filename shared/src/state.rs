@@ -99,6 +99,10 @@ pub struct PlanReport {
     pub deployment_name: String,
     /// Number of changes apply would make (0 on a converged deployment).
     pub changes: usize,
+    /// The input settings apply would not change (they differ from the live resources), and
+    /// why (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<NotApplied>,
     pub steps: Vec<StepPlan>,
 }
 
@@ -285,15 +289,37 @@ pub struct GrafanaWorkspaceOutput {
     /// datasource step once this one is ACTIVE with the data source in place (omitted when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_workspaces: Vec<String>,
+    /// Input settings this workspace differs from that apply does not change (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<NotApplied>,
     /// While not ACTIVE: when to look again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Poll>,
+}
+
+/// An input setting that differs from the live resource and that apply does not change: listed
+/// first in the output contract and in the plan, so that no setting is ignored in silence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotApplied {
+    /// The input field (`grafana.version`, `grafana.authenticationProviders`).
+    pub setting: String,
+    /// The resource it is a setting of.
+    pub resource: String,
+    pub live: Value,
+    pub desired: Value,
+    /// Why apply leaves it, and how to change it.
+    pub why: String,
 }
 
 /// The workflow's output contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputContract {
+    /// Input settings that differ from the live resources and that apply did not change, and
+    /// why (first, so that nobody misses one; omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<NotApplied>,
     pub deployment_name: String,
     pub account_id: String,
     pub region: String,

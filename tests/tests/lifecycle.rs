@@ -349,10 +349,18 @@ async fn delete_after_a_failed_create_cleans_up_and_adopted_resources_survive() 
     let seeded = seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;
 
-    // GIVEN a create that fails at the Grafana workspace (version not offered), after the trust,
-    // the AMP workspace, both policies and the Grafana role were made
-    let failing = with(minimal(), json!({"grafana": {"version": "7.0"}}));
+    // GIVEN a create that fails at the Grafana workspace (CreateWorkspace denied), after the
+    // trust, the AMP workspace, both policies and the Grafana role were made
+    let failing = minimal();
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["grafana"], "operations": ["POST /workspaces"]})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
     let failed = stack.execute(&sm, "create-fails", &failing).await;
+    stack.router_control("DELETE", "/_router/faults", "{}");
     assert_eq!(failed.status, "FAILED");
     assert_eq!(failed.failed_state.as_deref(), Some("GrafanaWorkspace"));
     assert!(role_exists(&clients, "dr-prod-us-east-1-grafana").await);
@@ -658,4 +666,61 @@ async fn a_delete_that_names_only_the_deployment_works_from_what_it_recorded() {
     assert_eq!(again.status, "SUCCEEDED", "{again:?}");
     assert!(again.output.unwrap()["note"].as_str().unwrap_or_default().contains("nothing to delete"));
     assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_settings_are_checked_before_any_write_and_those_apply_leaves_are_said_first() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, ..StackOptions::default() });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let version = |v: &str| with(minimal(), json!({"grafana": {"version": v}}));
+    let refused = |outcome: &o11y_tests::sfn::Outcome, rule: &str| {
+        assert_eq!(outcome.status, "FAILED", "{outcome:?}");
+        assert_eq!(outcome.failed_state.as_deref(), Some("Preflight"), "{outcome:?}");
+        let cause = outcome.cause.clone().unwrap_or_default();
+        assert!(cause.starts_with(&format!("ValidationError: preflight: grafana.version: {rule}")), "{cause}");
+    };
+
+    // GIVEN a new deployment WHEN its version is not offered THEN refused in preflight, zero writes
+    stack.reset_requests();
+    refused(&stack.execute(&sm, "new-10-5", &version("10.5")).await, "\"10.5\" is not offered");
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+
+    // GIVEN a converged deployment (10.4)
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    assert!(created.output.unwrap().get("notApplied").is_none(), "nothing differs on a converged deployment");
+    let ws = grafana_ids(&clients).await;
+
+    // WHEN a version no workspace has, or a lower one (versions only go up) THEN refused in
+    // preflight, zero writes
+    stack.reset_requests();
+    refused(&stack.execute(&sm, "edit-10-5", &version("10.5")).await, "\"10.5\" cannot be set on Grafana workspace");
+    refused(&stack.execute(&sm, "edit-9-4", &version("9.4")).await, "\"9.4\" cannot be set on Grafana workspace");
+    assert_eq!(stack.aws_writes(), Vec::<Value>::new());
+
+    // WHEN an upgrade and another sign-in, which apply does not make THEN plan and apply both
+    // say so first, with the live and desired values and why, and the workspace is as it was
+    let edited = with(minimal(), json!({"grafana": {"version": "12.4", "authenticationProviders": ["SAML"]}}));
+    let expect = |report: &Value, what: &str| {
+        let listed = report["notApplied"].as_array().unwrap_or_else(|| panic!("{what}: no notApplied: {report:#}"));
+        let settings: Vec<&str> = listed.iter().map(|n| n["setting"].as_str().unwrap()).collect();
+        assert_eq!(settings, ["grafana.version", "grafana.authenticationProviders"], "{what}");
+        assert_eq!((&listed[0]["live"], &listed[0]["desired"]), (&json!("10.4"), &json!("12.4")), "{what}");
+        assert_eq!((&listed[1]["live"], &listed[1]["desired"]), (&json!(["AWS_SSO"]), &json!(["SAML"])), "{what}");
+        assert!(listed.iter().all(|n| n["why"].as_str().unwrap().contains("apply does not")), "{what}");
+    };
+    let plan = stack.execute(&sm, "plan", &with(edited.clone(), json!({"action": "plan"}))).await;
+    assert_eq!(plan.status, "SUCCEEDED", "{plan:?}");
+    let plan = plan.output.unwrap();
+    expect(&plan, "plan");
+    assert_eq!(plan["changes"], 0, "{plan:#}");
+    let applied = stack.execute(&sm, "apply", &edited).await;
+    assert_eq!(applied.status, "SUCCEEDED", "{applied:?}");
+    expect(&applied.output.unwrap(), "apply");
+    let live = clients.grafana.describe_workspace().workspace_id(&ws[0]).send().await.unwrap();
+    let live = live.workspace().unwrap();
+    assert_eq!(live.grafana_version(), "10.4");
+    assert_eq!(live.authentication().unwrap().providers().iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["AWS_SSO"]);
 }

@@ -12,7 +12,7 @@ use crate::ctx::record::{self, keys, ResourceRecord, RetiredResource};
 use crate::ctx::{Change, Ctx, KNOWN_AFTER_APPLY};
 use crate::domain::error::{Error, Result};
 use crate::state::ChangeKind;
-use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, ProvisionState};
+use crate::state::{require, DeleteOutput, GrafanaWorkspaceOutput, NotApplied, ProvisionState};
 use crate::steps::grafana_role;
 
 const STEP: &str = "grafana-workspace";
@@ -52,7 +52,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
     let (id, created) = match (matches.as_slice(), ours) {
         ([], Some(id)) => (id, false),
         ([], None) => {
-            check_version(ctx).await?;
+            check_version(ctx, None).await?;
             let change = Change::new(
                 STEP,
                 ChangeKind::Create,
@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
     }
     if !created {
         let rename = (!out.adopted).then_some(d.grafana_workspace_name.as_str());
-        if let Some(status) = converge(ctx, &id, &role.role_arn, &out.status, rename).await? {
+        if let Some(status) = converge(ctx, &id, &role.role_arn, &out.status, rename, &mut out.not_applied).await? {
             out.updated = true;
             // Updated (UPDATING): the state machine waits for ACTIVE again, so that the steps
             // after it, and a delete right after the run, find the workspace stable.
@@ -251,6 +251,7 @@ fn planned_workspace(ctx: &Ctx, account_id: &str) -> GrafanaWorkspaceOutput {
         created: true,
         updated: false,
         retired_workspaces: Vec::new(),
+        not_applied: Vec::new(),
         poll: None,
     }
 }
@@ -383,6 +384,7 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
         created: false,
         updated: false,
         retired_workspaces: Vec::new(),
+        not_applied: Vec::new(),
         poll: None,
     })
 }
@@ -390,7 +392,14 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
 /// Points an existing workspace at our role with CUSTOMER_MANAGED permissions, and renames it to
 /// `rename` (ours only), when it is ACTIVE and differs. Returns the status after the update
 /// when it updated (planning: the live one).
-async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str, rename: Option<&str>) -> Result<Option<String>> {
+async fn converge(
+    ctx: &Ctx,
+    id: &str,
+    role_arn: &str,
+    status: &str,
+    rename: Option<&str>,
+    not_applied: &mut Vec<NotApplied>,
+) -> Result<Option<String>> {
     if status != WorkspaceStatus::Active.as_str() {
         return Ok(None);
     }
@@ -415,6 +424,35 @@ async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str, rename: Opt
     }
     if live_providers != want_providers {
         untouched.push(json!({"field": "authenticationProviders", "live": live_providers, "desired": want_providers}));
+    }
+    let resource = format!("Grafana workspace {id}");
+    if ws.grafana_version() != d.grafana_version {
+        not_applied.push(NotApplied {
+            setting: "grafana.version".into(),
+            resource: resource.clone(),
+            live: json!(ws.grafana_version()),
+            desired: json!(d.grafana_version),
+            why: format!(
+                "apply does not upgrade a workspace's Grafana version (plugins and dashboards may need review first): \
+                 upgrade it in the console or with `aws grafana update-workspace-configuration --workspace-id {id} \
+                 --grafana-version {} --configuration <its current configuration>`, or give {:?}",
+                d.grafana_version,
+                ws.grafana_version()
+            ),
+        });
+    }
+    if live_providers != want_providers {
+        not_applied.push(NotApplied {
+            setting: "grafana.authenticationProviders".into(),
+            resource: resource.clone(),
+            live: json!(live_providers),
+            desired: json!(want_providers),
+            why: format!(
+                "apply does not change how users sign in to an existing workspace (SAML needs its identity provider \
+                 configured first, and a removed provider locks its users out): change it in the console or with \
+                 `aws grafana update-workspace-authentication --workspace-id {id}`, or give {live_providers:?}"
+            ),
+        });
     }
     if !untouched.is_empty() {
         ctx.report(Change::new(
@@ -457,27 +495,70 @@ async fn converge(ctx: &Ctx, id: &str, role_arn: &str, status: &str, rename: Opt
     Ok(Some(status))
 }
 
-/// The requested version must be one `ListVersions` offers.
-async fn check_version(ctx: &Ctx) -> Result<()> {
+/// For `preflight` (apply and plan), before any write: `grafana.version` is one Managed Grafana
+/// can give the workspace this run will use. A new workspace: a version `ListVersions` offers. An
+/// existing one (named so, or recorded as ours): the version it runs, or one `ListVersions`
+/// offers it (`workspaceId`: the versions it can be upgraded to; versions never go down). An
+/// upgrade is not made by apply: the step reports it as not applied ([`NotApplied`]).
+pub async fn preflight_version(ctx: &Ctx) -> Result<()> {
+    let d = &ctx.deployment;
+    let existing = match find_by_name(ctx, &d.grafana_workspace_name).await?.as_slice() {
+        [one] => Some(one.clone()),
+        [] => match record::load(ctx).await?.resource(keys::GRAFANA_WORKSPACE) {
+            Some(r) if r.owned => live_ours(ctx, &r.id).await?,
+            _ => None,
+        },
+        // Several of that name: the step refuses the ambiguity itself.
+        _ => return Ok(()),
+    };
+    let Some(id) = existing else { return check_version(ctx, None).await };
+    let out = ctx
+        .clients
+        .grafana
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .map_err(|e| from_sdk("grafana:DescribeWorkspace", e))?;
+    let live = out.workspace().map(|w| w.grafana_version().to_string()).unwrap_or_default();
+    if live == d.grafana_version {
+        return Ok(());
+    }
+    check_version(ctx, Some((&id, &live))).await
+}
+
+/// The requested version must be one `ListVersions` offers (for `workspace`, `(id, version it
+/// runs)`, when it exists).
+async fn check_version(ctx: &Ctx, workspace: Option<(&str, &str)>) -> Result<()> {
     let want = &ctx.deployment.grafana_version;
     let mut offered = Vec::new();
-    let mut pages = ctx.clients.grafana.list_versions().into_paginator().send();
+    let mut pages = ctx
+        .clients
+        .grafana
+        .list_versions()
+        .set_workspace_id(workspace.map(|(id, _)| id.to_string()))
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| from_sdk("grafana:ListVersions", e))?;
         offered.extend(page.grafana_versions().iter().cloned());
     }
     if offered.iter().any(|v| v == want) {
-        Ok(())
-    } else {
-        Err(Error::validation(
-            "grafana.version",
-            format!(
-                "{want:?} is not offered by Managed Grafana in {}; offered: {}",
-                ctx.deployment.region,
-                offered.join(", ")
-            ),
-        ))
+        return Ok(());
     }
+    let offered = if offered.is_empty() { "none".to_string() } else { offered.join(", ") };
+    Err(Error::validation(
+        "grafana.version",
+        match workspace {
+            None => {
+                format!("{want:?} is not offered by Managed Grafana in {}; offered: {offered}", ctx.deployment.region)
+            }
+            Some((id, live)) => format!(
+                "{want:?} cannot be set on Grafana workspace {id}, which runs {live:?}: versions only go up, and \
+                 Managed Grafana offers it {offered}; give {live:?} (or one of those)"
+            ),
+        },
+    ))
 }
 
 /// Ids of the workspaces named exactly `name` that are not being deleted.

@@ -91,6 +91,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         // opted in (removing our grants on delete is checked where it is written).
         crate::steps::opt_in::require(ctx, &d.irsa_role_name).await?;
         crate::steps::opt_in::require(ctx, &d.grafana_role_name).await?;
+        // Read-only checks that would otherwise fail a later step after writes.
+        crate::steps::grafana_workspace::preflight_version(ctx).await?;
     }
 
     // One run at a time: taken last, so a run that fails its checks writes nothing (a plan

@@ -34,6 +34,7 @@ pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         }
     }
     Ok(OutputContract {
+        not_applied: ws.not_applied.clone(),
         deployment_name: ctx.deployment.name.clone(),
         account_id: pre.account_id.clone(),
         region: pre.region.clone(),
