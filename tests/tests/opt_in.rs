@@ -209,3 +209,42 @@ async fn a_hostile_vending_defaults_parameter_cannot_reach_an_admin_role_of_a_ve
     assert_eq!(writes, Vec::<Value>::new(), "zero writes");
     let _ = seeded;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_account_run_whose_target_lacks_the_cluster_or_role_names_the_target_account_before_any_write() {
+    let stack = FullStack::start(&StackOptions::default());
+    let hub = stack.clients().await;
+    let sm = stack.deploy().await;
+    // GIVEN a vended account (its vending role exists) where nothing of the cluster is set up,
+    // while the hub account has the cluster, its provider and the role
+    let account = "456789012345";
+    let target = seed::vended_account(&hub, o11y_tests::ACCOUNT_ID, account).await;
+    seed::seed(&hub, "c-eks", "obs-irsa", "obs").await;
+    let input = json!({"deploymentName": "c", "cluster": {"name": "c-eks"}, "namespace": "obs",
+                       "irsaRoleName": "obs-irsa", "target": {"accountId": account}});
+    let no_resource_writes = |stack: &FullStack| {
+        let writes: Vec<Value> = stack.aws_writes().into_iter().filter(|w| w["operation"] != "AssumeRole").collect();
+        assert_eq!(writes, Vec::<Value>::new(), "zero writes");
+    };
+
+    // WHEN provisioned there THEN refused in preflight, naming the cluster and the target account
+    stack.reset_requests();
+    let run = stack.execute(&sm, "no-cluster", &input).await;
+    assert_eq!((run.status.as_str(), run.error.as_deref()), ("FAILED", Some("PreconditionError")), "{run:?}");
+    let cause = run.cause.clone().unwrap_or_default();
+    assert!(cause.contains("cluster.name") && cause.contains(&format!("the target account {account}")), "{cause}");
+    no_resource_writes(&stack);
+
+    // GIVEN the cluster and its provider there, but not the IRSA role WHEN provisioned THEN the
+    // role is named, in the target account
+    let seeded = seed::seed(&target, "c-eks", "obs-irsa", "obs").await;
+    target.iam.delete_role().role_name("obs-irsa").send().await.unwrap();
+    stack.reset_requests();
+    let run = stack.execute(&sm, "no-role", &input).await;
+    assert_eq!(run.error.as_deref(), Some("PreconditionError"), "{run:?}");
+    let cause = run.cause.clone().unwrap_or_default();
+    assert!(cause.contains("irsaRoleName") && cause.contains(&format!("in account {account}")), "{cause}");
+    assert!(cause.contains("target account"), "{cause}");
+    no_resource_writes(&stack);
+    let _ = seeded;
+}

@@ -34,7 +34,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     let oidc_issuer = match (&d.oidc_issuer, &d.cluster_name) {
         (Some(issuer), None) => issuer.clone(),
         (issuer, Some(cluster)) => {
-            let live = match cluster_issuer(ctx, cluster).await {
+            let live = match cluster_issuer(ctx, cluster, &account_id).await {
                 Ok(live) => live,
                 Err(Error::Precondition(_)) if deleting => issuer.clone().unwrap_or_default(),
                 Err(e) => return Err(e),
@@ -62,8 +62,10 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) && deleting => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
                 return Err(Error::Precondition(format!(
-                    "the IAM OIDC provider for {oidc_issuer} does not exist ({oidc_provider_arn}): it must be configured first \
-                     (for example `eksctl utils associate-iam-oidc-provider --cluster <name> --approve`)"
+                    "the IAM OIDC provider for {oidc_issuer} does not exist in account {account_id} ({oidc_provider_arn}): \
+                     it must be configured first (for example `eksctl utils associate-iam-oidc-provider --cluster <name> \
+                     --approve`){}",
+                    target_hint(ctx)
                 )))
             }
             Err(e) => return Err(from_sdk("iam:GetOpenIDConnectProvider", e)),
@@ -75,8 +77,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) && deleting => String::new(),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
             return Err(Error::Precondition(format!(
-                "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide)",
-                d.irsa_role_name
+                "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide){}",
+                d.irsa_role_name,
+                target_hint(ctx)
             )))
         }
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
@@ -131,6 +134,18 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     })
 }
 
+/// For a cross-account run: where the run looked, since the cluster, provider and role must be
+/// in the target account, not the one the state machine runs in.
+fn target_hint(ctx: &Ctx) -> String {
+    match &ctx.deployment.target {
+        Some((account, role)) => format!(
+            " (the target account {account}, through role {role}: its cluster, IAM OIDC provider and IRSA role must \
+             exist there)"
+        ),
+        None => String::new(),
+    }
+}
+
 /// A delete by name of a deployment nothing records ([`crate::ctx::Preflighted::NothingRecorded`]):
 /// the account (and the `accountId` guard) read with `clients`, nothing else; no lease, no
 /// write. The state machine then ends the run successfully with `note`.
@@ -166,13 +181,14 @@ pub async fn nothing_recorded(
     })
 }
 
-async fn cluster_issuer(ctx: &Ctx, cluster: &str) -> Result<String> {
+async fn cluster_issuer(ctx: &Ctx, cluster: &str, account_id: &str) -> Result<String> {
     let out = match ctx.clients.eks.describe_cluster().name(cluster).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
             return Err(Error::Precondition(format!(
-                "cluster.name: EKS cluster {cluster:?} not found in {}",
-                ctx.deployment.region
+                "cluster.name: EKS cluster {cluster:?} not found in account {account_id}, region {}{}",
+                ctx.deployment.region,
+                target_hint(ctx)
             )))
         }
         Err(e) => return Err(from_sdk("eks:DescribeCluster", e)),
