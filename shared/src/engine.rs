@@ -450,6 +450,7 @@ pub async fn plan(ctx: &Ctx, state: &ProvisionState) -> Result<PlanReport> {
     Ok(PlanReport {
         deployment_name: ctx.deployment.name.clone(),
         changes: changes.iter().filter(|c| c.action != ChangeKind::None).count(),
+        summary: crate::state::PlanSummary::of(&changes),
         not_applied: st.grafana_workspace.as_ref().map(|w| w.not_applied.clone()).unwrap_or_default(),
         steps,
     })

@@ -99,11 +99,42 @@ pub struct PlanReport {
     pub deployment_name: String,
     /// Number of changes apply would make (0 on a converged deployment).
     pub changes: usize,
+    /// The changes counted by kind, in all and by step (steps without changes omitted).
+    pub summary: PlanSummary,
     /// The input settings apply would not change (they differ from the live resources), and
     /// why (omitted when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_applied: Vec<NotApplied>,
     pub steps: Vec<StepPlan>,
+}
+
+/// The plan at a glance: how many creates, updates and deletes, in all and per step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    /// Step (kebab-case) → kind (`create`, `update`, `delete`) → count.
+    pub by_step: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+}
+
+impl PlanSummary {
+    /// Counts `changes` (reported settings that apply leaves, kind `none`, are not changes).
+    pub fn of(changes: &[PlannedChange]) -> Self {
+        let mut s = Self::default();
+        for c in changes {
+            let (kind, n) = match c.action {
+                ChangeKind::Create => ("create", &mut s.create),
+                ChangeKind::Update => ("update", &mut s.update),
+                ChangeKind::Delete => ("delete", &mut s.delete),
+                ChangeKind::None => continue,
+            };
+            *n += 1;
+            *s.by_step.entry(c.step.clone()).or_default().entry(kind.to_string()).or_default() += 1;
+        }
+        s
+    }
 }
 
 /// One step of the plan.

@@ -79,6 +79,32 @@ fn step<'a>(plan: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {plan:#}"))
 }
 
+/// Asserts that the plan's summary counts, by kind and by step, exactly its steps' changes, and
+/// that `changes` is their total.
+fn assert_summary_counts_the_steps(plan: &Value) {
+    let mut by_step = serde_json::Map::new();
+    let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    for s in plan["steps"].as_array().unwrap() {
+        let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+        for c in s["changes"].as_array().unwrap() {
+            let kind = c["action"].as_str().unwrap().to_string();
+            if kind != "none" {
+                *kinds.entry(kind.clone()).or_default() += 1;
+                *totals.entry(kind).or_default() += 1;
+            }
+        }
+        if !kinds.is_empty() {
+            by_step.insert(s["step"].as_str().unwrap().to_string(), json!(kinds));
+        }
+    }
+    let summary = &plan["summary"];
+    assert_eq!(summary["byStep"], Value::Object(by_step), "{plan:#}");
+    for kind in ["create", "update", "delete"] {
+        assert_eq!(summary[kind].as_u64(), Some(totals.get(kind).copied().unwrap_or(0)), "{kind}: {summary:#}");
+    }
+    assert_eq!(plan["changes"].as_u64(), Some(totals.values().sum::<u64>()), "{plan:#}");
+}
+
 /// Asserts that the writes since the last reset are what a plan may make and no more: no write
 /// to any resource, and nothing but `pairs` create/delete pairs of a Grafana token, none of which
 /// is left behind in the workspace `grafana_ws` (not even expired).
@@ -114,6 +140,8 @@ async fn plan_writes_only_its_grafana_token_and_reports_none_on_a_converged_depl
     for s in ["amp-workspace", "write-policy", "grafana-role", "grafana-workspace", "publish"] {
         assert_eq!(step(&p, s)["action"], "create", "{s}: {p:#}");
     }
+    assert_summary_counts_the_steps(&p);
+    assert!(p["summary"]["create"].as_u64().unwrap() >= 5, "{:#}", p["summary"]);
     assert!(amp_ids(&clients).await.is_empty() && grafana_ids(&clients).await.is_empty());
     assert!(!role_exists(&clients, "dr-prod-us-east-1-grafana").await);
     assert!(params(&clients, "/o11y/dr-prod").await.is_empty());
@@ -127,6 +155,8 @@ async fn plan_writes_only_its_grafana_token_and_reports_none_on_a_converged_depl
     let plan = stack.execute(&sm, "plan-converged", &with(minimal(), json!({"action": "plan"}))).await;
     let p = plan.output.unwrap();
     assert_eq!(p["changes"], 0, "{p:#}");
+    assert_eq!(p["summary"], json!({"create": 0, "update": 0, "delete": 0, "byStep": {}}), "{p:#}");
+    assert!(p.get("notApplied").is_none(), "{p:#}");
     for s in p["steps"].as_array().unwrap() {
         assert_eq!(s["action"], "none", "{s:#}");
     }
@@ -264,6 +294,20 @@ async fn changed_namespace_log_group_and_alias_converge_without_orphans() {
     assert!(wp["statementsAdded"].to_string().contains("log-group:/dr-prod/otel"), "{wp}");
     assert_eq!(wp["versions"], 1);
     assert_eq!(step(&plan, "publish")["action"], "update");
+    // AND its summary counts the same changes, and the Helm values' changed keys are named
+    assert_summary_counts_the_steps(&plan);
+    let helm = &step(&plan, "publish")["changes"][0]["details"]["helmValues"];
+    let keys: Vec<&str> = helm.as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "global.observability.exporters.awscloudwatchlogs.log_group_name",
+            "global.observability.exporters.awscloudwatchlogs.log_stream_name"
+        ],
+        "{helm:#}"
+    );
+    assert_eq!((&helm[0]["old"], &helm[0]["new"]), (&json!("/dr-prod/observability"), &json!("/dr-prod/otel")));
+    assert_eq!((&helm[1]["old"], &helm[1]["new"]), (&json!("otel-collector"), &json!("collector-2")));
 
     // WHEN applying it
     let second = stack.execute(&sm, "apply-2", &changed).await;

@@ -60,6 +60,57 @@ pub fn helm_values(v: &HelmValues) -> String {
     )
 }
 
+/// The `(key path, value)` pairs of a block-mapping document as [`helm_values`] writes it
+/// (two-space indents, `key: value` lines, `key:` opening a mapping): `global.observability.
+/// auth.aws.roleArn` and its scalar as written. `None` when the text is not of that shape (edited
+/// by hand into something else): it can then only be compared whole.
+pub fn flatten(doc: &str) -> Option<Vec<(String, String)>> {
+    let mut path: Vec<(usize, String)> = Vec::new();
+    let mut out = Vec::new();
+    for line in doc.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if indent % 2 != 0 {
+            return None;
+        }
+        let (key, value) = line.trim_start().split_once(':')?;
+        if key.is_empty() || key.contains(' ') {
+            return None;
+        }
+        while path.last().is_some_and(|(i, _)| *i >= indent) {
+            path.pop();
+        }
+        let full = path.iter().map(|(_, k)| k.as_str()).chain([key]).collect::<Vec<_>>().join(".");
+        match value.trim() {
+            "" => path.push((indent, key.to_string())),
+            v => out.push((full, v.to_string())),
+        }
+    }
+    Some(out)
+}
+
+/// A key whose value differs: `(key path, old value, new value)`, `None` where absent.
+pub type ChangedKey = (String, Option<String>, Option<String>);
+
+/// The keys whose values differ between two renderings, `(key, old, new)` (`None`: absent on
+/// that side), in `new`'s order and then the keys only `old` has; `None` when either is not of
+/// [`flatten`]'s shape.
+pub fn changed_keys(old: &str, new: &str) -> Option<Vec<ChangedKey>> {
+    let (old, new) = (flatten(old)?, flatten(new)?);
+    let find = |pairs: &[(String, String)], k: &str| pairs.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let mut out: Vec<_> = new
+        .iter()
+        .filter_map(|(k, v)| {
+            let was = find(&old, k);
+            (was.as_deref() != Some(v)).then(|| (k.clone(), was, Some(v.clone())))
+        })
+        .collect();
+    out.extend(old.iter().filter(|(k, _)| find(&new, k).is_none()).map(|(k, v)| (k.clone(), Some(v.clone()), None)));
+    Some(out)
+}
+
 /// A YAML scalar for `s` in block-mapping value position: `s` itself when it is a safe plain
 /// scalar (see [`is_safe_plain`]), otherwise a double-quoted string.
 pub fn yaml_scalar(s: &str) -> String {
@@ -204,5 +255,50 @@ mod tests {
         });
         assert!(out.ends_with("[awsxray]\n"));
         assert_eq!(out.matches("region: eu-west-1\n").count(), 3);
+    }
+
+    #[test]
+    fn changed_keys_name_the_paths_of_the_values_that_differ() {
+        let v = |group: &str, url: &str| HelmValues {
+            irsa_role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            region: "us-east-1".into(),
+            log_group_name: group.into(),
+            log_stream_name: "otel-collector".into(),
+            remote_write_url: url.into(),
+        };
+        let old = helm_values(&v("/a/observability", "https://x/ws-1/api/v1/remote_write"));
+        let new = helm_values(&v("/b/observability", "https://x/ws-2/api/v1/remote_write"));
+        let flat = flatten(&new).unwrap();
+        assert!(
+            flat.contains(&("global.observability.auth.aws.roleArn".into(), "arn:aws:iam::123456789012:role/r".into()))
+        );
+        assert!(flat.contains(&("global.observability.signals.traces.exporters".into(), "[awsxray]".into())));
+        assert_eq!(
+            changed_keys(&old, &new).unwrap(),
+            vec![
+                (
+                    "global.observability.exporters.awscloudwatchlogs.log_group_name".to_string(),
+                    Some("/a/observability".to_string()),
+                    Some("/b/observability".to_string())
+                ),
+                (
+                    "global.observability.exporters.prometheusremotewrite.endpoint".to_string(),
+                    Some("https://x/ws-1/api/v1/remote_write".to_string()),
+                    Some("https://x/ws-2/api/v1/remote_write".to_string())
+                ),
+            ]
+        );
+        assert_eq!(changed_keys(&new, &new).unwrap(), vec![]);
+        // edited by hand into another shape: compared whole
+        assert_eq!(changed_keys("not yaml of ours", &new), None);
+        let dropped = new.replace("\n          authenticator: sigv4auth\n", "\n");
+        assert_eq!(
+            changed_keys(&new, &dropped).unwrap(),
+            vec![(
+                "global.observability.exporters.prometheusremotewrite.auth.authenticator".to_string(),
+                Some("sigv4auth".to_string()),
+                None
+            )]
+        );
     }
 }

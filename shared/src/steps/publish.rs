@@ -116,7 +116,21 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         ctx.report(Change::new(STEP, ChangeKind::Create, "SSM parameters", json!({ "parameters": created })));
     }
     if !updated.is_empty() {
-        ctx.report(Change::new(STEP, ChangeKind::Update, "SSM parameters", json!({ "parameters": updated })));
+        let mut details = json!({ "parameters": updated });
+        // The Helm values: which keys change, old and new (what the cluster's pipeline will roll out).
+        let helm = ssm::parameter_name(prefix, "helm-values");
+        if let (Some(old), Some((_, new))) = (live.get(&helm), params.iter().find(|(leaf, _)| *leaf == "helm-values")) {
+            if old != new {
+                details["helmValues"] = match render::changed_keys(old, new) {
+                    Some(keys) => json!(keys
+                        .into_iter()
+                        .map(|(key, old, new)| json!({"key": key, "old": old, "new": new}))
+                        .collect::<Vec<_>>()),
+                    None => json!("replaced whole: the live value is not in the shape publish writes"),
+                };
+            }
+        }
+        ctx.report(Change::new(STEP, ChangeKind::Update, "SSM parameters", details));
     }
     let (tags, description) = (ctx.owner_tags(), record::description(ctx));
     for (name, value, exists) in writes {
