@@ -156,6 +156,7 @@ fn minimal_input_derives_every_default_from_deployment_name() {
         ssm_prefix: "/o11y/dr-prod".into(),
         action: o11y_shared::input::Action::Apply,
         retain_metrics: true,
+        retain_metrics_stated: false,
         grafana_admin_users: vec![],
         grafana_admin_groups: vec![],
         grafana_default_datasource: false,

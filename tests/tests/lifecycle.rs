@@ -768,3 +768,73 @@ async fn grafana_settings_are_checked_before_any_write_and_those_apply_leaves_ar
     assert_eq!(live.grafana_version(), "10.4");
     assert_eq!(live.authentication().unwrap().providers().iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["AWS_SSO"]);
 }
+
+/// Denies the Grafana workspace's create at the router until [`allow_grafana_create`].
+fn deny_grafana_create(stack: &FullStack) {
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["grafana"], "operations": ["POST /workspaces"]})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn allow_grafana_create(stack: &FullStack) {
+    stack.router_control("DELETE", "/_router/faults", "{}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amp_workspace_whose_values_were_never_published_is_not_kept_as_metrics() {
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 1.0, ..StackOptions::default() });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let delete = with(minimal(), json!({"action": "delete"}));
+
+    // GIVEN a create that failed before publish (the AMP workspace made, its URL never handed out)
+    deny_grafana_create(&stack);
+    let failed = stack.execute(&sm, "fails-1", &minimal()).await;
+    allow_grafana_create(&stack);
+    assert_eq!(failed.status, "FAILED", "{failed:?}");
+    let ws = amp_ids(&clients).await;
+    assert_eq!(ws.len(), 1);
+    // WHEN deleted with the default retainMetrics THEN the empty workspace goes too, and says why
+    let del = stack.execute(&sm, "delete-1", &delete).await;
+    assert_eq!(del.status, "SUCCEEDED", "{del:?}");
+    assert!(amp_ids(&clients).await.is_empty(), "an empty workspace is not retained");
+    assert_eq!(del.output.unwrap()["ampWorkspace"]["deleted"], json!(ws));
+
+    // GIVEN the same failed create WHEN deleted with "retainMetrics": true (stated) THEN kept, as asked
+    deny_grafana_create(&stack);
+    assert_eq!(stack.execute(&sm, "fails-2", &minimal()).await.status, "FAILED");
+    allow_grafana_create(&stack);
+    let kept =
+        stack.execute(&sm, "delete-2", &with(minimal(), json!({"action": "delete", "retainMetrics": true}))).await;
+    assert_eq!(kept.status, "SUCCEEDED", "{kept:?}");
+    let ws = amp_ids(&clients).await;
+    assert_eq!(ws.len(), 1, "kept as the input asks");
+
+    // GIVEN a converged deployment (values published) whose later edit failed before publish
+    // (a retry after a failure must not make it look unpublished again)
+    let created = stack.execute(&sm, "create", &minimal()).await;
+    assert_eq!(created.status, "SUCCEEDED", "{created:?}");
+    let (status, body) = stack.router_control(
+        "POST",
+        "/_router/faults",
+        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["iam"], "operations": ["CreatePolicyVersion"]})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let edited = with(minimal(), json!({"logs": {"groupName": "/dr-prod/otel"}}));
+    let edit = stack.execute(&sm, "edit-fails", &edited).await;
+    stack.router_control("DELETE", "/_router/faults", "{}");
+    assert_eq!(edit.status, "FAILED", "{edit:?}");
+    assert_eq!(edit.failed_state.as_deref(), Some("WritePolicy"), "after the AMP step ran again: {edit:?}");
+    // WHEN deleted with the default THEN the workspace, which may hold metrics, is retained
+    let del = stack.execute(&sm, "delete-3", &with(edited, json!({"action": "delete"}))).await;
+    assert_eq!(del.status, "SUCCEEDED", "{del:?}");
+    assert_eq!(amp_ids(&clients).await, ws, "a published workspace is retained");
+    let report = del.output.unwrap();
+    assert_eq!(report["ampWorkspace"]["retained"], json!([format!("{}: retainMetrics", ws[0])]), "{report:#}");
+}

@@ -55,6 +55,11 @@ pub struct ResourceRecord {
     /// the trust policy changes); removed again, when still as we wrote them, once we leave it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub added_trust: Vec<Value>,
+    /// For an AMP workspace we created: its remote-write URL was never published (no apply got
+    /// to `publish` since), so it holds none of the cluster's metrics. A delete without an
+    /// explicit `retainMetrics` deletes it rather than keeping an empty workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpublished: bool,
 }
 
 /// A resource taken out of [`Record::resources`] because the input now names another one.

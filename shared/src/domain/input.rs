@@ -222,6 +222,10 @@ pub struct Deployment {
     pub action: Action,
     /// Keep the AMP workspace on delete.
     pub retain_metrics: bool,
+    /// `retainMetrics` was given (not defaulted): a workspace that never held the cluster's
+    /// metrics is then kept too, as asked.
+    #[serde(default)]
+    pub retain_metrics_stated: bool,
     pub verify: VerifyMode,
     /// `(account, role name)` to assume; `None`: the function's own account.
     pub target: Option<(String, String)>,
@@ -499,6 +503,7 @@ impl ProvisionInput {
             ssm_prefix,
             action: self.action.unwrap_or_default(),
             retain_metrics: self.retain_metrics.unwrap_or(true),
+            retain_metrics_stated: self.retain_metrics.is_some(),
             verify: self.verify.unwrap_or_default(),
             target,
             trust_policy_quota,

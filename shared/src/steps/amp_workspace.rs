@@ -119,7 +119,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<AmpWorkspaceOutput
             )));
         }
     };
-    let entry = ResourceRecord { id: workspace_id.clone(), owned, ..ResourceRecord::default() };
+    // Unpublished until publish has handed out its remote-write URL (kept across re-runs).
+    let unpublished = created || recorded.as_ref().is_some_and(|r| r.id == workspace_id && r.unpublished);
+    let entry = ResourceRecord { id: workspace_id.clone(), owned, unpublished, ..ResourceRecord::default() };
     record::update(ctx, |r| {
         r.resources.insert(keys::AMP_WORKSPACE.to_string(), entry);
     })
@@ -183,17 +185,30 @@ pub async fn delete(ctx: &Ctx, state: &ProvisionState) -> Result<DeleteOutput> {
         out.retained.push(format!("{id}: retainMetrics, no longer ours"));
     }
     let target = match before.resource(keys::AMP_WORKSPACE) {
-        Some(r) => Some((r.id.clone(), r.owned)),
-        None => find_by_alias(ctx, &d.amp_alias).await?.into_iter().find(|(_, owned)| *owned),
+        Some(r) => Some((r.id.clone(), r.owned, r.unpublished)),
+        None => {
+            find_by_alias(ctx, &d.amp_alias).await?.into_iter().find(|(_, owned)| *owned).map(|(id, o)| (id, o, false))
+        }
     };
-    let Some((id, owned)) = target else { return Ok(out) };
+    let Some((id, owned, unpublished)) = target else { return Ok(out) };
+    // A workspace whose remote-write URL was never published holds no metrics to retain.
+    let empty = owned && unpublished && !d.retain_metrics_stated;
     if !owned {
         out.retained.push(format!("{id}: adopted"));
-    } else if d.retain_metrics {
+    } else if d.retain_metrics && !empty {
         out.retained.push(format!("{id}: retainMetrics"));
     } else {
-        let change =
-            Change::new(STEP, ChangeKind::Delete, format!("AMP workspace {id}"), json!({"alias": d.amp_alias}));
+        let why = if d.retain_metrics {
+            "never published: it holds no metrics of the cluster"
+        } else {
+            "retainMetrics false"
+        };
+        let change = Change::new(
+            STEP,
+            ChangeKind::Delete,
+            format!("AMP workspace {id}"),
+            json!({"alias": d.amp_alias, "why": why}),
+        );
         let token = ctx.client_token("amp-delete", &pre.account_id, &json!({"workspaceId": id}));
         ctx.write(change, || async {
             match ctx.clients.amp.delete_workspace().workspace_id(&id).client_token(token).send().await {

@@ -137,6 +137,13 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, value, exists, &tags, &description))
             .await?;
     }
+    // The remote-write URL is out: from now on the AMP workspace may hold the cluster's metrics.
+    record::update(ctx, |r| {
+        if let Some(e) = r.resources.get_mut(record::keys::AMP_WORKSPACE) {
+            e.unpublished = false;
+        }
+    })
+    .await?;
     // The new AMP workspace is in use (the Helm values point at it): our previous ones go.
     let mut out = out;
     let amp = require(&state.amp_workspace, "amp-workspace")?;
