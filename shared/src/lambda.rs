@@ -43,7 +43,9 @@ pub fn parse_state(payload: Value) -> Result<ProvisionState, Error> {
 /// The handler of the Lambda for step `S`: runs the step over the state and returns its output.
 pub async fn handler<S: StepLambda>(clients: &Clients, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let result = match parse_state(event.payload) {
-        Ok(state) => S::run(clients, &state).await,
+        // Boxed: a step's future (preflight's above all) nests deep enough that computing the
+        // layout of `main`'s future overflows rustc's query depth limit in a clean build.
+        Ok(state) => Box::pin(S::run(clients, &state)).await,
         Err(e) => Err(e),
     };
     result.map_err(|e| {
