@@ -110,9 +110,10 @@ pub async fn entry_handler(
     state_machine_arn: &str,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
+    // Boxed for the reason given in `handler`.
     let result = match entry {
-        Entry::CfnHandler => crate::cfn::handle(clients, state_machine_arn, event.payload).await,
-        Entry::VendingHook => crate::vending::handle(clients, state_machine_arn, event.payload).await,
+        Entry::CfnHandler => Box::pin(crate::cfn::handle(clients, state_machine_arn, event.payload)).await,
+        Entry::VendingHook => Box::pin(crate::vending::handle(clients, state_machine_arn, event.payload)).await,
     };
     result.map_err(|e| {
         tracing::error!(entry = entry.name(), error = e.name(), message = %e, "entry point failed");

@@ -6,7 +6,8 @@
 //! IAM resource are refused by preflight, before any write, naming the owner. A deployment made
 //! before regions were part of its identity (the old `Sid`, the old default names) converges on
 //! re-apply, with no orphan. A CloudFormation replacement that moves the deployment to another
-//! region creates it there, then deletes only the old region's resources.
+//! region, or to another account (`target.accountId`), creates it there, then deletes only the old
+//! region's (account's) resources.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail by panicking
 
@@ -425,4 +426,70 @@ async fn a_cloudformation_replacement_to_another_region_creates_there_then_delet
     assert_eq!(deleted["Status"], "SUCCESS", "{deleted:#}");
     assert!(policy::equivalent(&trust_of(&clients, "dr-core-irsa").await.unwrap(), &seeded.original_trust));
     assert_eq!(iam_names(&clients, "dr-prod-").await, Vec::<String>::new());
+}
+
+/// What of deployment `dr-prod` is in an account: its IAM roles and policies, the policies
+/// attached to the IRSA role, our trust statements on it, and whether its Helm values exist.
+async fn account_holds(clients: &Clients) -> (Vec<String>, Vec<String>, Vec<String>, bool) {
+    let trust = trust_of(clients, "dr-core-irsa").await.unwrap();
+    let values = clients.ssm.get_parameter().name("/o11y/dr-prod/helm-values").send().await.is_ok();
+    (iam_names(clients, "dr-prod-").await, attached(clients, "dr-core-irsa").await, our_sids(&trust), values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudformation_replacement_to_another_account_creates_there_then_deletes_only_the_old_account() {
+    let (stack, hub, seeded) = start_seeded(&StackOptions::creating_one_second()).await;
+    stack.deploy().await;
+    cfn::create_bucket(&stack);
+    // GIVEN a vended account with the same cluster name, provider and opted-in IRSA role
+    let account = "456789012345";
+    let target = seed::vended_account(&hub, ACCOUNT_ID, account).await;
+    let target_seeded = seed::seed(&target, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let hub_id = format!("o11y-provisioner:{ACCOUNT_ID}:{REGION}:dr-prod");
+    let target_id = format!("o11y-provisioner:{account}:{REGION}:dr-prod");
+    let in_hub = cfn::props("dr-prod", json!({"retainMetrics": "false"}));
+    let in_target = cfn::props("dr-prod", json!({"retainMetrics": "false", "target": {"accountId": account}}));
+
+    // GIVEN the custom resource created in the stack's own account
+    let created = cfn(&stack, "Create", "create", in_hub.clone(), None, None).await;
+    assert_eq!(
+        (created["Status"].as_str(), created["PhysicalResourceId"].as_str()),
+        (Some("SUCCESS"), Some(hub_id.as_str())),
+        "{created:#}"
+    );
+    let hub_holds = account_holds(&hub).await;
+    assert!(hub_holds.3 && hub_holds.2.len() == 1 && !hub_holds.0.is_empty(), "{hub_holds:?}");
+    assert!(!account_holds(&target).await.3, "nothing in the target yet");
+
+    // WHEN its target account changes: a new id (a replacement), made in the target account
+    let updated = cfn(&stack, "Update", "update", in_target.clone(), Some(&hub_id), Some(in_hub.clone())).await;
+    assert_eq!(
+        (updated["Status"].as_str(), updated["PhysicalResourceId"].as_str()),
+        (Some("SUCCESS"), Some(target_id.as_str())),
+        "{updated:#}"
+    );
+    let target_holds = account_holds(&target).await;
+    assert_eq!(target_holds.0.len(), hub_holds.0.len(), "the same resources there: {target_holds:?}");
+    assert!(target_holds.3 && target_holds.2.len() == 1, "{target_holds:?}");
+    assert!(updated["Data"]["IrsaRoleArn"].as_str().unwrap_or_default().contains(account), "{updated:#}");
+    // THEN the old account's deployment is untouched until CloudFormation deletes it
+    assert_eq!(account_holds(&hub).await, hub_holds);
+
+    // WHEN CloudFormation deletes the old id with its old properties
+    let deleted = cfn(&stack, "Delete", "delete-old", in_hub, Some(&hub_id), None).await;
+    assert_eq!(
+        (deleted["Status"].as_str(), deleted["PhysicalResourceId"].as_str()),
+        (Some("SUCCESS"), Some(hub_id.as_str())),
+        "{deleted:#}"
+    );
+    // THEN the stack's account is as before us, and the target account keeps the deployment
+    assert!(policy::equivalent(&trust_of(&hub, "dr-core-irsa").await.unwrap(), &seeded.original_trust));
+    assert_eq!(account_holds(&hub).await, (vec![], vec![], vec![], false));
+    assert_eq!(account_holds(&target).await, target_holds);
+
+    // AND the delete of the new id leaves the target account as it was before us
+    let deleted = cfn(&stack, "Delete", "delete-new", in_target, Some(&target_id), None).await;
+    assert_eq!(deleted["Status"], "SUCCESS", "{deleted:#}");
+    assert!(policy::equivalent(&trust_of(&target, "dr-core-irsa").await.unwrap(), &target_seeded.original_trust));
+    assert_eq!(account_holds(&target).await, (vec![], vec![], vec![], false));
 }
