@@ -313,6 +313,7 @@ class FakeBackends:
 
     def __init__(self):
         self.amp_workspaces = {}  # id -> statusCode
+        self.key_accounts = {}  # access key id -> account (STS GetCallerIdentity, like moto)
         self.prometheus_ok = True
         self.seen = []
         backends = self
@@ -336,6 +337,16 @@ class FakeBackends:
                                       "authorization": self.headers.get("Authorization", ""),
                                       "body": body})
                 path = self.path.split("?")[0]
+                if path == "/" and b"Action=GetCallerIdentity" in body:
+                    key = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+                    account = backends.key_accounts.get(key.group(1) if key else "", ACCOUNT)
+                    data = (f"<GetCallerIdentityResponse><GetCallerIdentityResult><Account>{account}"
+                            "</Account></GetCallerIdentityResult></GetCallerIdentityResponse>").encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 m = re.fullmatch(r"/workspaces/([^/]+)", path)
                 if m and self.command == "GET":
                     st = backends.amp_workspaces.get(m.group(1))
@@ -716,6 +727,31 @@ def run_dataplane(r: Results, emu: Emulator, backends: FakeBackends, plain: Emul
     st3, doc3 = api(ws12, "GET", "/api/datasources", key=admin12)
     r.check("deleted workspace: its data sources and tokens are gone, its API answers 404",
             dump.get("datasources") == [] and toks.get("tokens") == [] and st3 == 404, f"{dump} {toks} {st3}")
+
+    # ---- accounts: a workspace is its creator's account's (the key resolved by STS) ----------
+    other_account = "222233334444"
+    backends.key_accounts["AKIDOTHERACCOUNT"] = other_account
+    other = boto3.client("grafana", endpoint_url=f"http://127.0.0.1:{emu.port}", region_name=REGION,
+                         aws_access_key_id="AKIDOTHERACCOUNT", aws_secret_access_key="secret",
+                         config=Config(retries={"max_attempts": 1}))
+    ows = other.create_workspace(accountAccessType="CURRENT_ACCOUNT", permissionType="CUSTOMER_MANAGED",
+                                 authenticationProviders=["AWS_SSO"], workspaceRoleArn=ROLE_ARN,
+                                 grafanaVersion="10.4", workspaceName="dp10")["workspace"]
+    mine = {w["id"] for w in gf.list_workspaces()["workspaces"]}
+    theirs = {w["id"] for w in other.list_workspaces()["workspaces"]}
+    hidden = error_of(lambda: gf.describe_workspace(workspaceId=ows["id"]))
+    hidden2 = error_of(lambda: other.describe_workspace(workspaceId=ws10["id"]))
+    arn = f"arn:aws:grafana:{REGION}:{other_account}:/workspaces/{ows['id']}"
+    tagged = other.list_tags_for_resource(resourceArn=arn)
+    by_arn = error_of(lambda: gf.list_tags_for_resource(resourceArn=arn))
+    r.check("accounts: another account's workspace (same name) is neither listed nor found, its ARN "
+            "names its account",
+            ows["id"] in theirs and ows["id"] not in mine and ws10["id"] in mine and ws10["id"] not in theirs
+            and hidden is not None and hidden.response["Error"]["Code"] == "ResourceNotFoundException"
+            and hidden2 is not None and hidden2.response["Error"]["Code"] == "ResourceNotFoundException"
+            and "tags" in tagged and by_arn is not None,
+            f"{mine} {theirs} {hidden} {hidden2} {by_arn}")
+    other.delete_workspace(workspaceId=ows["id"])
 
     # ---- without --amp-url / --prometheus-url: no backend lookups -----------------------------
     gp = boto3.client("grafana", endpoint_url=f"http://127.0.0.1:{plain.port}", region_name=REGION,

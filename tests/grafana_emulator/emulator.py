@@ -622,6 +622,10 @@ class GrafanaService:
         # The access key id of the control-plane call being served (from its SigV4 scope): a
         # workspace remembers its creator's, so that its account's AMP workspaces are found.
         self.caller = threading.local()
+        # The IAM/STS backend (moto) that maps a caller's access key id to its account; None
+        # (the emulator alone) puts every caller in ``account_id``.
+        self.sts_url: str | None = None
+        self._key_accounts: dict[str, str] = {}
         self.initial_config = dict(config)
         self.config = dict(config)
         self._reset_state()
@@ -725,20 +729,55 @@ class GrafanaService:
         """The region of the control-plane call being served (its SigV4 scope), else ours."""
         return getattr(self.caller, "region", None) or self.region
 
+    def _caller_account(self) -> str:
+        """The account of the control-plane call being served: its access key id resolved by
+        STS GetCallerIdentity at the backend (moto maps an assumed role's keys to the role's
+        account), else ours. Workspaces are per account, as in AWS: another account's are
+        neither listed nor found."""
+        key = getattr(self.caller, "access_key", None)
+        if not key or not self.sts_url:
+            return self.account_id
+        if key in self._key_accounts:
+            return self._key_accounts[key]
+        date = time.strftime("%Y%m%d", time.gmtime())
+        req = urllib.request.Request(
+            self.sts_url.rstrip("/") + "/",
+            data=urlencode({"Action": "GetCallerIdentity", "Version": "2011-06-15"}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/{date}/"
+                                      f"{self._caller_region()}/sts/aws4_request, "
+                                      "SignedHeaders=host, Signature=0"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return self.account_id
+        m = re.search(r"<Account>(\d{12})</Account>", text)
+        if not m:
+            return self.account_id
+        self._key_accounts[key] = m.group(1)
+        return m.group(1)
+
+    def _account_of(self, ws_id: str) -> str:
+        """A workspace lives in the account of the call that created it."""
+        return (self.workspaces.get(ws_id) or {}).get("_account") or self.account_id
+
     def _region_of(self, ws_id: str) -> str:
         """A workspace lives in the region of the call that created it (as in AWS)."""
         return (self.workspaces.get(ws_id) or {}).get("_region") or self.region
 
     def _get_ws(self, ws_id: str) -> dict:
         ws = self._tick(ws_id)
-        if ws is not None and self._region_of(ws_id) != self._caller_region():
-            ws = None  # another region's workspace is not found from here
+        if ws is not None and (self._region_of(ws_id) != self._caller_region()
+                               or self._account_of(ws_id) != self._caller_account()):
+            ws = None  # another region's (account's) workspace is not found from here
         if ws is None:
             raise not_found(f"Workspace {ws_id} not found.", ws_id, RESOURCE_WORKSPACE)
         return ws
 
     def _arn(self, ws_id: str) -> str:
-        return f"arn:aws:{SERVICE_NAME}:{self._region_of(ws_id)}:{self.account_id}:/workspaces/{ws_id}"
+        return f"arn:aws:{SERVICE_NAME}:{self._region_of(ws_id)}:{self._account_of(ws_id)}:/workspaces/{ws_id}"
 
     def _endpoint(self, ws_id: str) -> str:
         return f"{ws_id}.grafana-workspace.{self._region_of(ws_id)}.amazonaws.com"
@@ -829,6 +868,9 @@ class GrafanaService:
         fingerprint = json.dumps(
             {k: v for k, v in p.items() if k != "clientToken"}, sort_keys=True
         )
+        account, region = self._caller_account(), self._caller_region()
+        # Client tokens are per account (another account's same token is another request).
+        token = None if token is None else f"{account}:{token}"
         if token is not None and token in self.client_tokens:
             old_fp, old_id = self.client_tokens[token]
             ws = self._tick(old_id)
@@ -859,11 +901,13 @@ class GrafanaService:
         self._check_tags(p.get("tags") or {})
         self._tick_all()
         limit = self.config.get("maxWorkspaces")
-        if limit is not None and len(self.workspaces) >= limit:
+        mine = [w for w in self.workspaces.values()
+                if (w.get("_account") or self.account_id, w.get("_region") or self.region) == (account, region)]
+        if limit is not None and len(mine) >= limit:
             raise ApiError(
                 "ServiceQuotaExceededException",
                 f"You have reached the maximum number of workspaces ({limit}) in this region.",
-                resourceId=self.account_id,
+                resourceId=account,
                 resourceType=RESOURCE_WORKSPACE,
                 serviceCode="grafana",
                 quotaCode="emulated-workspaces-per-region",
@@ -906,7 +950,8 @@ class GrafanaService:
         }
         self._transition(ws, "CREATING", "create", "ACTIVE")
         ws["_creatorAccessKey"] = getattr(self.caller, "access_key", None)
-        ws["_region"] = self._caller_region()
+        ws["_region"] = region
+        ws["_account"] = account
         self.workspaces[ws_id] = ws
         if token is not None:
             self.client_tokens[token] = (fingerprint, ws_id)
@@ -920,8 +965,9 @@ class GrafanaService:
 
     def op_ListWorkspaces(self, p: dict) -> dict:
         self._tick_all()
-        region = self._caller_region()
-        items = sorted((w for w in self.workspaces.values() if (w.get("_region") or self.region) == region),
+        here = (self._caller_account(), self._caller_region())
+        items = sorted((w for w in self.workspaces.values()
+                        if (w.get("_account") or self.account_id, w.get("_region") or self.region) == here),
                        key=lambda w: (w["created"], w["id"]))
         page, token = Paginator.page(items, p.get("maxResults"), p.get("nextToken"))
         return {"workspaces": [self._summary(w) for w in page], "nextToken": token}
@@ -1013,7 +1059,7 @@ class GrafanaService:
         if not m or not WORKSPACE_ID_RE.match(m.group(4)):
             raise simple_validation("resourceArn", f"Invalid resource ARN: {arn}")
         _, region, account, ws_id = m.groups()
-        ws = self._tick(ws_id) if account == self.account_id else None
+        ws = self._tick(ws_id) if account == self._account_of(ws_id) == self._caller_account() else None
         if ws is not None and (region != self._region_of(ws_id) or region != self._caller_region()):
             ws = None
         if ws is None:
@@ -2168,6 +2214,7 @@ def main(argv=None) -> int:
         max_workspaces=args.max_workspaces,
         iam_propagation=args.iam_propagation_seconds,
     )
+    service.sts_url = args.amp_url
     server = EmulatorServer((args.host, args.port), service, verbose=args.verbose,
                             amp_url=args.amp_url, prometheus_url=args.prometheus_url)
     stop = threading.Event()
