@@ -22,6 +22,12 @@ statements, policy versions and attachments, workspaces, parameter hashes, tiers
 on the product's default names. Orphans found are recorded, then removed by the harness (as an
 operator would), so that each case is judged on its own.
 
+CloudFormation's flows are cases too (`Edits.cloudformation`, requests to cfn-handler as
+CloudFormation sends them): a Create that fails late leaves nothing; an Update that renames the
+write policy and the alias, then fails, is rolled back by the Update with the old properties to
+exactly the old deployment; a replacement creates the new one and the Delete of the old id removes
+only the old one.
+
 Region and target (account) changes are a hook (`REGION_EDITS`): the oracle keys nothing by region
 yet; a second region needs its own clients in `inventory.snapshot`.
 """
@@ -35,7 +41,7 @@ import re
 import time
 
 from inventory import DEP_TAG, amp_workspaces, normalize, snapshot, ssm_parameter, statements
-from stack import ACCOUNT_ID, REGION
+from stack import ACCOUNT_ID, REGION, execution_arn
 
 SID_PREFIX = "O11yProvisionerIrsa"
 CLUSTERS = ("edits-eks-a", "edits-eks-b")
@@ -67,6 +73,25 @@ FOREIGN_APP_POLICY = "edits-app-s3-read"  # the application's own policy on the 
 # Region and account changes (another helper's design): add ("region", fn) / ("target", fn)
 # entries here once the stack serves a second region; the oracle then needs snapshots per region.
 REGION_EDITS: list = []
+
+
+CFN_BUCKET = "cfn-responses"  # the chaos stack's response bucket (chaos.py seeds it)
+CFN_TOKEN = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:cfn-handler"
+CFN_STACK = f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/edits/0e0d0000-1111-2222-3333-444455556666"
+UNKNOWN_SSO_PREFIX = "ffffffff"  # IAM Identity Center ids the emulator answers as unknown (a late failure)
+
+
+def cfn_properties(inp: dict) -> dict:
+    """`inp` as CloudFormation delivers a custom resource's properties: every scalar a string."""
+    def text(v):
+        if isinstance(v, dict):
+            return {k: text(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [text(x) for x in v]
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+    return dict(text(inp), ServiceToken=CFN_TOKEN)
 
 
 def base_input(d: str) -> dict:
@@ -818,6 +843,102 @@ class Edits:
             self.apply(f"foreign {d}: the base input after two refused runs", base)
             self.teardown(d, "foreign")
 
+    # --- CloudFormation's flows ------------------------------------------------------------------
+    def cfn(self, label: str, kind: str, inp: dict, physical: str | None = None, old: dict | None = None):
+        """One custom resource request as CloudFormation sends it (properties as strings) to
+        cfn-handler; waits for its execution; returns CloudFormation's stored answer (or None)."""
+        self.runs += 1
+        self.res.add("edits_runs")
+        key = f"edits-{self.runs:03d}"
+        url = self.stack.s3_presign.generate_presigned_url(
+            "put_object", Params={"Bucket": CFN_BUCKET, "Key": key}, ExpiresIn=7200)
+        req = {"RequestType": kind, "ServiceToken": CFN_TOKEN, "ResponseURL": url, "StackId": CFN_STACK,
+               "RequestId": f"req-{key}", "LogicalResourceId": "Observability",
+               "ResourceType": "Custom::O11yProvisioner", "ResourceProperties": cfn_properties(inp)}
+        if physical is not None:
+            req["PhysicalResourceId"] = physical
+        if old is not None:
+            req["OldResourceProperties"] = cfn_properties(old)
+        t0 = time.time()
+        out = json.loads(self.stack.lam.invoke(FunctionName="cfn-handler",
+                                               Payload=json.dumps(req).encode())["Payload"].read())
+        if isinstance(out, dict) and out.get("executionName"):
+            self.stack.wait_execution(execution_arn(out["executionName"]), 900)
+        try:
+            body = json.loads(self.stack.s3.get_object(Bucket=CFN_BUCKET, Key=key)["Body"].read())
+        except Exception:  # noqa: BLE001 - no answer stored is what the caller judges
+            body = None
+        why = f": {(body.get('Reason') or '')[:160]}" if body and body.get("Status") != "SUCCESS" else ""
+        self.log(f"{label}: CloudFormation {kind} answered {body and body.get('Status')} ({time.time() - t0:.0f} s){why}")
+        return body
+
+    def cloudformation(self) -> None:
+        """CloudFormation's flows, judged by the same inventory: a Create that fails late is
+        rolled back (nothing of it left); an Update that renames the write policy and the AMP
+        alias, then fails half-way, is rolled back by CloudFormation's Update with the old
+        properties to exactly the old deployment; a replacement (new deploymentName, new id)
+        creates the new one, and the Delete of the old id removes only the old one."""
+        cfg = self.stack.emulator("GET", "/_emulator/config")
+        self.stack.emulator("POST", "/_emulator/config", {"unknownSsoIdPrefix": UNKNOWN_SSO_PREFIX})
+        failing = {"users": [f"{UNKNOWN_SSO_PREFIX}-0000-4000-8000-000000000001"]}
+
+        def answered(label: str, body, status: str) -> str | None:
+            got = body and body.get("Status")
+            if got != status:
+                self.res.add("edits_failed_runs")
+                return f"CloudFormation answered {got}, expected {status}: {(body or {}).get('Reason', '')[:400]}"
+            return None
+
+        try:
+            d = self.new_name("cfn")
+            base = base_input(d)
+            self.foreign_param(base["ssmPrefix"])
+            bad = dict(base, grafana=dict(base["grafana"], admins=failing))
+            label = f"cfn {d}: a Create that fails late (rolled back)"
+            self.check(label, answered(label, self.cfn(label, "Create", bad), "FAILED"))
+
+            label = f"cfn {d}: Create"
+            body = self.cfn(label, "Create", base)
+            problem = answered(label, body, "SUCCESS")
+            if problem is None:
+                self.live[d] = base
+            if not self.check(label, problem) or problem is not None:
+                return
+            physical = body["PhysicalResourceId"]
+
+            edit = edited(base, "writePolicyName", "amp.alias")
+            edit["grafana"] = dict(edit["grafana"], admins=failing)
+            label = f"cfn {d}: an Update that renames the write policy and the alias, then fails"
+            body = self.cfn(label, "Update", edit, physical=physical, old=base)
+            failed = answered(label, body, "FAILED")
+            label = f"cfn {d}: CloudFormation's rollback Update (the old properties)"
+            body = self.cfn(label, "Update", base, physical=physical, old=edit)
+            self.check(label, failed or answered(label, body, "SUCCESS"))
+
+            d2 = self.new_name("cfn")
+            new = base_input(d2)
+            self.foreign_param(new["ssmPrefix"])
+            label = f"cfn {d}: a replacement by {d2} (new deploymentName)"
+            body = self.cfn(label, "Update", new, physical=physical, old=base)
+            problem = answered(label, body, "SUCCESS")
+            if problem is None:
+                self.live[d2] = new
+            label = f"cfn {d}: CloudFormation deletes the old id after the replacement"
+            gone = self.cfn(label, "Delete", dict(base, retainMetrics=False), physical=physical)
+            problem = problem or answered(label, gone, "SUCCESS")
+            if gone and gone.get("Status") == "SUCCESS":
+                self.live.pop(d, None)
+            self.check(label, problem)
+            if d2 in self.live and body:
+                label = f"cfn {d2}: Delete"
+                gone = self.cfn(label, "Delete", dict(new, retainMetrics=False), physical=body["PhysicalResourceId"])
+                problem = answered(label, gone, "SUCCESS")
+                self.live.pop(d2, None)
+                self.check(label, problem)
+        finally:
+            self.stack.emulator("POST", "/_emulator/config",
+                                {"unknownSsoIdPrefix": cfg.get("unknownSsoIdPrefix", "unknown-")})
+
     def retain(self) -> None:
         """Delete with retainMetrics by default: the AMP workspace stays, nothing else of ours."""
         d = self.fresh("r", "retain")
@@ -843,6 +964,7 @@ def phase_edits(stack, res, args) -> None:
             e.shared(3, (1, 0, 2))
             e.foreign()
             e.retain()
+            e.cloudformation()
         else:
             e.combos("single", [(f,) for f in fields])
             e.sequence(fields)
@@ -853,6 +975,7 @@ def phase_edits(stack, res, args) -> None:
                 e.shared(3, order)
             e.foreign()
             e.retain()
+            e.cloudformation()
     finally:
         for d in list(e.live):
             e.delete(f"cleanup {d}", d)

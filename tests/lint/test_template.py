@@ -630,9 +630,9 @@ def entry_points(code: dict[tuple[str, str], str], binary: str) -> list[tuple[st
         return methods + [k for k in code if k[0] == module and (SHARED / "steps" / f"{module}.rs").exists()]
     entry = ENTRY_ENUM.search(text)
     if entry:
-        # lambda.rs: `Entry::CfnHandler => crate::cfn::handle(...)`
+        # lambda.rs: `Entry::CfnHandler => crate::cfn::handle(...)` (or `Box::pin(crate::cfn::handle(...))`)
         lambda_rs = (SHARED / "lambda.rs").read_text()
-        targets = re.findall(rf"Entry::{entry.group(1)}\s*=>\s*crate::(\w+)::(\w+)\s*\(", lambda_rs)
+        targets = re.findall(rf"Entry::{entry.group(1)}\s*=>\s*(?:Box::pin\()?crate::(\w+)::(\w+)\s*\(", lambda_rs)
         return [key for key in targets if key in code] or None
     return [key for key in SHARED_CALL.findall(text) if key in code] or None
 
