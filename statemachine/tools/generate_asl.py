@@ -35,7 +35,7 @@ def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn
         choice: {"Type": "Choice", "Comment": "Go on once %s is %s; else wait and look again." % (what, done_value),
                  "Choices": [
             {"Variable": path + ".status", "StringEquals": done_value, "Next": done_next}], "Default": wait},
-        wait: {"Type": "Wait", "Comment": "The interval the status step chose (poll.waitSeconds: doubling from O11Y_WAIT_FIRST_SECONDS up to O11Y_WAIT_MAX_SECONDS; the step fails once the wait budget is spent).",
+        wait: {"Type": "Wait", "Comment": "The interval the status step chose (poll.waitSeconds: doubling from O11Y_WAIT_FIRST_SECONDS up to O11Y_WAIT_MAX_SECONDS until the expected duration, then every O11Y_WAIT_NEAR_SECONDS; the step fails once the wait budget is spent).",
                "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
         status_state: task(status_fn, path, choice, comment, catch),
     }
