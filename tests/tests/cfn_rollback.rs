@@ -150,11 +150,22 @@ fn record(inv: &Value) -> Value {
     serde_json::from_str(inv["ssm"][RECORD].as_str().expect("a record")).unwrap()
 }
 
-/// The inventory with the record's `admins` (the grants it wrote ahead of making them) left out.
+const REGISTRY_ENTRY: &str = "/o11y-provisioner/deployments/dr-prod";
+
+/// The inventory with the record's `admins` (the grants it wrote ahead of making them) and the
+/// registry entry's applied `grafana.admins` (the input the last run started with, kept so that
+/// a delete by name reaches what that run may have made) left out.
 fn without_admins(mut inv: Value) -> Value {
     let mut rec = record(&inv);
     rec.as_object_mut().unwrap().remove("admins");
     inv["ssm"][RECORD] = json!(rec.to_string());
+    if let Some(text) = inv["ssm"][REGISTRY_ENTRY].as_str() {
+        let mut entry: Value = serde_json::from_str(text).unwrap();
+        if let Some(g) = entry["applied"]["grafana"].as_object_mut() {
+            g.remove("admins");
+        }
+        inv["ssm"][REGISTRY_ENTRY] = json!(entry.to_string());
+    }
     inv
 }
 
