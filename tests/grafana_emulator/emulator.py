@@ -739,15 +739,12 @@ class GrafanaService:
             return self.account_id
         if key in self._key_accounts:
             return self._key_accounts[key]
-        date = time.strftime("%Y%m%d", time.gmtime())
         req = urllib.request.Request(
             self.sts_url.rstrip("/") + "/",
             data=urlencode({"Action": "GetCallerIdentity", "Version": "2011-06-15"}).encode(),
             method="POST",
             headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/{date}/"
-                                      f"{self._caller_region()}/sts/aws4_request, "
-                                      "SignedHeaders=host, Signature=0"})
+                     "Authorization": backend_authorization(key, self._caller_region(), "sts")})
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 text = resp.read().decode("utf-8", "replace")
@@ -1837,14 +1834,11 @@ class DataPlane:
         if not m:
             return denied
         account, name = m.group(1), m.group(2)
-        date = time.strftime("%Y%m%d", time.gmtime())
         req = urllib.request.Request(
             self.amp_url + "/", data=urlencode({"Action": "GetRole", "RoleName": name,
                                                 "Version": "2010-05-08"}).encode(), method="POST",
             headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Authorization": f"AWS4-HMAC-SHA256 Credential={creator or 'grafana-emulator'}/"
-                                      f"{date}/{region or self.service.region}/iam/aws4_request, "
-                                      "SignedHeaders=host, Signature=0"})
+                     "Authorization": backend_authorization(creator, region or self.service.region, "iam")})
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 text = resp.read().decode("utf-8", "replace")
@@ -1871,12 +1865,9 @@ class DataPlane:
         """None when the AMP workspace exists and is usable, else what is wrong. Looked up as the
         Grafana workspace's creator (moto maps an access key id to its account), so a workspace
         made in another account (AssumeRole) sees that account's AMP workspaces, as in AWS."""
-        date = time.strftime("%Y%m%d", time.gmtime())
         req = urllib.request.Request(
             f"{self.amp_url}/workspaces/{quote(amp_ws_id, safe='')}",
-            headers={"Authorization": f"AWS4-HMAC-SHA256 Credential={creator or 'grafana-emulator'}/"
-                                      f"{date}/{region or self.service.region}/aps/aws4_request, "
-                                      "SignedHeaders=host, Signature=0"},
+            headers={"Authorization": backend_authorization(creator, region or self.service.region, "aps")},
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
@@ -2147,6 +2138,14 @@ class Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
+
+
+def backend_authorization(access_key: str | None, region: str, service: str) -> str:
+    """The Authorization header of a call to the backend (moto) as `access_key` (moto reads the
+    key id from the SigV4 scope to pick the account; it does not check the signature)."""
+    date = time.strftime("%Y%m%d", time.gmtime())
+    return (f"AWS4-HMAC-SHA256 Credential={access_key or 'grafana-emulator'}/{date}/{region}/"
+            f"{service}/aws4_request, SignedHeaders=host, Signature=0")
 
 
 def grafana_may_assume(trust: dict, account: str, ws_arn: str) -> bool:

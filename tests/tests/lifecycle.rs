@@ -396,15 +396,9 @@ async fn delete_after_a_failed_create_cleans_up_and_adopted_resources_survive() 
     // GIVEN a create that fails at the Grafana workspace (CreateWorkspace denied), after the
     // trust, the AMP workspace, both policies and the Grafana role were made
     let failing = minimal();
-    let (status, body) = stack.router_control(
-        "POST",
-        "/_router/faults",
-        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["grafana"], "operations": ["POST /workspaces"]})
-            .to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
+    deny_grafana_create(&stack);
     let failed = stack.execute(&sm, "create-fails", &failing).await;
-    stack.router_control("DELETE", "/_router/faults", "{}");
+    allow_grafana_create(&stack);
     assert_eq!(failed.status, "FAILED");
     assert_eq!(failed.failed_state.as_deref(), Some("GrafanaWorkspace"));
     assert!(role_exists(&clients, "dr-prod-us-east-1-grafana").await);
@@ -687,15 +681,9 @@ async fn a_delete_that_names_only_the_deployment_works_from_what_it_recorded() {
 
     // GIVEN a create that failed half-way (the Grafana workspace refused: trust, AMP workspace,
     // policies and the Grafana role made)
-    let (status, body) = stack.router_control(
-        "POST",
-        "/_router/faults",
-        &json!({"rate": 1.0, "kinds": ["denied"], "services": ["grafana"], "operations": ["POST /workspaces"]})
-            .to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
+    deny_grafana_create(&stack);
     let half = stack.execute(&sm, "half", &custom).await;
-    stack.router_control("DELETE", "/_router/faults", "{}");
+    allow_grafana_create(&stack);
     assert_eq!(half.status, "FAILED", "{half:?}");
     assert_eq!(half.failed_state.as_deref(), Some("GrafanaWorkspace"), "{half:?}");
     assert!(role_exists(&clients, "dr-prod-us-east-1-grafana").await);
