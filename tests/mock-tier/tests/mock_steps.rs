@@ -358,14 +358,15 @@ async fn amp_workspace_being_deleted_is_ignored_and_a_new_one_is_created_and_rec
         req["tags"],
         json!(["o11y-provisioner:deployment=dr-prod", "o11y-provisioner:managed-by=o11y-provisioner"])
     );
-    // The record now names the new workspace as ours (first write: created with tags).
+    // The record now names the new workspace as ours (first write: created with tags), not yet
+    // published (a delete before publish removes it: it holds no metrics).
     let puts = puts(&put_log);
     assert_eq!(puts.len(), 1, "{puts:?}");
     assert_eq!(puts[0]["overwrite"], Value::Null);
     assert_eq!(puts[0]["tags"].as_array().map(Vec::len), Some(2));
     assert_eq!(
         written_record(&puts[0])["resources"][keys::AMP_WORKSPACE],
-        json!({"id": "ws-new", "owned": true, "attachedByUs": false})
+        json!({"id": "ws-new", "owned": true, "attachedByUs": false, "unpublished": true})
     );
 }
 
