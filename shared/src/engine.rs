@@ -68,9 +68,9 @@ const TABLE: [(Step, &str, &str, Option<&str>); 13] = [
     (Step::GrafanaWorkspace, "grafana-workspace", "grafanaWorkspace", Some("deleted.grafanaWorkspace")),
     (Step::GrafanaStatus, "grafana-status", "grafanaWorkspace", Some("deleted.grafanaWorkspace")),
     (Step::Datasource, "datasource", "datasource", Some("deleted.datasource")),
-    // Publish's and verify's results go into the output contract (`verification` for verify).
+    // Verify runs first; publish puts its result in the output contract (`verification`).
     (Step::Publish, "publish", "output", Some("deleted.outputs")),
-    (Step::Verify, "verify", "output", None),
+    (Step::Verify, "verify", "verification", None),
     (Step::Plan, "plan", "plan", None),
     (Step::Finish, "finish", "finish", None),
 ];
@@ -83,9 +83,9 @@ pub const APPLY_ORDER: [Step; 9] = [
     Step::WritePolicy,
     Step::GrafanaRole,
     Step::GrafanaWorkspace,
-    Step::Datasource,
-    Step::Publish,
     Step::Verify,
+    Step::Publish,
+    Step::Datasource,
 ];
 
 impl Step {
@@ -165,7 +165,12 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
     if status == "ACTIVE" {
         return Ok(None);
     }
-    PollPolicy::from_env(resource).next(prev, id, status).map(Some)
+    PollPolicy::from_env(resource).next_at(prev, unix_now(), id, status).map(Some)
+}
+
+/// Seconds since the epoch (0 on a clock before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Runs one step over `state` and returns its output as JSON (what the Lambda returns): the
@@ -362,10 +367,7 @@ pub mod lambdas {
     impl StepLambda for Verify {
         const STEP: Step = Step::Verify;
         async fn apply(ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
-            let verification = steps::verify::run(ctx, state).await?;
-            let mut out = require(&state.output, "publish")?.clone();
-            out.verification = Some(verification);
-            to_json(&out)
+            to_json(&steps::verify::run(ctx, state).await?)
         }
     }
 
@@ -561,13 +563,17 @@ pub async fn run(clients: &Clients, input: Value, wait: &WaitPolicy) -> Result<P
             .await?;
         }
         Action::Apply => {
-            run_chain(clients, &mut state, &[Step::IrsaTrust, Step::AmpWorkspace]).await?;
+            // The critical path (as the state machine): both workspaces are started before
+            // either is waited for; the values are published once the data path is ready.
+            let started =
+                [Step::IrsaTrust, Step::AmpWorkspace, Step::WritePolicy, Step::GrafanaRole, Step::GrafanaWorkspace];
+            run_chain(clients, &mut state, &started).await?;
             let amp = |s: &ProvisionState| s.amp_workspace.as_ref().map(|w| w.status.clone());
             wait_until(Step::AmpStatus, clients, &mut state, wait, amp, "ACTIVE").await?;
-            run_chain(clients, &mut state, &[Step::WritePolicy, Step::GrafanaRole, Step::GrafanaWorkspace]).await?;
+            run_chain(clients, &mut state, &[Step::Verify, Step::Publish]).await?;
             let grafana = |s: &ProvisionState| s.grafana_workspace.as_ref().map(|w| w.status.clone());
             wait_until(Step::GrafanaStatus, clients, &mut state, wait, grafana, "ACTIVE").await?;
-            run_chain(clients, &mut state, &[Step::Datasource, Step::Publish, Step::Verify]).await?;
+            run_chain(clients, &mut state, &[Step::Datasource]).await?;
         }
     }
     Ok(state)

@@ -46,6 +46,9 @@ pub struct ProvisionState {
     pub grafana_workspace: Option<GrafanaWorkspaceOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datasource: Option<DatasourceOutput>,
+    /// verify's result: it runs before publish, which puts it in the output contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerifyOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputContract>,
     /// `action: plan`: the plan report.

@@ -35,7 +35,7 @@ def wait_loop(choice, wait, status_state, path, done_value, done_next, status_fn
         choice: {"Type": "Choice", "Comment": "Go on once %s is %s; else wait and look again." % (what, done_value),
                  "Choices": [
             {"Variable": path + ".status", "StringEquals": done_value, "Next": done_next}], "Default": wait},
-        wait: {"Type": "Wait", "Comment": "The interval the status step chose (poll.waitSeconds: doubling from O11Y_WAIT_FIRST_SECONDS up to O11Y_WAIT_MAX_SECONDS until the expected duration, then every O11Y_WAIT_NEAR_SECONDS; the step fails once the wait budget is spent).",
+        wait: {"Type": "Wait", "Comment": "The interval the status step chose (poll.waitSeconds: doubling from O11Y_WAIT_FIRST_SECONDS up to O11Y_WAIT_MAX_SECONDS until the expected duration since the workspace was started, then every O11Y_WAIT_NEAR_SECONDS; the step fails once the wait budget is spent).",
                "SecondsPath": path + ".poll.waitSeconds", "Next": status_state},
         status_state: task(status_fn, path, choice, comment, catch),
     }
@@ -90,23 +90,27 @@ states = {
                         "Parameters": {"note.$": "$.preflight.note"}, "ResultPath": "$.deleted", "Next": "Finish"},
     # plan
     "Plan": task("Plan", "$.plan", "Finish", "Every step without writing: what apply would change."),
-    # apply
+    # apply: the critical path. Both workspaces are started (with what they need: the IRSA trust,
+    # the write policy, the Grafana role) before either is waited for; the values are published
+    # as soon as the data path is ready (AMP ACTIVE, remote write verified); only the Grafana
+    # datasource waits for the Grafana workspace. One step at a time, so the record and the
+    # execution state have one writer.
     "IrsaTrust": task("IrsaTrust", "$.irsaTrust", "AmpWorkspace",
                       "Make the IRSA role trust observability-* service accounts of the namespace.", APPLY_CATCH),
-    "AmpWorkspace": task("AmpWorkspace", "$.ampWorkspace", "AmpActive?",
-                         "Find the AMP workspace by exact alias (renaming the recorded one on an alias change), or create it.", APPLY_CATCH),
+    "AmpWorkspace": task("AmpWorkspace", "$.ampWorkspace", "WritePolicy",
+                         "Find the AMP workspace by exact alias (renaming the recorded one on an alias change), or start creating it.", APPLY_CATCH),
     "WritePolicy": task("WritePolicy", "$.writePolicy", "GrafanaRole",
-                        "Converge the write policy and attach it to the IRSA role.", APPLY_CATCH),
+                        "Converge the write policy (it needs the AMP workspace's ARN, not its being ACTIVE) and attach it to the IRSA role.", APPLY_CATCH),
     "GrafanaRole": task("GrafanaRole", "$.grafanaRole", "GrafanaWorkspace",
                         "Converge the Grafana role, its trust and its read policy.", APPLY_CATCH),
-    "GrafanaWorkspace": task("GrafanaWorkspace", "$.grafanaWorkspace", "GrafanaActive?",
-                             "Find the Grafana workspace by exact name, or create it.", APPLY_CATCH),
-    "Datasource": task("Datasource", "$.datasource", "Publish",
+    "GrafanaWorkspace": task("GrafanaWorkspace", "$.grafanaWorkspace", "AmpActive?",
+                             "Find the Grafana workspace by exact name, or start creating it (it becomes ACTIVE while the data path finishes).", APPLY_CATCH),
+    "Verify": task("Verify", "$.verification", "Publish",
+                   "Check the policies, the trust and a remote-write probe (the data path); the result goes to SSM and, through publish, to the output contract.", APPLY_CATCH),
+    "Publish": task("Publish", "$.output", "GrafanaActive?",
+                    "Write the SSM parameters and the Helm values (the cluster can ship telemetry from here on); returns the output contract.", APPLY_CATCH),
+    "Datasource": task("Datasource", "$.datasource", "Finish",
                        "Upsert the SigV4 Prometheus datasource (a short-lived token, deleted after use), check its health, grant the admins.", APPLY_CATCH),
-    "Publish": task("Publish", "$.output", "Verify",
-                    "Write the SSM parameters and the Helm values; returns the output contract.", APPLY_CATCH),
-    "Verify": task("Verify", "$.output", "Finish",
-                   "Check the policies, the trust and a remote-write probe; the result joins the output contract and SSM.", APPLY_CATCH),
     # a failed apply step of a rolled-back run (preflight.rollbackOnFailure): the same delete
     # chain, with its own Catch so that the original error stays in $.error
     "RollBack?": {"Type": "Choice", "Comment": "Roll back a failed CloudFormation Create of a deployment that had no record before it; else answer.",
@@ -147,7 +151,7 @@ states = {
     "Failed": {"Type": "Fail", "Comment": "Error is the stable error name; Cause, in plain words, names the error, the step and why (Finish's text, CloudFormation's Reason).",
                "ErrorPath": "$.error.Error", "CausePath": "$.finish.cause"},
 }
-states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "WritePolicy", "AmpStatus",
+states.update(wait_loop("AmpActive?", "AmpWait", "AmpStatus", "$.ampWorkspace", "ACTIVE", "Verify", "AmpStatus",
                         "Look at the AMP workspace again; fails once the wait budget is spent.", APPLY_CATCH,
                         "the AMP workspace"))
 states.update(wait_loop("GrafanaActive?", "GrafanaWait", "GrafanaStatus", "$.grafanaWorkspace", "ACTIVE", "Datasource",

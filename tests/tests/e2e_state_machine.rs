@@ -219,3 +219,59 @@ async fn two_runs_for_one_deployment_make_one_set_of_resources() {
     // and the lease is free again: a later run goes through
     assert_eq!(stack.execute(&sm, "third", &minimal()).await.status, "SUCCEEDED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_values_are_published_while_grafana_is_still_creating() {
+    // GIVEN a Grafana workspace that takes 8 s to become ACTIVE (minutes on AWS)
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 8.0, ..StackOptions::default() });
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+    let sfn = stack.sfn().await;
+
+    // WHEN a create starts
+    let started =
+        sfn.start_execution().state_machine_arn(&sm).name("early").input(minimal().to_string()).send().await.unwrap();
+
+    // THEN the Helm values are in SSM while the execution runs and Grafana is still CREATING
+    let mut early = None;
+    for _ in 0..300 {
+        if let Ok(p) = clients.ssm.get_parameter().name("/o11y/dr-prod/helm-values").send().await {
+            let run = sfn.describe_execution().execution_arn(started.execution_arn()).send().await.unwrap();
+            let ws = clients.grafana.list_workspaces().send().await.unwrap();
+            let grafana: Vec<String> = ws.workspaces().iter().map(|w| w.status().as_str().to_string()).collect();
+            early =
+                Some((p.parameter().unwrap().value().unwrap().to_string(), run.status().as_str().to_string(), grafana));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (values, run_status, grafana) = early.expect("helm-values appeared within 30 s");
+    assert_eq!(run_status, "RUNNING", "published while the execution ran");
+    assert_eq!(grafana, ["CREATING"], "published before Grafana was ACTIVE");
+    // the data path was proven before (the verification is published with the values)
+    let verification = clients.ssm.get_parameter().name("/o11y/dr-prod/verification").send().await.unwrap();
+    let verification: Value = serde_json::from_str(verification.parameter().unwrap().value().unwrap()).unwrap();
+    assert_eq!(verification["status"], "passed", "{verification:#}");
+    // no datasource yet: Grafana is not ready for it
+    assert!(stack.requests().iter().all(|r| r["function"] != "datasource"), "datasource ran before Grafana was ACTIVE");
+
+    // AND the run ends as before: the datasource made, the values unchanged
+    let mut out = None;
+    for _ in 0..600 {
+        let d = sfn.describe_execution().execution_arn(started.execution_arn()).send().await.unwrap();
+        if d.status().as_str() != "RUNNING" {
+            out = Some(d);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = out.expect("the execution ended");
+    assert_eq!(out.status().as_str(), "SUCCEEDED", "{out:?}");
+    let output: Value = serde_json::from_str(out.output().unwrap()).unwrap();
+    assert_eq!(output["verification"]["status"], "passed", "{output:#}");
+    assert!(stack.requests().iter().any(|r| r["function"] == "datasource"));
+    let after = clients.ssm.get_parameter().name("/o11y/dr-prod/helm-values").send().await.unwrap();
+    assert_eq!(after.parameter().unwrap().value().unwrap(), values, "the values published early are the final ones");
+    assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces()[0].status().as_str(), "ACTIVE");
+}

@@ -22,6 +22,9 @@ pub struct Poll {
     pub wait_seconds: u64,
     /// Seconds waited so far, including `wait_seconds`.
     pub waited_seconds: u64,
+    /// When the wait began (seconds since the epoch): see [`PollPolicy::next_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
 }
 
 /// Which workspace is being waited for.
@@ -98,13 +101,52 @@ impl PollPolicy {
             self.near_seconds.min(self.max_seconds)
         };
         let wait = wait.min(self.total_seconds.saturating_sub(waited)).max(1);
-        Ok(Poll { attempt, wait_seconds: wait, waited_seconds: waited + wait })
+        let started_at = prev.and_then(|p| p.started_at);
+        Ok(Poll { attempt, wait_seconds: wait, waited_seconds: waited + wait, started_at })
+    }
+
+    /// [`PollPolicy::next`] on the clock, `now` in seconds since the epoch: the first poll
+    /// records when the wait began, and a later one counts the time since then, not only the
+    /// waits before it. The state machine starts both workspaces before it waits for either, so
+    /// the Grafana loop's first check comes after the data path's steps: its schedule (the
+    /// expected mark above all) is still measured from the workspace's creation.
+    pub fn next_at(&self, prev: Option<Poll>, now: u64, what: &str, status: &str) -> Result<Poll> {
+        let started = prev.and_then(|p| p.started_at).unwrap_or(now);
+        let elapsed = now.saturating_sub(started);
+        let prev = prev.map(|p| Poll { waited_seconds: p.waited_seconds.max(elapsed), started_at: Some(started), ..p });
+        let mut next = self.next(prev, what, status)?;
+        next.started_at = Some(started);
+        Ok(next)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_the_clock_the_schedule_counts_from_the_start_not_from_the_waits() {
+        let p = PollPolicy { total_seconds: 1_000, ..policy(300) };
+        let first = p.next_at(None, 1_000, "x", "CREATING").unwrap();
+        assert_eq!(first.started_at, Some(1_000));
+        assert_eq!(first.wait_seconds, 5);
+        // The loop comes back 290 s after the start (other steps ran first): 10 s before the
+        // expected mark, the next check is at the mark, not 10 s (the doubling) after a 5 s wait.
+        let late = p.next_at(Some(first), 1_290, "x", "CREATING").unwrap();
+        assert_eq!(late.started_at, Some(1_000));
+        assert_eq!(late.waited_seconds, 300, "{late:?}");
+        assert_eq!(late.wait_seconds, 10);
+        // Past the mark: every near_seconds.
+        let near = p.next_at(Some(late), 1_301, "x", "CREATING").unwrap();
+        assert_eq!(near.wait_seconds, 2);
+        assert_eq!(near.waited_seconds, 303);
+        // A clock that has not moved (or went back) counts the waits, as `next` does.
+        let same = p.next_at(Some(first), 1_000, "x", "CREATING").unwrap();
+        assert_eq!(same, Poll { started_at: Some(1_000), ..p.next(Some(first), "x", "CREATING").unwrap() });
+        // The budget is spent on the clock too.
+        let over = p.next_at(Some(first), 1_000 + 1_000, "x", "CREATING");
+        assert!(over.is_err(), "{over:?}");
+    }
 
     fn policy(expected_seconds: u64) -> PollPolicy {
         PollPolicy { first_seconds: 5, max_seconds: 60, total_seconds: 200, expected_seconds, near_seconds: 2 }

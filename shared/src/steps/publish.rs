@@ -51,7 +51,7 @@ pub fn contract(ctx: &Ctx, state: &ProvisionState) -> Result<OutputContract> {
         helm_values_parameter: parameter_name(&ctx.deployment.ssm_prefix, "helm-values"),
         adopted,
         retained: Vec::new(),
-        verification: None,
+        verification: state.verification.clone(),
     })
 }
 

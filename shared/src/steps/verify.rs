@@ -1,4 +1,4 @@
-//! verify: the last step of apply. Checks that what was provisioned works, and says what is
+//! verify: apply's check of the data path, once AMP is ACTIVE and before publish. Checks that what was provisioned works, and says what is
 //! missing when it does not:
 //!
 //! 1. `irsa-role-policy`: the IRSA role's policies allow `aps:RemoteWrite` on the AMP workspace,
