@@ -275,3 +275,41 @@ async fn the_values_are_published_while_grafana_is_still_creating() {
     assert_eq!(after.parameter().unwrap().value().unwrap(), values, "the values published early are the final ones");
     assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces()[0].status().as_str(), "ACTIVE");
 }
+
+/// Per Lambda invocation (calls belong to the invoke logged before them: one task at a time),
+/// how many times the deployment's record was read from SSM.
+fn record_reads_per_invocation(requests: &[Value]) -> Vec<(String, usize)> {
+    let mut sorted = requests.to_vec();
+    sorted.sort_by_key(|r| r["seq"].as_u64().unwrap_or(0));
+    let mut per: Vec<(String, usize)> = Vec::new();
+    for r in &sorted {
+        if let Some(f) = r["function"].as_str() {
+            per.push((f.to_string(), 0));
+        } else if r["operation"] == "GetParameter"
+            && r["name"].as_str().is_some_and(|n| n.ends_with("/provisioner-state"))
+        {
+            per.last_mut().expect("a record read outside any invocation").1 += 1;
+        }
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_reads_the_record_at_most_once() {
+    let stack = FullStack::start(&StackOptions::default());
+    let clients = stack.clients().await;
+    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
+    let sm = stack.deploy().await;
+
+    for run in ["create", "rerun"] {
+        stack.reset_requests();
+        let out = stack.execute(&sm, run, &minimal()).await;
+        assert_eq!(out.status, "SUCCEEDED", "{out:?}");
+        let per = record_reads_per_invocation(&stack.requests());
+        // The record is written before each change (a crash must not lose ownership), but a
+        // step reads it once and keeps what it wrote.
+        assert!(per.iter().any(|(_, n)| *n == 1), "{run}: the steps read the record: {per:?}");
+        // preflight reads it before it takes the lease (the input's checks) and again after.
+        assert!(per.iter().all(|(f, n)| *n <= 1 || (f == "preflight" && *n == 2)), "{run}: {per:?}");
+    }
+}

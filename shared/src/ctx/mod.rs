@@ -83,6 +83,8 @@ pub struct Ctx {
     /// of every client token, so that a Lambda retried within one run repeats its request while
     /// every later run (a create after a delete, a rename back) makes a new one.
     pub execution: Option<String>,
+    /// The deployment's record as this invocation last read or wrote it ([`record::load`]).
+    pub record_cache: record::RecordCache,
 }
 
 impl Ctx {
@@ -130,7 +132,8 @@ impl Ctx {
             clients = clients.assume(&role_arn, &session_name(state.execution.as_deref(), &deployment.name)).await?;
         }
         let plan = (deployment.action == Action::Plan).then(PlanLog::default);
-        Ok(Self { clients, deployment, plan, execution: state.execution.clone().or_else(|| state.run.clone()) })
+        let execution = state.execution.clone().or_else(|| state.run.clone());
+        Ok(Self { clients, deployment, plan, execution, record_cache: record::RecordCache::default() })
     }
 
     /// The write gate. Applying: performs `write` and returns its result. Planning: records

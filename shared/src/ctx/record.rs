@@ -5,6 +5,7 @@
 //! the resources that carry tags; the record is the source of truth for the trust statement.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,16 +158,55 @@ pub fn parameter(ctx: &Ctx) -> String {
     ssm::parameter_name(d.record_prefix.as_deref().unwrap_or(&d.ssm_prefix), RECORD_LEAF)
 }
 
-/// Reads the record (empty when there is none yet).
-pub async fn load(ctx: &Ctx) -> Result<Record> {
-    match ssm::get_parameter(&ctx.clients.ssm, &parameter(ctx)).await? {
-        Some(text) => serde_json::from_str(if text.is_empty() { "{}" } else { &text })
-            .map_err(|e| Error::Conflict(format!("{} is not a record this version understands: {e}", parameter(ctx)))),
-        None => Ok(Record::default()),
+/// The record as this invocation last read or wrote it, so that a step reads it from SSM once:
+/// the deployment's lease makes this run its only writer, and each invocation starts empty (a
+/// retried or later step reads it again). Keyed by the parameter's name; a clone of the
+/// context starts empty too.
+#[derive(Debug, Default)]
+pub struct RecordCache(Mutex<Option<(String, Record)>>);
+
+impl Clone for RecordCache {
+    fn clone(&self) -> Self {
+        Self::default()
     }
 }
 
-/// Writes `after` when it differs from `before` (through the gate: never while planning).
+impl RecordCache {
+    fn get(&self, name: &str) -> Option<Record> {
+        let slot = self.0.lock().ok()?;
+        slot.as_ref().filter(|(n, _)| n == name).map(|(_, r)| r.clone())
+    }
+
+    fn set(&self, entry: Option<(String, Record)>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = entry;
+        }
+    }
+
+    /// Forgets the record: after a write to it that did not go through [`save`], or one
+    /// whose outcome is unknown.
+    pub fn forget(&self) {
+        self.set(None);
+    }
+}
+
+/// Reads the record (empty when there is none yet), from SSM the first time in an invocation.
+pub async fn load(ctx: &Ctx) -> Result<Record> {
+    let name = parameter(ctx);
+    if let Some(rec) = ctx.record_cache.get(&name) {
+        return Ok(rec);
+    }
+    let rec = match ssm::get_parameter(&ctx.clients.ssm, &name).await? {
+        Some(text) => serde_json::from_str(if text.is_empty() { "{}" } else { &text })
+            .map_err(|e| Error::Conflict(format!("{name} is not a record this version understands: {e}")))?,
+        None => Record::default(),
+    };
+    ctx.record_cache.set(Some((name, rec.clone())));
+    Ok(rec)
+}
+
+/// Writes `after` when it differs from `before` (through the gate: never while planning, when
+/// the cache keeps what SSM holds).
 pub async fn save(ctx: &Ctx, before: &Record, after: &Record) -> Result<()> {
     if before == after {
         return Ok(());
@@ -176,9 +216,15 @@ pub async fn save(ctx: &Ctx, before: &Record, after: &Record) -> Result<()> {
     let name = parameter(ctx);
     let description = description(ctx);
     let tags = ctx.owner_tags();
-    ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, &value, exists, &tags, &description))
-        .await
-        .map(|_| ())
+    // A failed put may still have been applied: the next load reads SSM.
+    ctx.record_cache.forget();
+    let written = ctx
+        .write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &name, &value, exists, &tags, &description))
+        .await?;
+    if written.is_some() {
+        ctx.record_cache.set(Some((name, after.clone())));
+    }
+    Ok(())
 }
 
 /// The description of the parameters a deployment writes.
@@ -205,6 +251,19 @@ mod tests {
 
     const OURS: &str = "arn:aws:iam::123456789012:policy/ours";
     const OTHER: &str = "arn:aws:iam::123456789012:policy/other";
+
+    #[test]
+    fn the_cache_answers_only_for_its_parameter_and_a_clone_starts_empty() {
+        let cache = RecordCache::default();
+        let mut rec = Record::default();
+        rec.resources.insert(keys::WRITE_POLICY.into(), entry(OURS, true));
+        cache.set(Some(("/o11y/a/provisioner-state".into(), rec.clone())));
+        assert_eq!(cache.get("/o11y/a/provisioner-state"), Some(rec));
+        assert_eq!(cache.get("/o11y/b/provisioner-state"), None, "another prefix is read from SSM");
+        assert_eq!(cache.clone().get("/o11y/a/provisioner-state"), None);
+        cache.forget();
+        assert_eq!(cache.get("/o11y/a/provisioner-state"), None);
+    }
 
     #[test]
     fn a_renamed_entry_is_retired_only_when_the_new_one_is_accepted() {

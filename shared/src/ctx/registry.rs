@@ -361,6 +361,7 @@ async fn move_record(ctx: &Ctx, from: &str, back_to_ours: bool) -> Result<()> {
         None => {}
     }
     let (tags, description) = (ctx.owner_tags(), crate::ctx::record::description(ctx));
+    ctx.record_cache.forget();
     ctx.write_unreported(|| ssm::put_parameter(&ctx.clients.ssm, &target, &value, false, &tags, &description)).await?;
     tracing::info!(from = %source, to = %target, "record moved");
     Ok(())
@@ -397,6 +398,7 @@ async fn delete_leaves(ctx: &Ctx, step: &'static str, prefix: &str, leaves: &[&s
         leaves.iter().chain([&RECORD_LEAF]).map(|leaf| ssm::parameter_name(prefix, leaf)).collect();
     let live = ssm::current_values(&ctx.clients.ssm, &names).await?;
     let existing: Vec<String> = names.into_iter().filter(|n| live.contains_key(n)).collect();
+    ctx.record_cache.forget();
     for batch in existing.chunks(ssm::GET_BATCH) {
         let batch = batch.to_vec();
         let change = Change::new(step, ChangeKind::Delete, "SSM parameters", json!({ "parameters": batch }));

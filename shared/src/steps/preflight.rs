@@ -102,6 +102,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
     // takes none: the lease's writes pass the gate).
     if let Some(execution) = &state.execution {
         crate::ctx::lease::acquire(ctx, execution).await?;
+        // What was read before the lease may have changed since: read the record again.
+        ctx.record_cache.forget();
     }
     // Read once the lease is held: no other apply or delete writes the record meanwhile, so "no
     // record now" means that every entry recorded from here on is this run's.

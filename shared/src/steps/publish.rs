@@ -178,6 +178,7 @@ pub async fn delete(ctx: &Ctx) -> Result<DeleteOutput> {
     names.push(record::parameter(ctx));
     let live = ssm::current_values(&ctx.clients.ssm, &names).await?;
     let mut out = DeleteOutput::default();
+    ctx.record_cache.forget();
     for batch in names.iter().filter(|n| live.contains_key(*n)).collect::<Vec<_>>().chunks(ssm::GET_BATCH) {
         let batch: Vec<String> = batch.iter().map(|n| n.to_string()).collect();
         let change = Change::new(STEP, ChangeKind::Delete, "SSM parameters", json!({ "parameters": batch }));

@@ -105,7 +105,7 @@ fn clients(iam: &[&Rule], amp: &[&Rule], grafana: &[&Rule], ssm: &[&Rule]) -> Cl
 
 fn ctx(clients: Clients, plan: bool) -> Ctx {
     let deployment = input::resolve(&input(), Some("us-east-1")).expect("the fixture input is valid");
-    Ctx { clients, deployment, plan: plan.then(PlanLog::default), execution: None }
+    Ctx { clients, deployment, plan: plan.then(PlanLog::default), execution: None, record_cache: Default::default() }
 }
 
 /// Error metadata with `code`, as the SDK's deserializer would have filled it.
