@@ -166,7 +166,9 @@ async fn a_transient_fault_is_retried_and_the_execution_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_slow_to_become_active_is_polled_by_the_wait_loop() {
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 3.0, ..StackOptions::default() });
+    // Slower than AMP's wait, Verify and Publish together (Grafana is creating meanwhile: a
+    // workspace ready by then is seen by the loop's first poll), also with AWS's timing.
+    let stack = FullStack::start(&StackOptions { grafana_active_delay: 15.0, ..StackOptions::default() });
     let clients = stack.clients().await;
     seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
     let sm = stack.deploy().await;
