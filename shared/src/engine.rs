@@ -165,12 +165,7 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
     if status == "ACTIVE" {
         return Ok(None);
     }
-    PollPolicy::from_env(resource).next_at(prev, unix_now(), id, status).map(Some)
-}
-
-/// Seconds since the epoch (0 on a clock before it).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    PollPolicy::from_env(resource).next_at(prev, crate::ctx::unix_seconds(), id, status).map(Some)
 }
 
 /// Runs one step over `state` and returns its output as JSON (what the Lambda returns): the

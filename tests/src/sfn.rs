@@ -116,7 +116,12 @@ pub async fn execute(
         .send()
         .await
         .map_err(|e| format!("StartExecution: {e:?}"))?;
-    let arn = started.execution_arn().to_string();
+    wait(client, started.execution_arn(), timeout).await
+}
+
+/// Waits (up to `timeout`) for the end of the execution `arn`, started elsewhere.
+pub async fn wait(client: &aws_sdk_sfn::Client, arn: &str, timeout: Duration) -> Result<Outcome, String> {
+    let arn = arn.to_string();
     let deadline = Instant::now() + timeout;
     loop {
         let d = client

@@ -55,6 +55,9 @@ pub fn router_routes(grafana_port: u16, prometheus_port: u16) -> Vec<String> {
     routes
 }
 
+/// How long a test waits for one execution to end.
+const EXECUTION_TIMEOUT: Duration = Duration::from_secs(240);
+
 /// How the names of the stack's own function roles start (the router's `o11y-local` stack:
 /// `o11y-local-<Logical>Role`, tests/localstack/authz.py): infrastructure, never a deployment's.
 pub const FUNCTION_ROLE_PREFIX: &str = "o11y-local-";
@@ -337,7 +340,12 @@ impl FullStack {
 
     /// Runs one execution to its end.
     pub async fn execute(&self, sm_arn: &str, name: &str, input: &Value) -> crate::sfn::Outcome {
-        crate::sfn::execute(&self.sfn().await, sm_arn, name, input, Duration::from_secs(240)).await.expect("execution")
+        crate::sfn::execute(&self.sfn().await, sm_arn, name, input, EXECUTION_TIMEOUT).await.expect("execution")
+    }
+
+    /// Waits for the end of an execution started elsewhere (`StartExecution` by the test).
+    pub async fn wait(&self, execution_arn: &str) -> crate::sfn::Outcome {
+        crate::sfn::wait(&self.sfn().await, execution_arn, EXECUTION_TIMEOUT).await.expect("execution")
     }
 
     /// The router's log of AWS requests since the last reset.

@@ -6,7 +6,7 @@
 
 use o11y_shared::policy;
 use o11y_tests::seed;
-use o11y_tests::stack::{FullStack, StackOptions};
+use o11y_tests::stack::{start_deployed, FullStack, StackOptions};
 use serde_json::{json, Value};
 
 fn minimal() -> Value {
@@ -205,16 +205,8 @@ async fn two_runs_for_one_deployment_make_one_set_of_resources() {
         "{second:?}"
     );
     // and the first one completes
-    let mut status = String::new();
-    for _ in 0..600 {
-        let d = sfn.describe_execution().execution_arn(first.execution_arn()).send().await.unwrap();
-        status = d.status().as_str().to_string();
-        if status != "RUNNING" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(status, "SUCCEEDED");
+    let first = stack.wait(first.execution_arn()).await;
+    assert_eq!(first.status, "SUCCEEDED", "{first:?}");
     // exactly one set of resources
     assert_eq!(clients.amp.list_workspaces().send().await.unwrap().workspaces().len(), 1);
     assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces().len(), 1);
@@ -225,10 +217,8 @@ async fn two_runs_for_one_deployment_make_one_set_of_resources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_values_are_published_while_grafana_is_still_creating() {
     // GIVEN a Grafana workspace that takes 8 s to become ACTIVE (minutes on AWS)
-    let stack = FullStack::start(&StackOptions { grafana_active_delay: 8.0, ..StackOptions::default() });
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, clients, _, sm) =
+        start_deployed(&StackOptions { grafana_active_delay: 8.0, ..StackOptions::default() }).await;
     let sfn = stack.sfn().await;
 
     // WHEN a create starts
@@ -259,18 +249,9 @@ async fn the_values_are_published_while_grafana_is_still_creating() {
     assert!(stack.requests().iter().all(|r| r["function"] != "datasource"), "datasource ran before Grafana was ACTIVE");
 
     // AND the run ends as before: the datasource made, the values unchanged
-    let mut out = None;
-    for _ in 0..600 {
-        let d = sfn.describe_execution().execution_arn(started.execution_arn()).send().await.unwrap();
-        if d.status().as_str() != "RUNNING" {
-            out = Some(d);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let out = out.expect("the execution ended");
-    assert_eq!(out.status().as_str(), "SUCCEEDED", "{out:?}");
-    let output: Value = serde_json::from_str(out.output().unwrap()).unwrap();
+    let out = stack.wait(started.execution_arn()).await;
+    assert_eq!(out.status, "SUCCEEDED", "{out:?}");
+    let output = out.output.unwrap();
     assert_eq!(output["verification"]["status"], "passed", "{output:#}");
     assert!(stack.requests().iter().any(|r| r["function"] == "datasource"));
     let after = clients.ssm.get_parameter().name("/o11y/dr-prod/helm-values").send().await.unwrap();
@@ -298,10 +279,7 @@ fn record_reads_per_invocation(requests: &[Value]) -> Vec<(String, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_step_reads_the_record_at_most_once() {
-    let stack = FullStack::start(&StackOptions::default());
-    let clients = stack.clients().await;
-    seed::seed(&clients, "dr-eks", "dr-core-irsa", "dr-core").await;
-    let sm = stack.deploy().await;
+    let (stack, _, _, sm) = start_deployed(&StackOptions::default()).await;
 
     for run in ["create", "rerun"] {
         stack.reset_requests();

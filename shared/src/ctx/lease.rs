@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::sdk::from_sdk;
 use crate::aws::ssm;
-use crate::ctx::Ctx;
+use crate::ctx::{unix_seconds as now, Ctx};
 use crate::domain::error::{Error, Result};
 
 /// Lease lifetime: the state machine's timeout (3,000 s) and a margin.
@@ -51,10 +51,6 @@ impl Generation {
     fn live(&self, now: u64) -> bool {
         self.lease.expires > now
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The old layout's parameter (generation 0), and the path below which the generations live.

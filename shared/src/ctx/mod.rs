@@ -260,6 +260,11 @@ pub fn request_kind(kind: &str, request: &Value) -> String {
     format!("{kind}/{request}")
 }
 
+/// Seconds since the epoch (0 on a clock before it): the lease's expiry, the wait loops' start.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// What a client token is unique to: the deployment, and the run when there is one.
 pub fn token_scope(deployment: &str, execution: Option<&str>) -> String {
     match execution {
