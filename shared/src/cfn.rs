@@ -672,6 +672,7 @@ mod tests {
             input: None,
             nothing_recorded: false,
             note: None,
+            absent: Vec::new(),
         });
         let kept = crate::state::DeleteOutput { retained: vec!["ws-1: adopted".into()], ..Default::default() };
         st.deleted = Some(crate::state::DeletedState { amp_workspace: Some(kept), ..Default::default() });

@@ -172,35 +172,37 @@ fn next_poll(resource: Resource, prev: Option<Poll>, id: &str, status: &str) -> 
 /// run-time dispatch to the step's [`StepLambda`] (the in-process runner); a step's own binary
 /// serves its type directly.
 pub async fn run_step(step: Step, clients: &Clients, state: &ProvisionState) -> Result<Value> {
+    // Each step's future boxed: one match over them all would be as large as the largest, on
+    // the caller's stack.
     match step {
-        Step::Preflight => lambdas::Preflight::run(clients, state).await,
-        Step::IrsaTrust => lambdas::IrsaTrust::run(clients, state).await,
-        Step::AmpWorkspace => lambdas::AmpWorkspace::run(clients, state).await,
-        Step::AmpStatus => lambdas::AmpStatus::run(clients, state).await,
-        Step::WritePolicy => lambdas::WritePolicy::run(clients, state).await,
-        Step::GrafanaRole => lambdas::GrafanaRole::run(clients, state).await,
-        Step::GrafanaWorkspace => lambdas::GrafanaWorkspace::run(clients, state).await,
-        Step::GrafanaStatus => lambdas::GrafanaStatus::run(clients, state).await,
-        Step::Datasource => lambdas::Datasource::run(clients, state).await,
-        Step::Publish => lambdas::Publish::run(clients, state).await,
-        Step::Verify => lambdas::Verify::run(clients, state).await,
-        Step::Plan => lambdas::Plan::run(clients, state).await,
-        Step::Finish => lambdas::Finish::run(clients, state).await,
+        Step::Preflight => Box::pin(lambdas::Preflight::run(clients, state)).await,
+        Step::IrsaTrust => Box::pin(lambdas::IrsaTrust::run(clients, state)).await,
+        Step::AmpWorkspace => Box::pin(lambdas::AmpWorkspace::run(clients, state)).await,
+        Step::AmpStatus => Box::pin(lambdas::AmpStatus::run(clients, state)).await,
+        Step::WritePolicy => Box::pin(lambdas::WritePolicy::run(clients, state)).await,
+        Step::GrafanaRole => Box::pin(lambdas::GrafanaRole::run(clients, state)).await,
+        Step::GrafanaWorkspace => Box::pin(lambdas::GrafanaWorkspace::run(clients, state)).await,
+        Step::GrafanaStatus => Box::pin(lambdas::GrafanaStatus::run(clients, state)).await,
+        Step::Datasource => Box::pin(lambdas::Datasource::run(clients, state)).await,
+        Step::Publish => Box::pin(lambdas::Publish::run(clients, state)).await,
+        Step::Verify => Box::pin(lambdas::Verify::run(clients, state)).await,
+        Step::Plan => Box::pin(lambdas::Plan::run(clients, state)).await,
+        Step::Finish => Box::pin(lambdas::Finish::run(clients, state)).await,
     }
 }
 
 /// An apply step of [`plan`], over the plan-mode context.
 async fn run_apply_step(step: Step, ctx: &Ctx, state: &ProvisionState) -> Result<Value> {
     match step {
-        Step::Preflight => lambdas::Preflight::apply(ctx, state).await,
-        Step::IrsaTrust => lambdas::IrsaTrust::apply(ctx, state).await,
-        Step::AmpWorkspace => lambdas::AmpWorkspace::apply(ctx, state).await,
-        Step::WritePolicy => lambdas::WritePolicy::apply(ctx, state).await,
-        Step::GrafanaRole => lambdas::GrafanaRole::apply(ctx, state).await,
-        Step::GrafanaWorkspace => lambdas::GrafanaWorkspace::apply(ctx, state).await,
-        Step::Datasource => lambdas::Datasource::apply(ctx, state).await,
-        Step::Publish => lambdas::Publish::apply(ctx, state).await,
-        Step::Verify => lambdas::Verify::apply(ctx, state).await,
+        Step::Preflight => Box::pin(lambdas::Preflight::apply(ctx, state)).await,
+        Step::IrsaTrust => Box::pin(lambdas::IrsaTrust::apply(ctx, state)).await,
+        Step::AmpWorkspace => Box::pin(lambdas::AmpWorkspace::apply(ctx, state)).await,
+        Step::WritePolicy => Box::pin(lambdas::WritePolicy::apply(ctx, state)).await,
+        Step::GrafanaRole => Box::pin(lambdas::GrafanaRole::apply(ctx, state)).await,
+        Step::GrafanaWorkspace => Box::pin(lambdas::GrafanaWorkspace::apply(ctx, state)).await,
+        Step::Datasource => Box::pin(lambdas::Datasource::apply(ctx, state)).await,
+        Step::Publish => Box::pin(lambdas::Publish::apply(ctx, state)).await,
+        Step::Verify => Box::pin(lambdas::Verify::apply(ctx, state)).await,
         Step::AmpStatus | Step::GrafanaStatus | Step::Plan | Step::Finish => {
             Err(Error::Internal(format!("{} is not a step of plan", step.name())))
         }

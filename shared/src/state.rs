@@ -233,6 +233,18 @@ pub struct PreflightOutput {
     /// Why there is nothing to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The record keys of the IAM names the input gives that preflight found free (no policy or
+    /// role by that name): their steps create them without looking again. A name taken meanwhile
+    /// makes the create fail as already existing, and the step then looks as usual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+}
+
+impl PreflightOutput {
+    /// Whether preflight found the IAM name of `record_key` free.
+    pub fn found_absent(&self, record_key: &str) -> bool {
+        self.absent.iter().any(|k| k == record_key)
+    }
 }
 
 /// irsa-trust: what the trust policy holds for us.

@@ -596,11 +596,12 @@ async fn verify_passes_then_names_what_was_removed_out_of_band_and_warn_only_rep
     // WHEN verify runs
     let out = env.verify(&env.state).await.expect("verify");
 
-    // THEN every check passed, with our own evaluation (moto cannot simulate), and the result is in SSM
+    // THEN every check passed, simulated by IAM (the local stack answers it as IAM does, moto
+    // lacks it), and the result is in SSM
     assert_eq!(out.status, "passed", "{out:#?}");
     assert_eq!(out.mode, "fail");
-    assert_eq!(out.policy_method, verify::METHOD_EVALUATE);
-    assert!(out.policy_method_note.as_deref().unwrap_or_default().contains("SimulatePrincipalPolicy"), "{out:#?}");
+    assert_eq!(out.policy_method, verify::METHOD_SIMULATE);
+    assert_eq!(out.policy_method_note, None, "{out:#?}");
     let names: Vec<&str> = out.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
@@ -695,6 +696,34 @@ async fn verify_passes_then_names_what_was_removed_out_of_band_and_warn_only_rep
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_iam_cannot_simulate_verify_evaluates_the_documents_and_says_so() {
+    // GIVEN an applied deployment, on an endpoint that lacks iam:SimulatePrincipalPolicy (a bare
+    // HTTP 500 with no AWS error code, as moto answers)
+    let env = provision(json!({"version": "10.4"})).await;
+    let faults =
+        json!({"rate": 1.0, "kinds": ["absent"], "services": ["iam"], "operations": ["SimulatePrincipalPolicy"]});
+    let (status, body) = env.stack.router_control("POST", "/_router/faults", &faults.to_string());
+    assert_eq!(status, 200, "{body}");
+
+    // WHEN verify runs
+    let out = env.verify(&env.state).await.expect("verify");
+
+    // THEN it passed by its own evaluation of the roles' documents, and says why
+    assert_eq!(out.status, "passed", "{out:#?}");
+    assert_eq!(out.policy_method, verify::METHOD_EVALUATE);
+    assert!(out.policy_method_note.as_deref().unwrap_or_default().contains("SimulatePrincipalPolicy"), "{out:#?}");
+
+    // AND with the write policy detached, that evaluation fails as the simulation does
+    let wp = env.state.write_policy.as_ref().unwrap().policy_arn.clone();
+    env.clients.iam.detach_role_policy().role_name("dr-core-irsa").policy_arn(&wp).send().await.unwrap();
+    let err = env.verify(&env.state).await.expect_err("must fail");
+    env.stack.router_control("DELETE", "/_router/faults", "{}");
+    let msg = err.to_string();
+    assert!(msg.contains("irsa-role-policy: role dr-core-irsa is not allowed aps:RemoteWrite"), "{msg}");
+    env.clients.iam.attach_role_policy().role_name("dr-core-irsa").policy_arn(&wp).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_appears_in_outputs_parameters_or_the_function_logs() {
     // GIVEN an applied deployment with admins
     let env = provision(json!({"version": "12.4", "admins": {"users": [ADMIN_USER]}})).await;
@@ -762,7 +791,7 @@ async fn child_process_runs_both_steps() {
 /// shape added to the IRSA role's converged trust policy, then verify. Where IAM denies the
 /// collector, or where the evaluator cannot decide, verify must fail on `irsa-trust-collector`;
 /// where the Deny does not apply to the collector, that check passes. The result says which
-/// evaluator decided.
+/// evaluator decided the policy checks (IAM's simulation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_fails_for_every_deny_shape_iam_would_deny_or_we_cannot_decide() {
     let env = provision(json!({"version": "10.4"})).await;
@@ -798,7 +827,8 @@ async fn verify_fails_for_every_deny_shape_iam_would_deny_or_we_cannot_decide() 
         let must_pass = case["expect"] == "passes";
         match (&got, must_pass) {
             (Ok(out), true) => {
-                if !out.evaluator.starts_with("local (") {
+                // the policy checks simulated (the local stack answers it as IAM does)
+                if out.evaluator != verify::METHOD_SIMULATE {
                     wrong.push(format!("{name}: evaluator {:?}", out.evaluator));
                 }
             }

@@ -277,6 +277,55 @@ fn record_reads_per_invocation(requests: &[Value]) -> Vec<(String, usize)> {
     per
 }
 
+/// Per Lambda invocation, its AWS operations in order (calls belong to the invoke logged before
+/// them: one task at a time).
+fn operations_per_invocation(requests: &[Value]) -> Vec<(String, Vec<String>)> {
+    let mut sorted = requests.to_vec();
+    sorted.sort_by_key(|r| r["seq"].as_u64().unwrap_or(0));
+    let mut per: Vec<(String, Vec<String>)> = Vec::new();
+    for r in &sorted {
+        if let Some(f) = r["function"].as_str() {
+            per.push((f.to_string(), Vec::new()));
+        } else if let (Some(last), Some(op)) = (per.last_mut(), r["operation"].as_str()) {
+            last.1.push(format!("{}:{op}", r["service"].as_str().unwrap_or("?")));
+        }
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_step_asks_iam_or_ssm_what_it_already_knows() {
+    let (stack, _, _, sm) = start_deployed(&StackOptions::default()).await;
+
+    for run in ["create", "rerun"] {
+        stack.reset_requests();
+        let out = stack.execute(&sm, run, &minimal()).await;
+        assert_eq!(out.status, "SUCCEEDED", "{out:?}");
+        let per = operations_per_invocation(&stack.requests());
+        assert!(per.iter().any(|(f, ops)| f == "irsa-trust" && ops.iter().any(|o| o == "iam:GetRole")), "{per:?}");
+        for (f, ops) in &per {
+            // GetRole and GetPolicy carry the tags: no separate tag listing.
+            let tag_lists: Vec<_> = ops.iter().filter(|o| o.ends_with("Tags")).collect();
+            assert!(tag_lists.is_empty(), "{run}: {f} listed tags: {ops:?}");
+            // An overwrite keeps its tier without asking for it first (SSM refuses a downgrade;
+            // only that refusal makes us read the live tier).
+            assert!(!ops.iter().any(|o| o == "ssm:DescribeParameters"), "{run}: {f}: {ops:?}");
+            // One GetRole per role an invocation looks at (preflight and verify: the IRSA role
+            // and the Grafana role; the others one), read again only after an IAM write.
+            let limit = if f == "preflight" || f == "verify" { 2 } else { 1 };
+            let mut since_write = 0;
+            for o in ops {
+                if o == "iam:GetRole" {
+                    since_write += 1;
+                    assert!(since_write <= limit, "{run}: {f} read a role again without writing: {ops:?}");
+                } else if o.starts_with("iam:") && !o.starts_with("iam:Get") && !o.starts_with("iam:List") {
+                    since_write = 0;
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_step_reads_the_record_at_most_once() {
     let (stack, _, _, sm) = start_deployed(&StackOptions::default()).await;

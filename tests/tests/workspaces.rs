@@ -215,6 +215,21 @@ async fn a_parameter_that_needed_the_advanced_tier_is_never_rewritten_as_standar
     assert_eq!(tier_of(&clients, name).await, "Advanced");
     let v = clients.ssm.get_parameter().name(name).send().await.unwrap();
     assert_eq!(v.parameter().unwrap().value(), Some("small"));
+    // AND the stack holds a client to SSM's rule as AWS does: an Advanced parameter overwritten
+    // as Standard is refused (moto alone would downgrade it)
+    let downgrade = clients
+        .ssm
+        .put_parameter()
+        .name(name)
+        .value("small")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tier(aws_sdk_ssm::types::ParameterTier::Standard)
+        .overwrite(true)
+        .send()
+        .await;
+    let err = downgrade.expect_err("a downgrade to Standard is refused");
+    assert!(format!("{err:?}").contains("can't downgrade"), "{err:?}");
+    assert_eq!(tier_of(&clients, name).await, "Advanced");
     // AND a parameter that never needed more stays Standard
     let other = "/o11y/dr-prod/grafana-url";
     ssm::put_parameter(&clients.ssm, other, "a", false, &tags, "test").await.unwrap();

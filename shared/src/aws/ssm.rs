@@ -95,22 +95,23 @@ pub async fn put_parameter(
             Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
         }
     }
-    // SSM refuses to turn an Advanced parameter back into a Standard one: once Advanced, a
-    // parameter stays Advanced even when its new value would fit Standard.
-    let tier = if tier == ParameterTier::Standard && live_tier(ssm, name).await? == Some(ParameterTier::Advanced) {
-        ParameterTier::Advanced
-    } else {
-        tier
+    let overwrite = |tier: ParameterTier| {
+        ssm.put_parameter().name(name).value(value).r#type(ParameterType::String).tier(tier).overwrite(true).send()
     };
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(ParameterType::String)
-        .tier(tier)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(|e| from_sdk("ssm:PutParameter", e))?;
+    match overwrite(tier.clone()).await {
+        Ok(_) => {}
+        // SSM refuses to turn an Advanced parameter back into a Standard one: once Advanced, a
+        // parameter stays Advanced even when its new value would fit Standard. Its tier is read
+        // only then (`DescribeParameters`), not before every overwrite.
+        Err(e)
+            if tier == ParameterTier::Standard
+                && e.raw_response().is_some_and(|r| r.status().as_u16() == 400)
+                && live_tier(ssm, name).await? == Some(ParameterTier::Advanced) =>
+        {
+            overwrite(ParameterTier::Advanced).await.map_err(|e| from_sdk("ssm:PutParameter", e))?;
+        }
+        Err(e) => return Err(from_sdk("ssm:PutParameter", e)),
+    }
     tracing::info!(parameter = %name, "SSM parameter updated");
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::domain::names;
 use crate::domain::scope;
 use crate::state::{ChangeKind, PlannedChange, ProvisionState};
 
+pub mod iam_reads;
 pub mod lease;
 pub mod recall;
 pub mod record;
@@ -85,6 +86,8 @@ pub struct Ctx {
     pub execution: Option<String>,
     /// The deployment's record as this invocation last read or wrote it ([`record::load`]).
     pub record_cache: record::RecordCache,
+    /// The IAM roles and policies this invocation has read since its last write ([`iam_reads`]).
+    pub iam_reads: iam_reads::IamReads,
 }
 
 impl Ctx {
@@ -133,7 +136,14 @@ impl Ctx {
         }
         let plan = (deployment.action == Action::Plan).then(PlanLog::default);
         let execution = state.execution.clone().or_else(|| state.run.clone());
-        Ok(Self { clients, deployment, plan, execution, record_cache: record::RecordCache::default() })
+        Ok(Self {
+            clients,
+            deployment,
+            plan,
+            execution,
+            record_cache: record::RecordCache::default(),
+            iam_reads: Default::default(),
+        })
     }
 
     /// The write gate. Applying: performs `write` and returns its result. Planning: records
@@ -144,7 +154,12 @@ impl Ctx {
         Fut: Future<Output = Result<T>>,
     {
         self.report(change);
-        self.write_unreported(write).await
+        let out = self.write_unreported(write).await;
+        // Whatever it wrote (a trust policy, a new policy version, a role), IAM is read again.
+        if self.plan.is_none() {
+            self.iam_reads.forget();
+        }
+        out
     }
 
     /// A write that plan neither makes nor reports (the record, the lease): applying, performs

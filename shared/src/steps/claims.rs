@@ -16,6 +16,7 @@
 use serde_json::Value;
 
 use crate::aws::sdk::from_sdk;
+use crate::ctx::iam_reads;
 use crate::ctx::record::{self, keys, Record};
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
@@ -43,30 +44,37 @@ fn default_name(ctx: &Ctx, record_key: &str) -> String {
     }
 }
 
-/// Checks every IAM claim of the input (see the module documentation). Read-only.
-pub async fn check(ctx: &Ctx, account_id: &str) -> Result<()> {
+/// Checks every IAM claim of the input (see the module documentation). Read-only. Returns the
+/// record keys whose names are free (no such policy or role).
+pub async fn check(ctx: &Ctx, account_id: &str) -> Result<Vec<String>> {
     let d = &ctx.deployment;
     let rec = record::load(ctx).await?;
     // Only the actions are compared: the workspace is not known yet, any ARN will do.
     let workspace = format!("arn:{}:aps:{}:{account_id}:workspace/*", d.partition, d.region);
     let write = policy::write_policy(&d.partition, &d.region, account_id, &d.log_group_name, &workspace);
-    check_policy(ctx, &rec, account_id, keys::WRITE_POLICY, &d.write_policy_name, &write).await?;
-    check_role(ctx, &rec, keys::GRAFANA_ROLE, &d.grafana_role_name).await?;
+    let mut absent = Vec::new();
+    if !check_policy(ctx, &rec, account_id, keys::WRITE_POLICY, &d.write_policy_name, &write).await? {
+        absent.push(keys::WRITE_POLICY.to_string());
+    }
+    if !check_role(ctx, &rec, keys::GRAFANA_ROLE, &d.grafana_role_name).await? {
+        absent.push(keys::GRAFANA_ROLE.to_string());
+    }
     let read = policy::read_policy(&workspace);
-    check_policy(ctx, &rec, account_id, keys::READ_POLICY, &d.grafana_read_policy_name, &read).await
+    if !check_policy(ctx, &rec, account_id, keys::READ_POLICY, &d.grafana_read_policy_name, &read).await? {
+        absent.push(keys::READ_POLICY.to_string());
+    }
+    Ok(absent)
 }
 
 /// The owner a policy's tags name.
 pub async fn policy_owner(ctx: &Ctx, arn: &str) -> Result<Option<TaggedOwner>> {
-    let pages = ctx.clients.iam.list_policy_tags().policy_arn(arn).into_paginator().items().send();
-    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
+    let tags = iam_reads::policy_tags(ctx, arn).await?;
     Ok(TaggedOwner::from_tags(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// The owner a role's tags name.
 pub async fn role_owner(ctx: &Ctx, role_name: &str) -> Result<Option<TaggedOwner>> {
-    let pages = ctx.clients.iam.list_role_tags().role_name(role_name).into_paginator().items().send();
-    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListRoleTags", e))?;
+    let tags = iam_reads::role_tags(ctx, role_name).await?;
     Ok(TaggedOwner::from_tags(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
@@ -123,16 +131,16 @@ async fn check_policy(
     record_key: &str,
     name: &str,
     ours: &Value,
-) -> Result<()> {
+) -> Result<bool> {
     let d = &ctx.deployment;
     let Some(live) = iam_util::find_policy(ctx, account_id, name).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let arn = live.arn().unwrap_or_default().to_string();
     let owner = policy_owner(ctx, &arn).await?;
     refuse_other_owner(ctx, record_key, "policy", name, owner.as_ref())?;
     if recorded_owned(rec, record_key, &arn) || owner.is_some_and(|o| o.is(&d.name, &d.region)) {
-        return Ok(());
+        return Ok(true);
     }
     let version = live.default_version_id().unwrap_or_default();
     let current = ctx
@@ -147,32 +155,25 @@ async fn check_policy(
     let doc = policy::decode_document(current.policy_version().and_then(|v| v.document()).unwrap_or_default())?;
     let beyond = policy::actions_beyond(&doc, ours);
     if beyond.is_empty() {
-        Ok(())
+        Ok(true)
     } else {
         Err(foreign_policy_error(record_key, name, &beyond))
     }
 }
 
-async fn check_role(ctx: &Ctx, rec: &Record, record_key: &str, name: &str) -> Result<()> {
+async fn check_role(ctx: &Ctx, rec: &Record, record_key: &str, name: &str) -> Result<bool> {
     let d = &ctx.deployment;
-    let role = match ctx.clients.iam.get_role().role_name(name).send().await {
-        Ok(out) => match out.role().cloned() {
-            Some(role) => role,
-            None => return Ok(()),
-        },
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => return Ok(()),
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
-    };
+    let Some(role) = iam_reads::role(ctx, name).await? else { return Ok(false) };
     let owner = role_owner(ctx, name).await?;
     refuse_other_owner(ctx, record_key, "role", name, owner.as_ref())?;
     // Ours, or adopted by an earlier run (the record names this very role), or named by the input.
     let known = rec.resource(record_key).is_some_and(|r| r.id == role.arn());
     if known || owner.is_some_and(|o| o.is(&d.name, &d.region)) || name != default_name(ctx, record_key) {
-        return Ok(());
+        return Ok(true);
     }
     let trust = policy::decode_document(role.assume_role_policy_document().unwrap_or_default())?;
     if trusts_grafana(&trust) {
-        return Ok(());
+        return Ok(true);
     }
     let field = input_field(record_key);
     Err(Error::Conflict(format!(

@@ -39,11 +39,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     let retired = record::renamed(&record::load(ctx).await?, keys::GRAFANA_ROLE, &d.grafana_role_name);
     let retired_roles = role_names(&retired, &d.grafana_role_name);
 
-    let live = match iam.get_role().role_name(&d.grafana_role_name).send().await {
-        Ok(out) => out.role().cloned(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
-    };
+    // Preflight found no role by this name: created without looking again.
+    let absent = pre.found_absent(keys::GRAFANA_ROLE);
+    let live = if absent { None } else { crate::ctx::iam_reads::role(ctx, &d.grafana_role_name).await? };
     let (role_arn, adopted, created, trust_updated) = match live {
         None => {
             let change = Change::new(
@@ -55,16 +53,31 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
             let tags = iam_util::iam_tags(ctx)?;
             let created = ctx
                 .write(change, || async {
-                    iam.create_role()
+                    Ok(iam
+                        .create_role()
                         .role_name(&d.grafana_role_name)
                         .assume_role_policy_document(policy::to_compact(&desired))
                         .description(ROLE_DESCRIPTION)
                         .set_tags(Some(tags))
                         .send()
-                        .await
-                        .map_err(|e| from_sdk("iam:CreateRole", e))
+                        .await)
                 })
                 .await?;
+            let created = match created {
+                Some(Err(e))
+                    if absent && e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) =>
+                {
+                    // Taken since preflight looked (or by this step's own earlier attempt): look as usual.
+                    let mut looked = state.clone();
+                    if let Some(p) = looked.preflight.as_mut() {
+                        p.absent.retain(|k| k != keys::GRAFANA_ROLE);
+                    }
+                    return Box::pin(run(ctx, &looked)).await;
+                }
+                Some(Err(e)) => return Err(from_sdk("iam:CreateRole", e)),
+                Some(Ok(out)) => Some(out),
+                None => None,
+            };
             match created {
                 None => (names::role_arn(&d.partition, &pre.account_id, &d.grafana_role_name), false, true, false),
                 Some(out) => {
@@ -108,8 +121,14 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     };
 
     let doc = policy::read_policy(&amp.arn);
-    let read_policy =
-        iam_util::converge_attached(ctx, &pre.account_id, &read_policy(ctx), READ_POLICY_DESCRIPTION, &doc).await?;
+    let read_policy = iam_util::converge_attached(
+        ctx,
+        &pre.account_id,
+        &read_policy(ctx),
+        (READ_POLICY_DESCRIPTION, &doc),
+        pre.found_absent(keys::READ_POLICY),
+    )
+    .await?;
     Ok(GrafanaRoleOutput {
         role_arn,
         role_name: d.grafana_role_name.clone(),

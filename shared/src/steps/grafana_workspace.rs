@@ -137,7 +137,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
         }
     };
 
-    let mut out = describe(ctx, &pre.account_id, &id).await?;
+    let (mut out, live) = describe_live(ctx, &pre.account_id, &id).await?;
     out.created = created;
     if !created {
         let recorded =
@@ -153,7 +153,9 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaWorkspaceOu
     }
     if !created {
         let rename = (!out.adopted).then_some(d.grafana_workspace_name.as_str());
-        if let Some(status) = converge(ctx, &id, &role.role_arn, &out.status, rename, &mut out.not_applied).await? {
+        if let Some(status) =
+            converge(ctx, (&id, &live), &role.role_arn, &out.status, rename, &mut out.not_applied).await?
+        {
             out.updated = true;
             // Updated (UPDATING): the state machine waits for ACTIVE again, so that the steps
             // after it, and a delete right after the run, find the workspace stable.
@@ -358,6 +360,15 @@ pub const DELETED: &str = "DELETED";
 
 /// Describes the workspace (the wait loop uses this too). `adopted` comes from the tags.
 pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWorkspaceOutput> {
+    Ok(describe_live(ctx, account_id, id).await?.0)
+}
+
+/// [`describe`], and the description as Grafana answered it.
+async fn describe_live(
+    ctx: &Ctx,
+    account_id: &str,
+    id: &str,
+) -> Result<(GrafanaWorkspaceOutput, aws_sdk_grafana::types::WorkspaceDescription)> {
     let out = ctx
         .clients
         .grafana
@@ -366,13 +377,12 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
         .send()
         .await
         .map_err(|e| from_sdk("grafana:DescribeWorkspace", e))?;
-    let ws = out
-        .workspace()
-        .ok_or_else(|| Error::Internal(format!("grafana:DescribeWorkspace returned nothing for {id}")))?;
+    let ws =
+        out.workspace.ok_or_else(|| Error::Internal(format!("grafana:DescribeWorkspace returned nothing for {id}")))?;
     let owned = ctx.owns(ws.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
     let endpoint = ws.endpoint().to_string();
     let d = &ctx.deployment;
-    Ok(GrafanaWorkspaceOutput {
+    let out = GrafanaWorkspaceOutput {
         workspace_id: ws.id().to_string(),
         arn: workspace_arn(&d.partition, &d.region, account_id, ws.id()),
         name: ws.name().unwrap_or_default().to_string(),
@@ -386,7 +396,8 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
         retired_workspaces: Vec::new(),
         not_applied: Vec::new(),
         poll: None,
-    })
+    };
+    Ok((out, ws))
 }
 
 /// Points an existing workspace at our role with CUSTOMER_MANAGED permissions, and renames it to
@@ -394,7 +405,7 @@ pub async fn describe(ctx: &Ctx, account_id: &str, id: &str) -> Result<GrafanaWo
 /// when it updated (planning: the live one).
 async fn converge(
     ctx: &Ctx,
-    id: &str,
+    (id, ws): (&str, &aws_sdk_grafana::types::WorkspaceDescription),
     role_arn: &str,
     status: &str,
     rename: Option<&str>,
@@ -404,9 +415,6 @@ async fn converge(
         return Ok(None);
     }
     let g = &ctx.clients.grafana;
-    let out =
-        g.describe_workspace().workspace_id(id).send().await.map_err(|e| from_sdk("grafana:DescribeWorkspace", e))?;
-    let Some(ws) = out.workspace() else { return Ok(None) };
     let new_name = rename.filter(|n| ws.name() != Some(*n));
     let role_ok = ws.workspace_role_arn() == Some(role_arn);
     let perm_ok = ws.permission_type() == Some(&PermissionType::CustomerManaged);

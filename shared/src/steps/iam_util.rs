@@ -5,6 +5,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
 use crate::aws::sdk::from_sdk;
+use crate::ctx::iam_reads;
 use crate::ctx::record::{self, ResourceRecord};
 use crate::ctx::{Change, Ctx};
 use crate::domain::error::{Error, Result};
@@ -16,13 +17,9 @@ use crate::steps::claims;
 
 /// The trust policy of `role_name`; `None` when the role does not exist.
 pub async fn trust_of(ctx: &Ctx, role_name: &str) -> Result<Option<Value>> {
-    match ctx.clients.iam.get_role().role_name(role_name).send().await {
-        Ok(r) => {
-            let raw = r.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-            Ok(Some(policy::decode_document(raw)?))
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
-        Err(e) => Err(from_sdk("iam:GetRole", e)),
+    match iam_reads::role(ctx, role_name).await? {
+        Some(r) => Ok(Some(policy::decode_document(r.assume_role_policy_document().unwrap_or_default())?)),
+        None => Ok(None),
     }
 }
 
@@ -86,6 +83,9 @@ pub struct PolicySpec<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub document: &'a Value,
+    /// Preflight found no policy by this name ([`crate::state::PreflightOutput::absent`]): it
+    /// is created without looking again.
+    pub absent: bool,
 }
 
 /// A managed policy of a step, by name, and the role it is attached to.
@@ -98,16 +98,23 @@ pub struct PolicyRef<'a> {
     pub role_name: &'a str,
 }
 
-/// Converges the policy `target` names to `document` and attaches it to its role.
+/// Converges the policy `target` names to `document` and attaches it to its role; `absent`:
+/// preflight found no policy by that name ([`PolicySpec::absent`]).
 pub async fn converge_attached(
     ctx: &Ctx,
     account_id: &str,
     target: &PolicyRef<'_>,
-    description: &str,
-    document: &Value,
+    (description, document): (&str, &Value),
+    absent: bool,
 ) -> Result<PolicyOutput> {
-    let spec =
-        PolicySpec { step: target.step, record_key: target.record_key, name: target.name, description, document };
+    let spec = PolicySpec {
+        step: target.step,
+        record_key: target.record_key,
+        name: target.name,
+        description,
+        document,
+        absent,
+    };
     // The input names another policy than the recorded one: the recorded one is retired once the
     // new one is accepted (recorded in its place), and removed once the new one is attached.
     let retired = record::renamed(&record::load(ctx).await?, target.record_key, target.name);
@@ -129,11 +136,7 @@ async fn retire_policies(
 ) -> Result<()> {
     let mine: Vec<&ResourceRecord> = retired.iter().filter(|r| names::iam_name(&r.id) != target.name).collect();
     for r in &mine {
-        let exists = match ctx.clients.iam.get_policy().policy_arn(&r.id).send().await {
-            Ok(_) => true,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => false,
-            Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
-        };
+        let exists = iam_reads::policy(ctx, &r.id).await?.is_some();
         if exists {
             let role = r.attached_to.clone().unwrap_or_else(|| target.role_name.to_string());
             remove_policy(ctx, target.step, Some(r), r.id.clone(), names::iam_name(&r.id), &role, out).await?;
@@ -166,7 +169,8 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
     let iam = &ctx.clients.iam;
     let compact = policy::to_compact(spec.document);
     let before = record::load(ctx).await?;
-    let Some(live) = find_policy(ctx, account_id, spec.name).await? else {
+    let found = if spec.absent { None } else { find_policy(ctx, account_id, spec.name).await? };
+    let Some(live) = found else {
         let arn = names::policy_arn(&ctx.deployment.partition, account_id, spec.name);
         let change = Change::new(
             spec.step,
@@ -187,17 +191,27 @@ pub async fn ensure_managed_policy(ctx: &Ctx, account_id: &str, spec: &PolicySpe
         let tags = iam_tags(ctx)?;
         let created = ctx
             .write(change, || async {
-                iam.create_policy()
+                Ok(iam
+                    .create_policy()
                     .policy_name(spec.name)
                     .policy_document(&compact)
                     .description(spec.description)
                     .set_tags(Some(tags))
                     .send()
-                    .await
-                    .map_err(|e| from_sdk("iam:CreatePolicy", e))
+                    .await)
             })
             .await?;
-        let Some(created) = created else { return Ok(out) };
+        let created = match created {
+            Some(Ok(created)) => created,
+            None => return Ok(out),
+            // Taken since preflight looked (or by this step's own earlier attempt): look as usual.
+            Some(Err(e))
+                if spec.absent && e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                return Box::pin(ensure_managed_policy(ctx, account_id, &PolicySpec { absent: false, ..*spec })).await
+            }
+            Some(Err(e)) => return Err(from_sdk("iam:CreatePolicy", e)),
+        };
         let p = created.policy().ok_or_else(|| Error::Internal("iam:CreatePolicy returned no policy".into()))?;
         out.policy_arn = p.arn().unwrap_or(&out.policy_arn).to_string();
         out.default_version_id = p.default_version_id().unwrap_or("v1").to_string();
@@ -334,10 +348,8 @@ async fn record_policy(ctx: &Ctx, key: &str, arn: &str, owned: bool) -> Result<(
 /// among the account's own policies (a policy at another path has another ARN; names are unique).
 pub async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Option<aws_sdk_iam::types::Policy>> {
     let arn = names::policy_arn(&ctx.deployment.partition, account_id, name);
-    match ctx.clients.iam.get_policy().policy_arn(&arn).send().await {
-        Ok(out) => return Ok(out.policy().cloned()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {}
-        Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
+    if let Some(p) = iam_reads::policy(ctx, &arn).await? {
+        return Ok(Some(p));
     }
     let mut pages =
         ctx.clients.iam.list_policies().scope(aws_sdk_iam::types::PolicyScopeType::Local).into_paginator().send();
@@ -351,15 +363,13 @@ pub async fn find_policy(ctx: &Ctx, account_id: &str, name: &str) -> Result<Opti
 }
 
 async fn policy_owned(ctx: &Ctx, arn: &str) -> Result<bool> {
-    let pages = ctx.clients.iam.list_policy_tags().policy_arn(arn).into_paginator().items().send();
-    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListPolicyTags", e))?;
+    let tags = iam_reads::policy_tags(ctx, arn).await?;
     Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Whether a role carries our ownership tag.
 pub async fn role_owned(ctx: &Ctx, role_name: &str) -> Result<bool> {
-    let pages = ctx.clients.iam.list_role_tags().role_name(role_name).into_paginator().items().send();
-    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListRoleTags", e))?;
+    let tags = iam_reads::role_tags(ctx, role_name).await?;
     Ok(ctx.owns(tags.iter().map(|t| (t.key(), t.value()))))
 }
 
@@ -452,7 +462,6 @@ pub async fn delete_managed_policy(
     role_name: &str,
     out: &mut DeleteOutput,
 ) -> Result<()> {
-    let iam = &ctx.clients.iam;
     let rec = record::load(ctx).await?;
     // A retired entry of the name the input names again counts as its entry.
     let recorded = rec
@@ -460,11 +469,7 @@ pub async fn delete_managed_policy(
         .cloned()
         .or_else(|| rec.retired_of(record_key).into_iter().find(|x| names::iam_name(&x.id) == name));
     let live = match &recorded {
-        Some(r) => match iam.get_policy().policy_arn(&r.id).send().await {
-            Ok(p) => p.policy().cloned(),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
-            Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
-        },
+        Some(r) => iam_reads::policy(ctx, &r.id).await?,
         None => find_policy(ctx, account_id, name).await?,
     };
     let Some(live) = live else {
@@ -595,12 +600,9 @@ pub async fn delete_role(
     out: &mut DeleteOutput,
 ) -> Result<()> {
     let iam = &ctx.clients.iam;
-    let arn = match iam.get_role().role_name(role_name).send().await {
-        Ok(r) => r.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
-            return forget(ctx, record_key).await
-        }
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
+    let arn = match iam_reads::role(ctx, role_name).await? {
+        Some(r) => r.arn().to_string(),
+        None => return forget(ctx, record_key).await,
     };
     let rec = record::load(ctx).await?;
     // The record's entry counts only for the role it names (ids compared), not for any role that

@@ -7,7 +7,7 @@
 //! template's IAM conditions and, in a target account, the session policy
 //! ([`crate::domain::iam::policy::target_session_policy`]) say the same.
 
-use crate::aws::sdk::from_sdk;
+use crate::ctx::iam_reads;
 use crate::ctx::record;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
@@ -30,22 +30,11 @@ pub enum Standing {
 
 /// The standing of role `role_name`.
 pub async fn standing(ctx: &Ctx, role_name: &str) -> Result<Standing> {
-    let role = match ctx.clients.iam.get_role().role_name(role_name).send().await {
-        Ok(out) => match out.role().cloned() {
-            Some(role) => role,
-            None => return Ok(Standing::Missing),
-        },
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
-            return Ok(Standing::Missing)
-        }
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
-    };
+    let Some(role) = iam_reads::role(ctx, role_name).await? else { return Ok(Standing::Missing) };
     if role.path().starts_with(SERVICE_LINKED_PATH) {
         return Ok(Standing::ServiceLinked);
     }
-    let pages = ctx.clients.iam.list_role_tags().role_name(role_name).into_paginator().items().send();
-    let tags: Vec<_> = pages.try_collect().await.map_err(|e| from_sdk("iam:ListRoleTags", e))?;
-    let tags: Vec<(&str, &str)> = tags.iter().map(|t| (t.key(), t.value())).collect();
+    let tags: Vec<(&str, &str)> = role.tags().iter().map(|t| (t.key(), t.value())).collect();
     if ctx.owns(tags.iter().copied()) {
         // The record, where it knows this role, must agree that we created it.
         let rec = record::load(ctx).await?;

@@ -72,24 +72,24 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         }
     }
 
-    let irsa_role_arn = match c.iam.get_role().role_name(&d.irsa_role_name).send().await {
-        Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) && deleting => String::new(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
+    let irsa_role_arn = match crate::ctx::iam_reads::role(ctx, &d.irsa_role_name).await? {
+        Some(role) => role.arn().to_string(),
+        None if deleting => String::new(),
+        None => {
             return Err(Error::Precondition(format!(
                 "irsaRoleName: the IRSA role {:?} does not exist in account {account_id}: create it first (see the EKS IRSA guide){}",
                 d.irsa_role_name,
                 target_hint(ctx)
             )))
         }
-        Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
 
     // The registry: no shared or nested SSM prefix, no name another deployment claims.
     let registered = crate::ctx::registry::check(ctx).await?;
     // Which IAM resources the input names are ours to write: refused before any write.
+    let mut absent = Vec::new();
     if !deleting {
-        crate::steps::claims::check(ctx, &account_id).await?;
+        absent = crate::steps::claims::check(ctx, &account_id).await?;
         // The boundary: the IRSA role, and a Grafana role that exists already, must be ours or
         // opted in (removing our grants on delete is checked where it is written).
         crate::steps::opt_in::require(ctx, &d.irsa_role_name).await?;
@@ -133,6 +133,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PreflightOutput> {
         input: None,
         nothing_recorded: false,
         note: None,
+        absent,
     })
 }
 
@@ -180,6 +181,7 @@ pub async fn nothing_recorded(
         trust_policy_quota: policy::TRUST_POLICY_MAX_CHARS,
         input: None,
         nothing_recorded: true,
+        absent: Vec::new(),
     })
 }
 

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::remote_write::{self, Sample};
 use crate::aws::sdk::from_sdk;
 use crate::aws::ssm;
+use crate::ctx::iam_reads;
 use crate::ctx::record;
 use crate::ctx::Ctx;
 use crate::domain::error::{Error, Result};
@@ -83,8 +84,10 @@ fn req(action: &str, resource: &str) -> Requirement {
 
 async fn managed_policy_document(ctx: &Ctx, arn: &str) -> Result<Value> {
     let iam = &ctx.clients.iam;
-    let p = iam.get_policy().policy_arn(arn).send().await.map_err(|e| from_sdk("iam:GetPolicy", e))?;
-    let version = p.policy().and_then(|p| p.default_version_id()).unwrap_or_default().to_string();
+    let p = iam_reads::policy(ctx, arn)
+        .await?
+        .ok_or_else(|| Error::ResourceFailed(format!("policy {arn} is attached but does not exist")))?;
+    let version = p.default_version_id().unwrap_or_default().to_string();
     let v = iam
         .get_policy_version()
         .policy_arn(arn)
@@ -122,8 +125,8 @@ pub async fn role_documents(ctx: &Ctx, role_name: &str) -> Result<RoleDocuments>
             docs.identity.push(policy::decode_document(p.policy_document())?);
         }
     }
-    let role = iam.get_role().role_name(role_name).send().await.map_err(|e| from_sdk("iam:GetRole", e))?;
-    if let Some(arn) = role.role().and_then(|r| r.permissions_boundary()).and_then(|b| b.permissions_boundary_arn()) {
+    let role = iam_reads::role(ctx, role_name).await?;
+    if let Some(arn) = role.as_ref().and_then(|r| r.permissions_boundary()).and_then(|b| b.permissions_boundary_arn()) {
         docs.boundary = Some(managed_policy_document(ctx, arn).await?);
     }
     Ok(docs)
@@ -603,9 +606,9 @@ async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: Ve
     ));
 
     // 3-4. Trust.
-    let role =
-        ctx.clients.iam.get_role().role_name(&d.irsa_role_name).send().await.map_err(|e| from_sdk("iam:GetRole", e))?;
-    let current = policy::decode_document(role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or("{}"))?;
+    // A role that is gone admits nothing: the check fails.
+    let role = iam_reads::role(ctx, &d.irsa_role_name).await?;
+    let current = policy::decode_document(role.as_ref().and_then(|r| r.assume_role_policy_document()).unwrap_or("{}"))?;
     let collector = collector_request(&pre.oidc_provider_arn, &d.namespace);
     let verdict = trust::verdict(&current, &collector);
     let admitted = verdict == Some(true);

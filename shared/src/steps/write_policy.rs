@@ -18,7 +18,8 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<PolicyOutput> {
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let d = &ctx.deployment;
     let doc = policy::write_policy(&d.partition, &d.region, &pre.account_id, &d.log_group_name, &amp.arn);
-    iam_util::converge_attached(ctx, &pre.account_id, &target(ctx), DESCRIPTION, &doc).await
+    let absent = pre.found_absent(keys::WRITE_POLICY);
+    iam_util::converge_attached(ctx, &pre.account_id, &target(ctx), (DESCRIPTION, &doc), absent).await
 }
 
 /// Detaches and deletes the write policy when we created it; an adopted one keeps everything

@@ -257,7 +257,7 @@ def purpose_of(c: Classified, method: str, path: str, query: dict, name: str | N
 # Fault injection
 # --------------------------------------------------------------------------------------------
 
-FAULT_KINDS = ("throttle", "500", "503", "reset", "latency", "denied")
+FAULT_KINDS = ("throttle", "500", "503", "reset", "latency", "denied", "absent")
 
 # How a faulted Lambda Invoke is answered. "http": the Invoke API's own error (429, 500, 503, or a
 # reset connection). "function-error": what AWS Step Functions reports for that Lambda service
@@ -392,6 +392,9 @@ class Faults:
 
 def fault_response(kind: str, c: Classified) -> tuple[int, dict, bytes]:
     rid = str(uuid.uuid4())
+    if kind == "absent":
+        # What an endpoint that lacks the API answers (moto: a bare HTTP 500, no AWS error code).
+        return 500, {"Content-Type": "text/html; charset=utf-8"}, b"<!doctype html><title>500 Internal Server Error</title>"
     if kind == "throttle":
         code_json, code_query, msg = "ThrottlingException", "Throttling", "Rate exceeded"
         status, qtype = (400, "Sender")
@@ -1395,6 +1398,12 @@ class RouterHandler(BaseHTTPRequestHandler):
                 entry["refused"] = message
                 ctype = headers.pop("Content-Type")
                 return write_simple(self, status, rbody, headers, content_type=ctype)
+        if r.model_check and c.service == "ssm" and c.operation == "PutParameter":
+            refused = self.ssm_tier_downgrade(backend, body)
+            if refused is not None:
+                entry["refused"] = refused
+                return write_simple(self, 400, {"__type": "ValidationException", "message": refused},
+                                    content_type="application/x-amz-json-1.1")
         capture = False
         if r.authz is not None:
             ident = r.authz.identity(self.headers)
@@ -1416,6 +1425,8 @@ class RouterHandler(BaseHTTPRequestHandler):
         fault = r.faults.pick(c)
         if fault and self.apply_fault(fault, c, entry):
             return
+        if c.service == "iam" and c.operation == "SimulatePrincipalPolicy" and backend == r.default:
+            return self.simulate_principal_policy(body, entry)
         u = urlsplit(backend)
         conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
         conn = conn_cls(u.hostname, u.port, timeout=r.proxy_timeout)
@@ -1451,6 +1462,59 @@ class RouterHandler(BaseHTTPRequestHandler):
             self.relay_response(resp)
         finally:
             conn.close()
+
+    def simulate_principal_policy(self, body: bytes, entry: dict):
+        """iam:SimulatePrincipalPolicy, which moto lacks, answered from moto's IAM state
+        (tests/localstack/iam_simulate.py), in the source role's account."""
+        import iam_simulate  # noqa: PLC0415  (boto3 is loaded only when a simulation is asked)
+
+        r = self.router
+        form = parse_qs(body.decode("utf-8", "replace"))
+        source = (form.get("PolicySourceArn") or [""])[0]
+        account = source.split(":")[4] if source.count(":") >= 5 else r.account_id
+        try:
+            if r.authz is not None:
+                iam = r.authz._account_client("iam", account)
+            else:
+                import boto3  # noqa: PLC0415
+
+                iam = boto3.client("iam", endpoint_url=r.default, region_name=r.region,
+                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+            status, out = iam_simulate.simulate(iam, body)
+        except Exception as e:  # noqa: BLE001 - a simulator failure is the service's failure
+            entry["error"] = f"simulate: {e!r}"
+            status, out = iam_simulate._error(500, "ServiceFailure", f"router: simulation failed: {e}")
+        return write_simple(self, status, out, content_type="text/xml")
+
+    def ssm_tier_downgrade(self, backend: str, body: bytes) -> str | None:
+        """SSM's tier rule that moto does not keep: an Advanced parameter is never overwritten as a
+        Standard one (PutParameter with Overwrite and Tier Standard is refused; moto would silently
+        downgrade it). The live tier is read from moto with the request's own credential scope."""
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        if not params.get("Overwrite") or params.get("Tier", "Standard") != "Standard" or not params.get("Name"):
+            return None
+        name = params["Name"]
+        query = {"ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": [name]}]}
+        u = urlsplit(backend)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonSSM.DescribeParameters",
+                       "Authorization": self.headers.get("Authorization") or ""}
+            conn.request("POST", "/", json.dumps(query).encode(), headers)
+            resp = conn.getresponse()
+            live = json.loads(resp.read() or b"{}") if resp.status == 200 else {}
+        except (OSError, ValueError):
+            return None
+        finally:
+            conn.close()
+        if any(p.get("Name") == name and p.get("Tier") == "Advanced" for p in live.get("Parameters", [])):
+            return ("This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the "
+                    "advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the "
+                    "advanced parameter and recreate it as a standard parameter.")
+        return None
 
     def relay_read(self, resp: http.client.HTTPResponse, data: bytes, default_type: str):
         """Relays a response whose body was read (and possibly rewritten) here."""

@@ -76,6 +76,7 @@ fn state() -> ProvisionState {
             input: None,
             nothing_recorded: false,
             note: None,
+            absent: Vec::new(),
         }),
         ..ProvisionState::new(input())
     }
@@ -105,7 +106,14 @@ fn clients(iam: &[&Rule], amp: &[&Rule], grafana: &[&Rule], ssm: &[&Rule]) -> Cl
 
 fn ctx(clients: Clients, plan: bool) -> Ctx {
     let deployment = input::resolve(&input(), Some("us-east-1")).expect("the fixture input is valid");
-    Ctx { clients, deployment, plan: plan.then(PlanLog::default), execution: None, record_cache: Default::default() }
+    Ctx {
+        clients,
+        deployment,
+        plan: plan.then(PlanLog::default),
+        execution: None,
+        record_cache: Default::default(),
+        iam_reads: Default::default(),
+    }
 }
 
 /// Error metadata with `code`, as the SDK's deserializer would have filled it.
@@ -538,21 +546,26 @@ fn policy_mocks(versions: &[(&'static str, u32)], writes: &Log) -> PolicyMocks {
     use aws_sdk_iam::operation::delete_policy_version::DeletePolicyVersionOutput;
     use aws_sdk_iam::operation::get_policy::GetPolicyOutput;
     use aws_sdk_iam::operation::get_policy_version::GetPolicyVersionOutput;
-    use aws_sdk_iam::operation::list_policy_tags::ListPolicyTagsOutput;
     use aws_sdk_iam::operation::list_policy_versions::ListPolicyVersionsOutput;
     use aws_sdk_iam::types::{Policy, PolicyVersion, Tag};
 
+    // GetPolicy answers with the policy's tags (no ListPolicyTags: a call to it finds no rule).
     let get_policy = mock!(aws_sdk_iam::Client::get_policy)
         .match_requests(|r| r.policy_arn() == Some(POLICY_ARN))
         .then_output(|| {
+            let tags: Vec<Tag> =
+                owner_tags().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap()).collect();
             GetPolicyOutput::builder()
-                .policy(Policy::builder().arn(POLICY_ARN).policy_name(POLICY).default_version_id("v2").build())
+                .policy(
+                    Policy::builder()
+                        .arn(POLICY_ARN)
+                        .policy_name(POLICY)
+                        .default_version_id("v2")
+                        .set_tags(Some(tags))
+                        .build(),
+                )
                 .build()
         });
-    let tags = mock!(aws_sdk_iam::Client::list_policy_tags).then_output(|| {
-        let tags = owner_tags().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap()).collect();
-        ListPolicyTagsOutput::builder().set_tags(Some(tags)).build().unwrap()
-    });
     // IAM returns the document URL-encoded.
     let encoded = utf8_percent_encode(&live_policy().to_string(), NON_ALPHANUMERIC).to_string();
     let get_version = mock!(aws_sdk_iam::Client::get_policy_version)
@@ -596,7 +609,7 @@ fn policy_mocks(versions: &[(&'static str, u32)], writes: &Log) -> PolicyMocks {
             .policy_version(PolicyVersion::builder().version_id("v7").is_default_version(true).build())
             .build()
     });
-    PolicyMocks { rules: vec![get_policy, tags, get_version, list_versions], delete, create }
+    PolicyMocks { rules: vec![get_policy, get_version, list_versions], delete, create }
 }
 
 fn policy_spec(document: &Value) -> PolicySpec<'_> {
@@ -606,6 +619,7 @@ fn policy_spec(document: &Value) -> PolicySpec<'_> {
         name: POLICY,
         description: "remote write",
         document,
+        absent: false,
     }
 }
 
@@ -853,15 +867,46 @@ async fn ssm_values_over_4096_bytes_go_to_the_advanced_tier_and_over_8192_are_re
 
 #[tokio::test]
 async fn an_overwrite_that_fits_standard_keeps_an_advanced_parameter_advanced() {
+    // SSM's own answer to a Standard overwrite of an Advanced parameter (awsJson, HTTP 400).
+    let refused = mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| r.tier().map(|t| t.as_str()) == Some("Standard"))
+        .then_http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(
+                    "{\"__type\":\"ValidationException\",\"message\":\"This parameter uses the advanced-parameter \
+                     tier. You can't downgrade a parameter from the advanced-parameter tier to the \
+                     standard-parameter tier.\"}",
+                ),
+            )
+        });
     let put_log = Log::default();
     let (put, advanced) = (put_parameter(&put_log), describe_tier(Some("Advanced")));
-    let c = clients(&[], &[], &[], &[&put, &advanced]);
+    let c = clients(&[], &[], &[], &[&refused, &put, &advanced]);
 
     o11y_shared::aws::ssm::put_parameter(&c.ssm, "/o11y/dr-prod/helm-values", "small", true, &[], "d")
         .await
         .expect("overwritten");
 
+    // The overwrite asks for Standard first (no tier read before it), is refused, reads the tier
+    // once, and writes Advanced.
+    assert_eq!(refused.num_calls(), 1);
+    assert_eq!(advanced.num_calls(), 1);
     let tiers: Vec<Value> = puts(&put_log).iter().map(|p| p["tier"].clone()).collect();
     assert_eq!(tiers, vec![json!("Advanced")], "SSM refuses Advanced -> Standard");
-    assert_eq!(advanced.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_overwrite_of_a_standard_parameter_reads_no_tier() {
+    let put_log = Log::default();
+    let (put, standard) = (put_parameter(&put_log), describe_tier(Some("Standard")));
+    let c = clients(&[], &[], &[], &[&put, &standard]);
+
+    o11y_shared::aws::ssm::put_parameter(&c.ssm, "/o11y/dr-prod/helm-values", "small", true, &[], "d")
+        .await
+        .expect("overwritten");
+
+    assert_eq!(standard.num_calls(), 0);
+    let tiers: Vec<Value> = puts(&put_log).iter().map(|p| p["tier"].clone()).collect();
+    assert_eq!(tiers, vec![json!("Standard")]);
 }
