@@ -259,38 +259,39 @@ async fn the_values_are_published_while_grafana_is_still_creating() {
     assert_eq!(clients.grafana.list_workspaces().send().await.unwrap().workspaces()[0].status().as_str(), "ACTIVE");
 }
 
-/// Per Lambda invocation (calls belong to the invoke logged before them: one task at a time),
-/// how many times the deployment's record was read from SSM.
-fn record_reads_per_invocation(requests: &[Value]) -> Vec<(String, usize)> {
+/// Per Lambda invocation, the requests logged during it, in order (calls belong to the invoke
+/// logged before them: one task at a time; those before the first invoke are left out).
+fn requests_per_invocation(requests: &[Value]) -> Vec<(String, Vec<Value>)> {
     let mut sorted = requests.to_vec();
     sorted.sort_by_key(|r| r["seq"].as_u64().unwrap_or(0));
-    let mut per: Vec<(String, usize)> = Vec::new();
-    for r in &sorted {
-        if let Some(f) = r["function"].as_str() {
-            per.push((f.to_string(), 0));
-        } else if r["operation"] == "GetParameter"
-            && r["name"].as_str().is_some_and(|n| n.ends_with("/provisioner-state"))
-        {
-            per.last_mut().expect("a record read outside any invocation").1 += 1;
+    let mut per: Vec<(String, Vec<Value>)> = Vec::new();
+    for r in sorted {
+        match r["function"].as_str() {
+            Some(f) => per.push((f.to_string(), Vec::new())),
+            // before the first invocation: the harness's own (StartExecution...)
+            None => {
+                if let Some(last) = per.last_mut() {
+                    last.1.push(r);
+                }
+            }
         }
     }
     per
 }
 
-/// Per Lambda invocation, its AWS operations in order (calls belong to the invoke logged before
-/// them: one task at a time).
+/// Per Lambda invocation, how many times the deployment's record was read from SSM.
+fn record_reads_per_invocation(requests: &[Value]) -> Vec<(String, usize)> {
+    let is_record_read = |r: &Value| {
+        r["operation"] == "GetParameter" && r["name"].as_str().is_some_and(|n| n.ends_with("/provisioner-state"))
+    };
+    let per = requests_per_invocation(requests);
+    per.into_iter().map(|(f, rs)| (f, rs.iter().filter(|r| is_record_read(r)).count())).collect()
+}
+
+/// Per Lambda invocation, its AWS operations in order (`service:Operation`).
 fn operations_per_invocation(requests: &[Value]) -> Vec<(String, Vec<String>)> {
-    let mut sorted = requests.to_vec();
-    sorted.sort_by_key(|r| r["seq"].as_u64().unwrap_or(0));
-    let mut per: Vec<(String, Vec<String>)> = Vec::new();
-    for r in &sorted {
-        if let Some(f) = r["function"].as_str() {
-            per.push((f.to_string(), Vec::new()));
-        } else if let (Some(last), Some(op)) = (per.last_mut(), r["operation"].as_str()) {
-            last.1.push(format!("{}:{op}", r["service"].as_str().unwrap_or("?")));
-        }
-    }
-    per
+    let op = |r: &Value| format!("{}:{}", r["service"].as_str().unwrap_or("?"), r["operation"].as_str().unwrap_or("?"));
+    requests_per_invocation(requests).into_iter().map(|(f, rs)| (f, rs.iter().map(op).collect())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -569,6 +569,53 @@ def main() -> int:
                     any(e["operation"] == "POST /workspaces" and e["write"] for e in rest)
                     and any(e["operation"].startswith("GET /workspaces/") and not e["write"] for e in rest), rest)
 
+        def t_answered_here():
+            # iam:SimulatePrincipalPolicy, which moto lacks: allowed, implicit and explicit deny,
+            # and a permissions boundary that does not allow
+            iam = client("iam")
+            trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+                "Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+            arn = iam.create_role(RoleName="simulated", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+            allow = {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"], "Resource": "*"},
+                {"Effect": "Deny", "Action": "ssm:PutParameter", "Resource": "arn:aws:ssm:*:*:parameter/locked"}]}
+            iam.put_role_policy(RoleName="simulated", PolicyName="p", PolicyDocument=json.dumps(allow))
+
+            def decisions(actions, resource):
+                out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=actions, ResourceArns=[resource])
+                return {r["EvalActionName"]: r["EvalDecision"] for r in out["EvaluationResults"]}
+
+            got = decisions(["ssm:GetParameter", "ssm:DeleteParameter"], "arn:aws:ssm:us-east-1:1:parameter/x")
+            t.check("simulate: allowed and implicit deny",
+                    got == {"ssm:GetParameter": "allowed", "ssm:DeleteParameter": "implicitDeny"}, got)
+            got = decisions(["ssm:PutParameter"], "arn:aws:ssm:us-east-1:1:parameter/locked")
+            t.check("simulate: explicit deny", got == {"ssm:PutParameter": "explicitDeny"}, got)
+            boundary = iam.create_policy(PolicyName="only-get", PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "*"}]}))["Policy"]["Arn"]
+            iam.put_role_permissions_boundary(RoleName="simulated", PermissionsBoundary=boundary)
+            got = decisions(["ssm:GetParameter", "ssm:PutParameter"], "arn:aws:ssm:us-east-1:1:parameter/x")
+            t.check("simulate: the boundary limits", got == {"ssm:GetParameter": "allowed",
+                                                            "ssm:PutParameter": "implicitDeny"}, got)
+            try:
+                iam.simulate_principal_policy(PolicySourceArn=arn.replace("simulated", "nobody"),
+                                              ActionNames=["ssm:GetParameter"])
+                t.check("simulate: missing role is NoSuchEntity", False, "no error")
+            except botocore.exceptions.ClientError as e:
+                t.check("simulate: missing role is NoSuchEntity", e.response["Error"]["Code"] == "NoSuchEntity", e)
+            # SSM: an Advanced parameter is never overwritten as Standard (moto would downgrade)
+            ssm = client("ssm")
+            ssm.put_parameter(Name="/selftest/big", Value="x" * 4097, Type="String", Tier="Advanced")
+            try:
+                ssm.put_parameter(Name="/selftest/big", Value="small", Type="String", Tier="Standard", Overwrite=True)
+                t.check("ssm: downgrade refused", False, "no error")
+            except botocore.exceptions.ClientError as e:
+                t.check("ssm: downgrade refused", e.response["Error"]["Code"] == "ValidationException"
+                        and "downgrade" in e.response["Error"]["Message"], e)
+            ssm.put_parameter(Name="/selftest/big", Value="small", Type="String", Tier="Advanced", Overwrite=True)
+            meta = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": ["/selftest/big"]}])
+            t.check("ssm: Advanced overwrite accepted", meta["Parameters"][0]["Tier"] == "Advanced", meta)
+
         def t_proxy_s3():
             s3 = client("s3")
             s3.create_bucket(Bucket="router-selftest")
@@ -957,6 +1004,7 @@ def main() -> int:
             ("function stats", t_function_stats),
             ("binary reload", t_reload),
             ("proxy to moto", t_proxy_moto),
+            ("answered by the router", t_answered_here),
             ("proxy s3", t_proxy_s3),
             ("route by scope", t_route_by_scope),
             ("path route", t_path_route),
