@@ -388,3 +388,38 @@ async fn grafana_version_not_offered_is_a_validation_error_naming_the_field() {
     assert!(matches!(&err, Error::Validation { field, .. } if field == "grafana.version"), "{err}");
     assert_eq!(grafana_count(&clients).await, 0);
 }
+
+/// Preflight found the write policy's name free, so write-policy creates it without looking again
+/// (`preflight.absent`). A same-named policy that appears in between (someone else's, granting
+/// more than ours) makes that create fail as already existing: the step then judges the policy
+/// as it always does, refuses it, and leaves its document alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_created_after_preflight_found_its_name_free_is_judged_not_overwritten() {
+    let stack = FullStack::start(&StackOptions::default());
+    let (clients, seeded) = setup(&stack).await;
+    let mut state = ProvisionState::new(minimal_input(&seeded));
+    state.run = Some("absent-race".to_string());
+    for step in [engine::Step::Preflight, engine::Step::IrsaTrust, engine::Step::AmpWorkspace] {
+        let out = engine::run_step(step, &clients, &state).await.unwrap_or_else(|e| panic!("{step:?}: {e}"));
+        engine::apply_output(&mut state, step, out).unwrap();
+    }
+    let pre = state.preflight.clone().unwrap();
+    assert!(pre.found_absent("writePolicy"), "{:?}", pre.absent);
+
+    // WHEN someone creates a broader policy by that name before write-policy runs
+    let name = o11y_shared::names::default_write_policy_name("dr-prod", "us-east-1");
+    let foreign =
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]});
+    let created = clients.iam.create_policy().policy_name(&name).policy_document(foreign.to_string()).send().await;
+    let arn = created.unwrap().policy().unwrap().arn().unwrap().to_string();
+    let err = engine::run_step(engine::Step::WritePolicy, &clients, &state).await.expect_err("refused");
+
+    // THEN the step refuses it by the rules of a policy found by name, and changed nothing of it
+    assert_eq!(err.name(), "ConflictError", "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("writePolicyName") && msg.contains("was not created by this deployment"), "{msg}");
+    assert!(msg.contains("s3:*"), "the policy was read and compared with ours: {msg}");
+    assert_eq!(default_document(&clients, &arn).await, foreign);
+    assert_eq!(version_count(&clients, &arn).await, 1);
+    assert!(!attached(&clients, &seeded.irsa_role_name).await.contains(&arn));
+}
