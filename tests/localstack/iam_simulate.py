@@ -31,7 +31,8 @@ def _members(form: dict, name: str) -> list[str]:
     return out
 
 
-def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
+def error(status: int, code: str, message: str) -> tuple[int, bytes]:
+    """An IAM (query protocol) error answer: HTTP status and XML."""
     body = (f'<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
     return status, body.encode()
@@ -67,19 +68,28 @@ def decision(identity: list, boundary: dict | None, action: str, resource: str) 
     return "allowed" if d == "Allow" and b == "Allow" else "implicitDeny"
 
 
-def simulate(iam, body: bytes) -> tuple[int, bytes]:
-    """The answer (HTTP status, XML) to a SimulatePrincipalPolicy request `body` (the form)."""
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    source = (form.get("PolicySourceArn") or [""])[0]
+def form_of(body: bytes) -> dict:
+    """A query-protocol request body as its form."""
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def source_of(form: dict) -> str:
+    """The request's `PolicySourceArn` ("" when absent)."""
+    return (form.get("PolicySourceArn") or [""])[0]
+
+
+def simulate(iam, form: dict) -> tuple[int, bytes]:
+    """The answer (HTTP status, XML) to a SimulatePrincipalPolicy request of `form` ([`form_of`])."""
+    source = source_of(form)
     actions = _members(form, "ActionNames")
     resources = _members(form, "ResourceArns") or ["*"]
     if ":role/" not in source:
-        return _error(400, "InvalidInput", f"the local stack simulates roles only, not {source}")
+        return error(400, "InvalidInput", f"the local stack simulates roles only, not {source}")
     role_name = source.rsplit("/", 1)[-1]
     try:
         identity, boundary = _documents(iam, role_name)
     except iam.exceptions.NoSuchEntityException:
-        return _error(404, "NoSuchEntity", f"The role with name {role_name} cannot be found.")
+        return error(404, "NoSuchEntity", f"The role with name {role_name} cannot be found.")
     members = []
     for action in actions:
         for resource in resources:

@@ -294,15 +294,24 @@ fn operations_per_invocation(requests: &[Value]) -> Vec<(String, Vec<String>)> {
     requests_per_invocation(requests).into_iter().map(|(f, rs)| (f, rs.iter().map(op).collect())).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_step_asks_iam_or_ssm_what_it_already_knows() {
+/// A create of `minimal()` on a deployed stack, then its re-run: each run's name and the
+/// requests the router logged during it.
+async fn create_then_rerun() -> Vec<(&'static str, Vec<Value>)> {
     let (stack, _, _, sm) = start_deployed(&StackOptions::default()).await;
-
+    let mut runs = Vec::new();
     for run in ["create", "rerun"] {
         stack.reset_requests();
         let out = stack.execute(&sm, run, &minimal()).await;
         assert_eq!(out.status, "SUCCEEDED", "{out:?}");
-        let per = operations_per_invocation(&stack.requests());
+        runs.push((run, stack.requests()));
+    }
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_step_asks_iam_or_ssm_what_it_already_knows() {
+    for (run, requests) in create_then_rerun().await {
+        let per = operations_per_invocation(&requests);
         assert!(per.iter().any(|(f, ops)| f == "irsa-trust" && ops.iter().any(|o| o == "iam:GetRole")), "{per:?}");
         for (f, ops) in &per {
             // GetRole and GetPolicy carry the tags: no separate tag listing.
@@ -329,13 +338,8 @@ async fn no_step_asks_iam_or_ssm_what_it_already_knows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_step_reads_the_record_at_most_once() {
-    let (stack, _, _, sm) = start_deployed(&StackOptions::default()).await;
-
-    for run in ["create", "rerun"] {
-        stack.reset_requests();
-        let out = stack.execute(&sm, run, &minimal()).await;
-        assert_eq!(out.status, "SUCCEEDED", "{out:?}");
-        let per = record_reads_per_invocation(&stack.requests());
+    for (run, requests) in create_then_rerun().await {
+        let per = record_reads_per_invocation(&requests);
         // The record is written before each change (a crash must not lose ownership), but a
         // step reads it once and keeps what it wrote.
         assert!(per.iter().any(|(_, n)| *n == 1), "{run}: the steps read the record: {per:?}");

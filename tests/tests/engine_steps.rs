@@ -389,6 +389,22 @@ async fn grafana_version_not_offered_is_a_validation_error_naming_the_field() {
     assert_eq!(grafana_count(&clients).await, 0);
 }
 
+/// The state of run `run` of `minimal_input` after `steps`, each applied as the state machine does.
+async fn state_after(
+    clients: &o11y_shared::aws::Clients,
+    seeded: &Seeded,
+    run: &str,
+    steps: &[engine::Step],
+) -> ProvisionState {
+    let mut state = ProvisionState::new(minimal_input(seeded));
+    state.run = Some(run.to_string());
+    for &step in steps {
+        let out = engine::run_step(step, clients, &state).await.unwrap_or_else(|e| panic!("{step:?}: {e}"));
+        engine::apply_output(&mut state, step, out).unwrap();
+    }
+    state
+}
+
 /// Preflight found the write policy's name free, so write-policy creates it without looking again
 /// (`preflight.absent`). A same-named policy that appears in between (someone else's, granting
 /// more than ours) makes that create fail as already existing: the step then judges the policy
@@ -397,12 +413,8 @@ async fn grafana_version_not_offered_is_a_validation_error_naming_the_field() {
 async fn a_policy_created_after_preflight_found_its_name_free_is_judged_not_overwritten() {
     let stack = FullStack::start(&StackOptions::default());
     let (clients, seeded) = setup(&stack).await;
-    let mut state = ProvisionState::new(minimal_input(&seeded));
-    state.run = Some("absent-race".to_string());
-    for step in [engine::Step::Preflight, engine::Step::IrsaTrust, engine::Step::AmpWorkspace] {
-        let out = engine::run_step(step, &clients, &state).await.unwrap_or_else(|e| panic!("{step:?}: {e}"));
-        engine::apply_output(&mut state, step, out).unwrap();
-    }
+    let steps = [engine::Step::Preflight, engine::Step::IrsaTrust, engine::Step::AmpWorkspace];
+    let state = state_after(&clients, &seeded, "absent-race", &steps).await;
     let pre = state.preflight.clone().unwrap();
     assert!(pre.found_absent("writePolicy"), "{:?}", pre.absent);
 
@@ -422,4 +434,31 @@ async fn a_policy_created_after_preflight_found_its_name_free_is_judged_not_over
     assert_eq!(default_document(&clients, &arn).await, foreign);
     assert_eq!(version_count(&clients, &arn).await, 1);
     assert!(!attached(&clients, &seeded.irsa_role_name).await.contains(&arn));
+}
+
+/// The same for the Grafana role: one created by someone else after preflight found the name free
+/// makes grafana-role's create fail as already existing; the step then judges that role as a role
+/// found by name (not ours, not opted in), refuses to give it our trust, and leaves it as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_created_after_preflight_found_its_name_free_is_judged_not_taken_over() {
+    let stack = FullStack::start(&StackOptions::default());
+    let (clients, seeded) = setup(&stack).await;
+    let steps =
+        [engine::Step::Preflight, engine::Step::IrsaTrust, engine::Step::AmpWorkspace, engine::Step::WritePolicy];
+    let state = state_after(&clients, &seeded, "absent-race-role", &steps).await;
+    assert!(state.preflight.as_ref().unwrap().found_absent("grafanaRole"));
+
+    // WHEN someone creates a role by the Grafana role's name before grafana-role runs
+    let name = o11y_shared::names::default_grafana_role_name("dr-prod", "us-east-1");
+    let foreign = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let created = clients.iam.create_role().role_name(&name).assume_role_policy_document(foreign.to_string());
+    created.send().await.unwrap();
+    let err = engine::run_step(engine::Step::GrafanaRole, &clients, &state).await.expect_err("refused");
+
+    // THEN the step looked at it and refused it as not opted in, its trust and attachments unchanged
+    assert_eq!(err.name(), "PreconditionError", "{err}");
+    assert!(err.to_string().contains("grafana.roleName") && err.to_string().contains("not opted in"), "{err}");
+    assert_eq!(trust_of(&clients, &name).await, foreign);
+    assert!(attached(&clients, &name).await.is_empty());
 }

@@ -16,11 +16,39 @@ use crate::aws::sdk::from_sdk;
 use crate::ctx::Ctx;
 use crate::domain::error::Result;
 
-/// Roles by name and policies by ARN, `None` for one IAM said does not exist.
+/// Entities by key (a role's name, a policy's ARN), `None` for one IAM said does not exist.
+#[derive(Debug)]
+struct Kept<T>(Mutex<HashMap<String, Option<T>>>);
+
+impl<T: Clone> Kept<T> {
+    fn get(&self, key: &str) -> Option<Option<T>> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn keep(&self, key: &str, value: Option<T>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key.to_string(), value);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+/// Roles by name and policies by ARN.
 #[derive(Debug, Default)]
 pub struct IamReads {
-    roles: Mutex<HashMap<String, Option<Role>>>,
-    policies: Mutex<HashMap<String, Option<Policy>>>,
+    roles: Kept<Role>,
+    policies: Kept<Policy>,
 }
 
 impl Clone for IamReads {
@@ -32,39 +60,15 @@ impl Clone for IamReads {
 impl IamReads {
     /// Forgets everything read: after a write, or one whose outcome is unknown.
     pub fn forget(&self) {
-        if let Ok(mut m) = self.roles.lock() {
-            m.clear();
-        }
-        if let Ok(mut m) = self.policies.lock() {
-            m.clear();
-        }
-    }
-
-    fn role(&self, name: &str) -> Option<Option<Role>> {
-        self.roles.lock().ok()?.get(name).cloned()
-    }
-
-    fn policy(&self, arn: &str) -> Option<Option<Policy>> {
-        self.policies.lock().ok()?.get(arn).cloned()
-    }
-
-    fn keep_role(&self, name: &str, role: Option<Role>) {
-        if let Ok(mut m) = self.roles.lock() {
-            m.insert(name.to_string(), role);
-        }
-    }
-
-    fn keep_policy(&self, arn: &str, policy: Option<Policy>) {
-        if let Ok(mut m) = self.policies.lock() {
-            m.insert(arn.to_string(), policy);
-        }
+        self.roles.clear();
+        self.policies.clear();
     }
 }
 
 /// The role `name` with its tags (`iam:GetRole`, once per invocation); `None` when it does not
 /// exist.
 pub async fn role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
-    if let Some(known) = ctx.iam_reads.role(name) {
+    if let Some(known) = ctx.iam_reads.roles.get(name) {
         return Ok(known);
     }
     let role = match ctx.clients.iam.get_role().role_name(name).send().await {
@@ -72,14 +76,14 @@ pub async fn role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
         Err(e) => return Err(from_sdk("iam:GetRole", e)),
     };
-    ctx.iam_reads.keep_role(name, role.clone());
+    ctx.iam_reads.roles.keep(name, role.clone());
     Ok(role)
 }
 
 /// The managed policy `arn` with its tags (`iam:GetPolicy`, once per invocation); `None` when it
 /// does not exist.
 pub async fn policy(ctx: &Ctx, arn: &str) -> Result<Option<Policy>> {
-    if let Some(known) = ctx.iam_reads.policy(arn) {
+    if let Some(known) = ctx.iam_reads.policies.get(arn) {
         return Ok(known);
     }
     let policy = match ctx.clients.iam.get_policy().policy_arn(arn).send().await {
@@ -87,7 +91,7 @@ pub async fn policy(ctx: &Ctx, arn: &str) -> Result<Option<Policy>> {
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
         Err(e) => return Err(from_sdk("iam:GetPolicy", e)),
     };
-    ctx.iam_reads.keep_policy(arn, policy.clone());
+    ctx.iam_reads.policies.keep(arn, policy.clone());
     Ok(policy)
 }
 

@@ -27,6 +27,13 @@ pub const READ_POLICY_DESCRIPTION: &str = "IAM policy for reading Prometheus wor
 
 /// Converges the Grafana role, its trust policy and its read policy.
 pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput> {
+    let absent = require(&state.preflight, "preflight")?.found_absent(keys::GRAFANA_ROLE);
+    converge_role(ctx, state, absent).await
+}
+
+/// [`run`]; `absent`: preflight found no role by this name, so it is created without looking
+/// again.
+async fn converge_role(ctx: &Ctx, state: &ProvisionState, absent: bool) -> Result<GrafanaRoleOutput> {
     let pre = require(&state.preflight, "preflight")?;
     let amp = require(&state.amp_workspace, "amp-workspace")?;
     let d = &ctx.deployment;
@@ -39,8 +46,6 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
     let retired = record::renamed(&record::load(ctx).await?, keys::GRAFANA_ROLE, &d.grafana_role_name);
     let retired_roles = role_names(&retired, &d.grafana_role_name);
 
-    // Preflight found no role by this name: created without looking again.
-    let absent = pre.found_absent(keys::GRAFANA_ROLE);
     let live = if absent { None } else { crate::ctx::iam_reads::role(ctx, &d.grafana_role_name).await? };
     let (role_arn, adopted, created, trust_updated) = match live {
         None => {
@@ -68,11 +73,7 @@ pub async fn run(ctx: &Ctx, state: &ProvisionState) -> Result<GrafanaRoleOutput>
                     if absent && e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) =>
                 {
                     // Taken since preflight looked (or by this step's own earlier attempt): look as usual.
-                    let mut looked = state.clone();
-                    if let Some(p) = looked.preflight.as_mut() {
-                        p.absent.retain(|k| k != keys::GRAFANA_ROLE);
-                    }
-                    return Box::pin(run(ctx, &looked)).await;
+                    return Box::pin(converge_role(ctx, state, false)).await;
                 }
                 Some(Err(e)) => return Err(from_sdk("iam:CreateRole", e)),
                 Some(Ok(out)) => Some(out),

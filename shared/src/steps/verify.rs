@@ -47,6 +47,7 @@ use crate::domain::names;
 use crate::domain::text::clip;
 use crate::state::{require, ProvisionState};
 pub use crate::state::{PolicyMethod, VerifyCheck, VerifyOutput, VerifyStatus};
+use crate::steps::iam_util;
 
 /// The pure evaluation of the role's documents lives in the core (`domain::iam::eval`); its
 /// public items keep their paths here.
@@ -607,8 +608,7 @@ async fn check(ctx: &Ctx, state: &ProvisionState, parameter: String, mut out: Ve
 
     // 3-4. Trust.
     // A role that is gone admits nothing: the check fails.
-    let role = iam_reads::role(ctx, &d.irsa_role_name).await?;
-    let current = policy::decode_document(role.as_ref().and_then(|r| r.assume_role_policy_document()).unwrap_or("{}"))?;
+    let current = iam_util::trust_of(ctx, &d.irsa_role_name).await?.unwrap_or_else(|| serde_json::json!({}));
     let collector = collector_request(&pre.oidc_provider_arn, &d.namespace);
     let verdict = trust::verdict(&current, &collector);
     let admitted = verdict == Some(true);

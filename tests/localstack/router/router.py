@@ -1469,8 +1469,8 @@ class RouterHandler(BaseHTTPRequestHandler):
         import iam_simulate  # noqa: PLC0415  (boto3 is loaded only when a simulation is asked)
 
         r = self.router
-        form = parse_qs(body.decode("utf-8", "replace"))
-        source = (form.get("PolicySourceArn") or [""])[0]
+        form = iam_simulate.form_of(body)
+        source = iam_simulate.source_of(form)
         account = source.split(":")[4] if source.count(":") >= 5 else r.account_id
         try:
             if r.authz is not None:
@@ -1480,10 +1480,10 @@ class RouterHandler(BaseHTTPRequestHandler):
 
                 iam = boto3.client("iam", endpoint_url=r.default, region_name=r.region,
                                    aws_access_key_id="testing", aws_secret_access_key="testing")
-            status, out = iam_simulate.simulate(iam, body)
+            status, out = iam_simulate.simulate(iam, form)
         except Exception as e:  # noqa: BLE001 - a simulator failure is the service's failure
             entry["error"] = f"simulate: {e!r}"
-            status, out = iam_simulate._error(500, "ServiceFailure", f"router: simulation failed: {e}")
+            status, out = iam_simulate.error(500, "ServiceFailure", f"router: simulation failed: {e}")
         return write_simple(self, status, out, content_type="text/xml")
 
     def ssm_tier_downgrade(self, backend: str, body: bytes) -> str | None:
